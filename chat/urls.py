@@ -1,0 +1,10 @@
+from django.urls import path
+
+from chat import views
+
+urlpatterns = [
+    path("", views.room_list, name="room-list"),
+    path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
+    path("rooms/<slug:slug>/messages/", views.older_messages, name="older-messages"),
+    path("accounts/signup/", views.signup, name="signup"),
+]
