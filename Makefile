@@ -1,0 +1,66 @@
+# Parley: `make run` serves the chat, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Django 6 needs Python 3.12+: take the first one found.
+PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help run test test-postgres lint bench screenshots system-deps clean
+
+help:
+	@echo "make run     serve the chat at http://127.0.0.1:8000 (SQLite, in-memory channel layer)"
+	@echo "make test    lint, unit, consumer, PostgreSQL and Playwright end-to-end tests"
+	@echo "make bench   fan-out benchmark: render once per event vs once per receiver"
+
+$(VENV)/.installed: requirements/base.txt requirements/test.txt
+	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed: install it (e.g. apt-get install python3.12 or pyenv install 3.12)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/test.txt
+	touch $@
+
+# Chromium (for Playwright), redis-server and PostgreSQL come from the system's packages.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null; then \
+			echo "Installing$$missing"; \
+			$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) $$missing; \
+		else \
+			echo "Please install:$$missing (e.g. brew install redis postgresql chromium)"; exit 1; \
+		fi; \
+	fi
+
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+test: $(VENV)/.installed system-deps lint
+	$(PY) -m pytest
+	$(MAKE) test-postgres
+
+# The unit and consumer tests once more on a real PostgreSQL started for the run.
+test-postgres: $(VENV)/.installed system-deps
+	$(PY) -m testsupport.with_postgres $(PY) -m pytest chat/tests -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+bench: $(VENV)/.installed
+	$(PY) -m bench.fanout
+
+screenshots: $(VENV)/.installed system-deps
+	$(PY) -m pytest e2e/test_look.py -q
+
+clean:
+	rm -rf $(VENV) staticfiles e2e/screenshots .pytest_cache .ruff_cache

@@ -1,0 +1,124 @@
+"""End-to-end fixtures: real daphne processes, real Chromium, driven by Playwright.
+
+The server runs as in production (DEBUG off, static files from WhiteNoise after
+collectstatic), in its own process with its own SQLite file.
+"""
+
+import itertools
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+
+from testsupport.servers import DaphneServer, RedisServer, manage, production_like_env
+
+SCREENSHOTS = Path(__file__).parent / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+expect.set_options(timeout=10_000)
+
+
+def chromium_path() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        raise RuntimeError(
+            "Chromium is missing: run `make test`, which installs it (apt-get install chromium)"
+        )
+    return path
+
+
+def prepare_site(folder: Path, **env: str) -> dict[str, str]:
+    """A migrated database and collected static files; returns the servers' environment."""
+    server_env = production_like_env(folder, **env)
+    manage(server_env, "migrate", "--noinput")
+    manage(server_env, "collectstatic", "--noinput")
+    create_rooms(server_env, {"garden": "Garden"})
+    return server_env
+
+
+def create_rooms(server_env: dict[str, str], names_by_slug: dict[str, str]) -> None:
+    script = "from chat.models import Room\n" + "".join(
+        f"Room.objects.get_or_create(slug={slug!r}, defaults={{'name': {name!r}}})\n"
+        for slug, name in names_by_slug.items()
+    )
+    manage(server_env, "shell", "-c", script)
+
+
+@pytest.fixture(scope="session")
+def site_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return prepare_site(tmp_path_factory.mktemp("site"))
+
+
+@pytest.fixture
+def server(site_env: dict[str, str], tmp_path: Path) -> Iterator[DaphneServer]:
+    """A fresh daphne process per test (the database is shared, usernames are unique)."""
+    daphne = DaphneServer(site_env, tmp_path / "daphne.log")
+    yield daphne
+    daphne.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    redis = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+_user_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
+    """Opens a new browser context and signs up a fresh user in it; returns its page."""
+    contexts: list[BrowserContext] = []
+
+    def open_as(base_url: str, name: str = "user", viewport: dict | None = None) -> Page:
+        context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
+        contexts.append(context)
+        page = context.new_page()
+        username = f"{name}{os.getpid()}x{next(_user_numbers)}"
+        page.goto(f"{base_url}/accounts/signup/")
+        page.fill("#id_username", username)
+        page.fill("#id_password1", "a-long-test-passphrase-42")
+        page.fill("#id_password2", "a-long-test-passphrase-42")
+        page.click("button[type=submit]")
+        expect(page.locator(".whoami")).to_have_text(username)
+        page.username = username  # type: ignore[attr-defined]
+        return page
+
+    yield open_as
+    for context in contexts:
+        context.close()
+
+
+def open_room(page: Page, base_url: str, slug: str = "lobby") -> None:
+    """Opens a room and waits until its socket has delivered the live form."""
+    page.goto(f"{base_url}/rooms/{slug}/")
+    expect(page.locator("#members")).to_contain_text(page.username)  # type: ignore[attr-defined]
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#message-form input[name=message]", text)
+    page.press("#message-form input[name=message]", "Enter")

@@ -1,0 +1,94 @@
+"""Two people chatting in real Chromium against a real daphne process."""
+
+from playwright.sync_api import expect
+
+from e2e.conftest import open_room, send
+
+
+def test_two_users_see_each_others_messages_and_other_rooms_do_not(server, new_user):
+    alice = new_user(server.url, "alice")
+    bob = new_user(server.url, "bob")
+    carol = new_user(server.url, "carol")
+    open_room(alice, server.url)
+    open_room(bob, server.url)
+    open_room(carol, server.url, "garden")
+
+    send(alice, "Hello from Alice")
+    expect(bob.locator("#messages .message").last).to_contain_text("Hello from Alice")
+    expect(alice.locator("#messages .message").last).to_contain_text("Hello from Alice")
+    send(bob, "Hi Alice, Bob here")
+    expect(alice.locator("#messages .message").last).to_contain_text("Hi Alice, Bob here")
+
+    expect(carol.locator("#messages")).not_to_contain_text("Hello from Alice")
+    expect(carol.locator("#messages")).not_to_contain_text("Hi Alice")
+
+
+def test_input_clears_and_keeps_focus_after_sending(server, new_user):
+    alice = new_user(server.url, "alice")
+    open_room(alice, server.url)
+    send(alice, "Clear me")
+    expect(alice.locator("#messages .message").last).to_contain_text("Clear me")
+    field = alice.locator("#message-form input[name=message]")
+    expect(field).to_have_value("")
+    expect(field).to_be_focused()
+    alice.keyboard.type("typed straight on")
+    expect(field).to_have_value("typed straight on")
+
+
+def test_history_survives_a_reload(server, new_user):
+    alice = new_user(server.url, "alice")
+    open_room(alice, server.url)
+    send(alice, "Remember me after reload")
+    expect(alice.locator("#messages .message").last).to_contain_text("Remember me after reload")
+    alice.reload()
+    expect(alice.locator("#messages .message").last).to_contain_text("Remember me after reload")
+    expect(alice.locator("#messages")).to_contain_text("Remember me after reload")
+
+
+def test_html_in_a_message_shows_as_text(server, new_user):
+    alice = new_user(server.url, "alice")
+    bob = new_user(server.url, "bob")
+    open_room(alice, server.url)
+    open_room(bob, server.url)
+    send(alice, "<b>bold?</b> <img src=x>")
+    last = bob.locator("#messages .message").last
+    expect(last.locator(".body")).to_have_text("<b>bold?</b> <img src=x>")
+    expect(last.locator("b, img")).to_have_count(0)
+
+
+def test_member_list_updates_when_someone_leaves(server, new_user):
+    alice = new_user(server.url, "alice")
+    bob = new_user(server.url, "bob")
+    open_room(alice, server.url)
+    open_room(bob, server.url)
+    expect(alice.locator("#members")).to_contain_text(bob.username)
+    # A second tab of Bob's lists him once.
+    bob_second_tab = bob.context.new_page()
+    bob_second_tab.username = bob.username
+    open_room(bob_second_tab, server.url)
+    expect(alice.locator("#members .member-name", has_text=bob.username)).to_have_count(1)
+
+    bob_second_tab.close()
+    bob.close()
+    expect(alice.locator("#members")).not_to_contain_text(bob.username)
+    expect(alice.locator("#members")).to_contain_text(alice.username)
+
+
+def test_reconnect_after_server_restart_loses_nothing(server, new_user):
+    alice = new_user(server.url, "alice")
+    bob = new_user(server.url, "bob")
+    open_room(alice, server.url)
+    open_room(bob, server.url)
+    send(alice, "Before the restart")
+    expect(bob.locator("#messages")).to_contain_text("Before the restart")
+
+    server.stop()
+    # Typed while the server is down: htmx queues it and sends it on reconnect.
+    send(alice, "Sent while the server was down")
+    server.start()
+
+    expect(bob.locator("#messages")).to_contain_text("Sent while the server was down", timeout=20_000)
+    expect(alice.locator("#messages")).to_contain_text("Sent while the server was down")
+    for page in (alice, bob):
+        expect(page.locator("#messages .message", has_text="Before the restart")).to_have_count(1)
+        expect(page.locator("#messages .message", has_text="Sent while the server was down")).to_have_count(1)

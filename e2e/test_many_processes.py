@@ -1,0 +1,55 @@
+"""Two daphne processes sharing one real Redis and one database, as an operator scales out."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from e2e.conftest import open_room, prepare_site, send
+from testsupport.servers import DaphneServer, RedisServer
+
+
+@pytest.fixture
+def two_servers(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[DaphneServer, DaphneServer]]:
+    folder: Path = tmp_path_factory.mktemp("scaled")
+    env = prepare_site(folder, REDIS_URL=redis_server.url)
+    first = DaphneServer(env, folder / "first.log")
+    second = DaphneServer(env, folder / "second.log")
+    yield first, second
+    first.stop()
+    second.stop()
+
+
+def test_users_on_different_processes_talk_through_redis(two_servers, new_user):
+    first, second = two_servers
+    alice = new_user(first.url, "alice")
+    bob = new_user(second.url, "bob")
+    open_room(alice, first.url)
+    open_room(bob, second.url)
+    # Presence is shared too: each sees the other online.
+    expect(alice.locator("#members")).to_contain_text(bob.username)
+    expect(bob.locator("#members")).to_contain_text(alice.username)
+
+    send(alice, "Across processes from Alice")
+    expect(bob.locator("#messages")).to_contain_text("Across processes from Alice")
+    send(bob, "And back from Bob")
+    expect(alice.locator("#messages")).to_contain_text("And back from Bob")
+
+
+def test_a_browser_whose_process_restarts_gets_what_it_missed(two_servers, new_user):
+    first, second = two_servers
+    alice = new_user(first.url, "alice")
+    bob = new_user(second.url, "bob")
+    open_room(alice, first.url)
+    open_room(bob, second.url)
+
+    second.stop()
+    send(alice, "Posted while Bob's server was down")
+    expect(alice.locator("#messages")).to_contain_text("Posted while Bob's server was down")
+    second.start()
+
+    expect(bob.locator("#messages")).to_contain_text("Posted while Bob's server was down", timeout=20_000)
+    expect(bob.locator("#messages .message", has_text="Posted while Bob's server was down")).to_have_count(1)
