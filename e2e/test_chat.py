@@ -2,7 +2,19 @@
 
 from playwright.sync_api import expect
 
-from e2e.conftest import open_room, send
+from e2e.conftest import create_rooms, open_room, send
+from testsupport.servers import manage
+
+ARCHIVE_OF_120_MESSAGES = """
+from django.contrib.auth.models import User
+from chat.models import Message, Room
+room = Room.objects.get(slug="archive")
+author, _ = User.objects.get_or_create(username="historian")
+if not room.messages.exists():
+    Message.objects.bulk_create(
+        Message(room=room, author=author, body=f"Old note {n:03}") for n in range(1, 121)
+    )
+"""
 
 
 def test_two_users_see_each_others_messages_and_other_rooms_do_not(server, new_user):
@@ -92,3 +104,50 @@ def test_reconnect_after_server_restart_loses_nothing(server, new_user):
     for page in (alice, bob):
         expect(page.locator("#messages .message", has_text="Before the restart")).to_have_count(1)
         expect(page.locator("#messages .message", has_text="Sent while the server was down")).to_have_count(1)
+
+
+def test_visitor_reads_live_but_is_asked_to_sign_in(server, new_user, browser):
+    alice = new_user(server.url, "alice")
+    open_room(alice, server.url)
+    visitor = browser.new_context().new_page()
+    visitor.goto(f"{server.url}/rooms/lobby/")
+    expect(visitor.locator("#members")).to_contain_text("guest")
+    expect(visitor.locator("#message-form")).to_contain_text("Sign in to post messages.")
+    expect(visitor.locator("#message-form input")).to_have_count(0)
+
+    send(alice, "Visitors can read this live")
+    expect(visitor.locator("#messages")).to_contain_text("Visitors can read this live")
+    visitor.context.close()
+
+
+def test_the_browser_runs_only_htmx_and_reports_no_policy_violations(server, new_user):
+    alice = new_user(server.url, "alice")
+    problems: list[str] = []
+    alice.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+    alice.on("pageerror", lambda error: problems.append(str(error)))
+    open_room(alice, server.url)
+    send(alice, "Checking the policy")
+    expect(alice.locator("#messages")).to_contain_text("Checking the policy")
+
+    scripts = alice.eval_on_selector_all("script", "nodes => nodes.map(n => [n.src, n.textContent.trim()])")
+    assert scripts, "htmx should be loaded"
+    for source, body in scripts:
+        assert "/static/django_htmx/" in source and body == ""
+    assert problems == []
+
+
+def test_load_older_messages_pages_back_without_gaps_or_duplicates(server, new_user, site_env):
+    create_rooms(site_env, {"archive": "Archive"})
+    manage(site_env, "shell", "-c", ARCHIVE_OF_120_MESSAGES)
+    alice = new_user(server.url, "alice")
+    open_room(alice, server.url, "archive")
+    bodies = alice.locator("#messages .message .body")
+    expect(bodies).to_have_count(50)
+    expect(bodies.first).to_have_text("Old note 071")
+
+    alice.click("text=Load older messages")
+    expect(bodies).to_have_count(100)
+    alice.click("text=Load older messages")
+    expect(bodies).to_have_count(120)
+    expect(alice.locator("#messages")).to_contain_text("This is the start of #Archive.")
+    assert bodies.all_text_contents() == [f"Old note {n:03}" for n in range(1, 121)]
