@@ -44,23 +44,33 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=TRY_AGAIN_LATER)
             return
         self.room = room
-        # Re-send the page's live parts: a reconnecting browser missed broadcasts meanwhile.
-        await self.send(await database_sync_to_async(self._initial_html)())
+        # A reconnecting browser missed broadcasts meanwhile: replace its history whole.
+        # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
+        await self.send(await database_sync_to_async(fragments.history_html)(room))
         await database_sync_to_async(services.join_room)(room, self.user, self.channel_name)
         await self._broadcast_members()
         self.heartbeat = asyncio.create_task(self._keep_presence_fresh())
 
-    async def disconnect(self, code: int) -> None:
+    async def __call__(self, scope, receive, send) -> None:
+        # Leave the room however the consumer ends: a clean close, a crash, a server shutdown.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._leave()
+
+    async def _leave(self) -> None:
         if self.heartbeat:
             self.heartbeat.cancel()
         if self.room is None:
             return
-        await database_sync_to_async(services.leave_room)(self.channel_name)
+        room, self.room = self.room, None
         try:
-            await self.channel_layer.group_discard(self.room.group_name, self.channel_name)
-            await self._broadcast_members()
+            await database_sync_to_async(services.leave_room)(self.channel_name)
+            await self.channel_layer.group_discard(room.group_name, self.channel_name)
+            html = await database_sync_to_async(fragments.members_html)(room)
+            await self.channel_layer.group_send(room.group_name, {"type": "room.html", "html": html})
         except Exception:
-            log.exception("Could not announce a departure from %s", self.room)
+            log.exception("Could not announce a departure from %s", room)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -88,9 +98,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
     @property
     def user(self) -> services.User:
         return self.scope["user"]
-
-    def _initial_html(self) -> str:
-        return fragments.history_html(self.room) + fragments.form_html(self.room, self.user)
 
     def _post(self, data: dict) -> tuple[str | None, str]:
         """Store the message; return (fragment for the room, fragment for the sender)."""

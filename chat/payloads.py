@@ -4,6 +4,8 @@ import json
 
 from django.conf import settings
 
+UNREADABLE = "That could not be read as a chat message. Nothing was posted."
+
 
 class BadFrame(ValueError):
     """A frame the chat cannot use; its text is shown to the sender as it is."""
@@ -17,10 +19,22 @@ def parse_ws_send(text_data: str | None, bytes_data: bytes | None) -> dict[str, 
         raise BadFrame("That was too large to send. Nothing was posted.")
     try:
         payload = json.loads(text_data)
-    except ValueError:
-        raise BadFrame("That could not be read as a chat message. Nothing was posted.") from None
+    except (ValueError, RecursionError):
+        raise BadFrame(UNREADABLE) from None
     if not isinstance(payload, dict):
-        raise BadFrame("That could not be read as a chat message. Nothing was posted.")
+        raise BadFrame(UNREADABLE)
     payload.pop("HEADERS", None)
     # Form fields are strings; anything else (lists, objects) is not from our form.
-    return {key: value for key, value in payload.items() if isinstance(value, str)}
+    fields = {key: value for key, value in payload.items() if isinstance(value, str)}
+    if not all(_is_storable(value) for value in fields.values()):
+        raise BadFrame("That message has a broken character in it (half an emoji?). Nothing was posted.")
+    return fields
+
+
+def _is_storable(text: str) -> bool:
+    """False for lone UTF-16 surrogates, which JSON allows but no database or socket can carry."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -175,7 +175,7 @@ LOGGING = {
 # Chat limits (see chat/services.py).
 CHAT_MESSAGE_MAX_LENGTH = 2000
 CHAT_HISTORY_PAGE_SIZE = 50
-# Flood control: at most this many messages per window per socket.
+# Flood control: at most this many messages per window per user (across tabs and processes).
 CHAT_FLOOD_MESSAGES = int(os.environ.get("CHAT_FLOOD_MESSAGES", "5"))
 CHAT_FLOOD_WINDOW_SECONDS = float(os.environ.get("CHAT_FLOOD_WINDOW_SECONDS", "5"))
 # Presence: each open socket refreshes its row this often; rows older than the TTL

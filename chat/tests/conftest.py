@@ -42,17 +42,21 @@ def ws_send_frame(message: str | None = None, *, slug: str = "lobby", **fields: 
 
 
 async def receive_until(socket: WebsocketCommunicator, marker: str, timeout: float = 3.0) -> str:
-    """Read frames, skipping others, until one containing `marker` arrives; fail after `timeout` s."""
+    """Read frames, skipping others, until one containing `marker` arrives; fail after `timeout` s.
+
+    If the consumer crashed meanwhile, its exception is raised here.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     seen: list[str] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                frame = await socket.receive_from(timeout=timeout)
-                if marker in frame:
-                    return frame
-                seen.append(frame)
-    except TimeoutError:
-        pytest.fail(f"no frame containing {marker!r} within {timeout} s; got instead: {seen!r}")
+    while True:
+        try:
+            frame = await socket.receive_from(timeout=max(deadline - loop.time(), 0.01))
+        except TimeoutError:
+            pytest.fail(f"no frame containing {marker!r} within {timeout} s; got instead: {seen!r}")
+        if marker in frame:
+            return frame
+        seen.append(frame)
 
 
 async def drain(socket: WebsocketCommunicator, quiet: float = 0.2) -> list[str]:

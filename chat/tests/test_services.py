@@ -105,9 +105,7 @@ def test_post_message_refuses_2001_characters_and_says_why(lobby: Room, alice: A
     outcome = services.post_message(lobby, alice, {"message": "x" * 2001})
 
     assert outcome.message is None
-    assert outcome.form.errors["message"] == [
-        "Messages can be at most 2000 characters (this one has 2001)."
-    ]
+    assert outcome.form.errors["message"] == ["Messages can be at most 2000 characters (this one has 2001)."]
     assert not Message.objects.exists()
 
 

@@ -1,0 +1,92 @@
+"""Broadcasts: rendered once per event, and carried between sockets by a real Redis channel layer."""
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import channel_layers, get_channel_layer
+from channels_redis.core import RedisChannelLayer
+from django.contrib.auth.models import AbstractBaseUser
+
+from chat import fragments
+from chat.models import Message, Room
+from chat.tests.conftest import NEW_MESSAGE, SocketOpener, drain, receive_until, ws_send_frame
+from testsupport.servers import RedisServer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def test_one_post_is_rendered_once_for_every_socket_in_the_room(
+    open_socket: SocketOpener,
+    lobby: Room,
+    alice: AbstractBaseUser,
+    bob: AbstractBaseUser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sockets = [
+        await open_socket(user=alice),
+        await open_socket(user=alice),
+        await open_socket(user=bob),
+        await open_socket(),
+    ]
+    for socket in sockets:
+        await drain(socket)
+    renders: list[int] = []
+    real_render = fragments.new_message_html
+
+    def counting_render(message: Message) -> str:
+        renders.append(message.pk)
+        return real_render(message)
+
+    monkeypatch.setattr(fragments, "new_message_html", counting_render)
+
+    await sockets[0].send_to(text_data=ws_send_frame("render me once"))
+
+    received = [await receive_until(socket, NEW_MESSAGE) for socket in sockets]
+    stored = await database_sync_to_async(Message.objects.get)()
+    assert renders == [stored.pk]
+    assert "render me once" in received[0]
+    assert all(html == received[0] for html in received)
+
+
+@pytest.fixture
+def redis_channel_layer(redis_server: RedisServer, settings) -> str:
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_server.url], "capacity": 1000, "group_expiry": 86400 * 2},
+        }
+    }
+    channel_layers.backends = {}
+    return redis_server.url
+
+
+async def test_sockets_on_two_server_processes_exchange_messages_through_redis(
+    redis_channel_layer: str,
+    open_socket: SocketOpener,
+    lobby: Room,
+    alice: AbstractBaseUser,
+    bob: AbstractBaseUser,
+) -> None:
+    """Each socket gets its own RedisChannelLayer, as two daphne processes would: only Redis joins them."""
+    first_process = get_channel_layer()
+    sender = await open_socket(user=alice)
+    channel_layers.backends = {}
+    second_process = get_channel_layer()
+    reader = await open_socket(user=bob)
+    try:
+        assert isinstance(first_process, RedisChannelLayer)
+        assert isinstance(second_process, RedisChannelLayer)
+        assert first_process is not second_process
+        assert "bob" in await receive_until(sender, 'member-name">bob')
+        await drain(reader)
+
+        await sender.send_to(text_data=ws_send_frame("via redis"))
+
+        received = await receive_until(reader, NEW_MESSAGE)
+        stored = await database_sync_to_async(Message.objects.get)()
+        assert f'id="message-{stored.pk}"' in received
+        assert "via redis" in received
+    finally:
+        await sender.disconnect()
+        await reader.disconnect()
+        await first_process.flush()
+        await second_process.flush()
