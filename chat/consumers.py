@@ -1,8 +1,8 @@
 """The room socket: the websocket twin of the room page view.
 
-It parses what htmx sends, hands it to the services and fragments the HTTP side uses,
-and sends the HTML they return. Fragments for the room are rendered once and fanned
-out through the channel layer as ready HTML.
+It parses what htmx sends, hands it to chat.actions (the same forms and services the
+HTTP side and the admin use) and sends back the HTML they return. Broadcasts arrive
+already rendered, once per event and role; this consumer only forwards them.
 """
 
 import asyncio
@@ -12,41 +12,43 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import fragments, services
+from chat import actions, fragments, services
 from chat.models import Room
 from chat.payloads import BadFrame, parse_ws_send
+from chat.standing import VISITOR, Standing, standing
 
 log = logging.getLogger(__name__)
 
 # Close codes. htmx's ws extension reconnects after 1006/1011/1012/1013 only, so
 # "come back later" uses 1013 and "don't retry" uses an application code.
 TRY_AGAIN_LATER = 1013
-INTERNAL_ERROR = 1011
-ROOM_NOT_FOUND = 4404
+REMOVED_FROM_ROOM = 4403
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
+    standing: Standing | None = None
+    groups_joined: tuple[str, ...] = ()
     heartbeat: asyncio.Task | None = None
 
     async def connect(self) -> None:
-        await self.accept()
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        room = await database_sync_to_async(services.find_room)(slug)
-        if room is None:
-            await self.send(fragments.notice_html("This room does not exist."))
-            await self.close(code=ROOM_NOT_FOUND)
+        room, viewer = await database_sync_to_async(self._room_and_standing)(slug)
+        if viewer is None or not viewer.can_read:
+            # Missing, private to others, or banned: refuse the handshake, as the page answers 404/403.
+            await self.close()
             return
+        await self.accept()
         try:
-            await self.channel_layer.group_add(room.group_name, self.channel_name)
+            await self._join_groups(room, viewer)
         except Exception:
-            log.exception("Could not join the room group; asking the browser to retry")
+            log.exception("Could not join the room's groups; asking the browser to retry")
             await self.close(code=TRY_AGAIN_LATER)
             return
-        self.room = room
+        self.room, self.standing = room, viewer
         # A reconnecting browser missed broadcasts meanwhile: replace its history whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
-        await self.send(await database_sync_to_async(fragments.history_html)(room))
+        await self.send(await database_sync_to_async(fragments.history_html)(room, viewer.role))
         await database_sync_to_async(services.join_room)(room, self.user, self.channel_name)
         await self._broadcast_members()
         self.heartbeat = asyncio.create_task(self._keep_presence_fresh())
@@ -58,6 +60,80 @@ class RoomConsumer(AsyncWebsocketConsumer):
         finally:
             await self._leave()
 
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            data = parse_ws_send(text_data, bytes_data)
+        except BadFrame as problem:
+            await self.send(fragments.notice_html(str(problem)))
+            return
+        await self.send(await database_sync_to_async(actions.handle)(self.room, self.user, data))
+
+    # Group events ------------------------------------------------------------------------
+
+    async def room_html(self, event: dict) -> None:
+        """A fragment rendered once for everyone (or everyone of this socket's role)."""
+        await self.send(event["html"])
+
+    async def room_form(self, event: dict) -> None:
+        """The room's settings changed: take the form rendered for this role."""
+        viewer = self.standing
+        if viewer.role != VISITOR and not viewer.is_muted:
+            await self.send(event[viewer.role])
+
+    async def room_standing(self, event: dict) -> None:
+        """This user was muted, banned, promoted...: re-check, then redraw or leave."""
+        viewer = await database_sync_to_async(self._refresh)()
+        if not viewer.can_read:
+            await self._close_for_good(viewer)
+            return
+        if viewer.role != self.standing.role:
+            await self._leave_groups()
+            await self._join_groups(self.room, viewer)
+            await self.send(await database_sync_to_async(fragments.history_html)(self.room, viewer.role))
+        self.standing = viewer
+        await self.send(await database_sync_to_async(fragments.form_html)(self.room, self.user))
+
+    async def room_access(self, event: dict) -> None:
+        """The room became private: sockets of people who may no longer read it close."""
+        viewer = await database_sync_to_async(standing)(
+            await database_sync_to_async(services.reload)(self.room), self.user
+        )
+        if not viewer.can_read:
+            await self._close_for_good(viewer)
+
+    # Helpers ------------------------------------------------------------------------------
+
+    @property
+    def user(self):
+        return self.scope["user"]
+
+    def _refresh(self) -> Standing:
+        """The room and this user's standing in it as stored now."""
+        self.room = services.reload(self.room)
+        return standing(self.room, self.user)
+
+    def _room_and_standing(self, slug: str) -> tuple[Room | None, Standing | None]:
+        room = services.find_room(slug)
+        return room, standing(room, self.user) if room else None
+
+    async def _join_groups(self, room: Room, viewer: Standing) -> None:
+        groups = [room.group_name, room.role_group_name(viewer.role)]
+        if self.user.is_authenticated:
+            groups.append(room.user_group_name(self.user.pk))
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = tuple(groups)
+
+    async def _leave_groups(self) -> None:
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = ()
+
+    async def _close_for_good(self, viewer: Standing) -> None:
+        text = f"You have been banned from #{self.room.name}." if viewer.banned else "This room is private."
+        await self.send(await database_sync_to_async(fragments.removed_from_room_html)(self.room, text))
+        await self.close(code=REMOVED_FROM_ROOM)
+
     async def _leave(self) -> None:
         if self.heartbeat:
             self.heartbeat.cancel()
@@ -66,53 +142,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room, self.room = self.room, None
         try:
             await database_sync_to_async(services.leave_room)(self.channel_name)
-            await self.channel_layer.group_discard(room.group_name, self.channel_name)
+            await self._leave_groups()
             html = await database_sync_to_async(fragments.members_html)(room)
             await self.channel_layer.group_send(room.group_name, {"type": "room.html", "html": html})
         except Exception:
             log.exception("Could not announce a departure from %s", room)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        try:
-            data = parse_ws_send(text_data, bytes_data)
-        except BadFrame as problem:
-            await self.send(fragments.notice_html(str(problem)))
-            return
-        broadcast, reply = await database_sync_to_async(self._post)(data)
-        if broadcast:
-            try:
-                await self._broadcast(broadcast)
-            except Exception:
-                # Stored already: the reconnect re-sends history to everyone who missed it.
-                log.exception("Broadcast failed in %s", self.room)
-                await self.close(code=INTERNAL_ERROR)
-                return
-        await self.send(reply)
-
-    async def room_html(self, event: dict) -> None:
-        """A fragment rendered once for the whole room."""
-        await self.send(event["html"])
-
-    # Helpers ------------------------------------------------------------------------------
-
-    @property
-    def user(self) -> services.User:
-        return self.scope["user"]
-
-    def _post(self, data: dict) -> tuple[str | None, str]:
-        """Store the message; return (fragment for the room, fragment for the sender)."""
-        outcome = services.post_message(self.room, self.user, data)
-        if outcome.message is None:
-            return None, fragments.form_html(self.room, self.user, outcome.form)
-        broadcast = fragments.new_message_html(outcome.message)
-        # A fresh, empty form for the sender only; it carries autofocus so typing goes on.
-        return broadcast, fragments.form_html(self.room, self.user) + fragments.notice_html("")
-
-    async def _broadcast(self, html: str) -> None:
-        await self.channel_layer.group_send(self.room.group_name, {"type": "room.html", "html": html})
-
     async def _broadcast_members(self) -> None:
-        await self._broadcast(await database_sync_to_async(fragments.members_html)(self.room))
+        html = await database_sync_to_async(fragments.members_html)(self.room)
+        await self.channel_layer.group_send(self.room.group_name, {"type": "room.html", "html": html})
 
     async def _keep_presence_fresh(self) -> None:
         while True:

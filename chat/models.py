@@ -4,11 +4,33 @@ from django.urls import reverse
 
 
 class Room(models.Model):
-    """A place to talk. Created with just a name and slug, a room is open and public."""
+    """A place to talk. Created with just a name and slug, a room is open, public and approved."""
+
+    class Status(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        PENDING = "pending", "Waiting for approval"
+        REJECTED = "rejected", "Rejected"
 
     name = models.CharField(max_length=80)
     slug = models.SlugField(max_length=80, unique=True)
     description = models.CharField(max_length=200, blank=True)
+    is_public = models.BooleanField(
+        "public", default=True, help_text="Public rooms can be read by anyone; private ones by members only."
+    )
+    is_locked = models.BooleanField("locked", default=False, help_text="Only moderators can post.")
+    slow_mode_seconds = models.PositiveIntegerField(
+        "slow mode (seconds)",
+        default=0,
+        help_text="At most one message per this many seconds per member; 0 is off.",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.APPROVED)
+    proposed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="proposed_rooms",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -25,12 +47,29 @@ class Room(models.Model):
         """The channel-layer group every socket open on this room joins."""
         return f"room.{self.pk}"
 
+    def role_group_name(self, role: str) -> str:
+        """One group per role ("visitor", "member", "moderator"); each socket is in exactly one."""
+        return f"room.{self.pk}.{role}"
+
+    def user_group_name(self, user_id: int) -> str:
+        """Every socket a user has open on this room, for news about that user alone."""
+        return f"room.{self.pk}.user.{user_id}"
+
+    @property
+    def is_approved(self) -> bool:
+        return self.status == self.Status.APPROVED
+
 
 class Message(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
     body = models.TextField(max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A removed message stays stored for the audit log; the room shows a tombstone instead.
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["pk"]
@@ -59,3 +98,103 @@ class Presence(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user or 'guest'} in {self.room}"
+
+
+class Membership(models.Model):
+    """A user's place in a room: membership of a private room, or the moderator role."""
+
+    class Role(models.TextChoices):
+        MEMBER = "member", "Member"
+        MODERATOR = "moderator", "Moderator"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_membership_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}) in {self.room}"
+
+
+class Mute(models.Model):
+    """The user can read the room but not post until `until`."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="mutes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mutes")
+    until = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_mute_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.user} muted in {self.room} until {self.until:%Y-%m-%d %H:%M}"
+
+
+class Ban(models.Model):
+    """The user may not read or post in the room until unbanned."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bans")
+    reason = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_ban_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.user} banned from {self.room}"
+
+
+class Report(models.Model):
+    """A member flags a message for the moderators; staff work the queue in the admin."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports")
+    reason = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolution = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        ordering = ["resolved_at", "-created_at"]
+
+    def __str__(self) -> str:
+        return f"Report by {self.reporter} on message {self.message_id}"
+
+
+class AuditEntry(models.Model):
+    """Who did what to whom, when and why. Written by every moderation service; never edited."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=40)
+    room = models.ForeignKey(Room, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    message = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    reason = models.CharField(max_length=200, blank=True)
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "audit log"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"

@@ -4,14 +4,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.formats import time_format
 
+from chat import broadcast
 from chat.forms import MessageForm
 from chat.models import Message, Presence, Room
-
-User = AbstractBaseUser | AnonymousUser
+from chat.standing import User, readable_rooms, standing
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ def find_room(slug: str) -> Room | None:
     return Room.objects.filter(slug=slug).first()
 
 
+def reload(room: Room) -> Room:
+    """The room as stored now: locks and slow mode may have changed since a socket opened."""
+    return Room.objects.get(pk=room.pk)
+
+
 def history_page(room: Room, before: int | None = None) -> HistoryPage:
     """Up to one page of messages, oldest first, strictly older than `before` if given."""
     size = settings.CHAT_HISTORY_PAGE_SIZE
@@ -46,18 +52,49 @@ def history_page(room: Room, before: int | None = None) -> HistoryPage:
 
 
 def post_message(room: Room, user: User, data: dict) -> PostOutcome:
-    """Validate, check the poster may post, and store. The message is committed on return."""
+    """Check the poster may post, validate, store, then show it to the room."""
     form = MessageForm(data)
-    if not user.is_authenticated:
-        form.add_error(None, "Sign in to post messages.")
-        return PostOutcome(form, None)
+    refusal = why_not_post(room, user)
+    if refusal is None and form.is_valid():
+        refusal = why_wait(room, user)
+    if refusal:
+        form.add_error(None, refusal)
     if not form.is_valid():
         return PostOutcome(form, None)
-    if is_flooding(user):
-        form.add_error(None, "You're sending messages too fast. Wait a few seconds; your text is still here.")
-        return PostOutcome(form, None)
     message = Message.objects.create(room=room, author=user, body=form.cleaned_data["message"])
+    broadcast.new_message(message)
     return PostOutcome(form, message)
+
+
+def why_not_post(room: Room, user: User) -> str | None:
+    """Why this user may not post in the room at all right now, or None if they may."""
+    if not user.is_authenticated:
+        return "Sign in to post messages."
+    viewer = standing(room, user)
+    if not viewer.can_read:
+        return "You can't post in this room."
+    if viewer.is_moderator:
+        return None
+    if room.is_locked:
+        return "This room is locked: only moderators can post."
+    if viewer.is_muted:
+        return (
+            f"You're muted in this room until {time_format(timezone.localtime(viewer.muted_until), 'H:i')}."
+        )
+    return None
+
+
+def why_wait(room: Room, user: AbstractBaseUser) -> str | None:
+    """Slow mode and flood control: how long to wait before the next message, if at all."""
+    if room.slow_mode_seconds and not standing(room, user).is_moderator:
+        last = room.messages.filter(author=user).order_by("-pk").values_list("created_at", flat=True).first()
+        if last:
+            wait = room.slow_mode_seconds - (timezone.now() - last).total_seconds()
+            if wait > 0:
+                return f"Slow mode is on: you can post again in {int(wait) + 1} seconds."
+    if is_flooding(user):
+        return "You're sending messages too fast. Wait a few seconds; your text is still here."
+    return None
 
 
 def is_flooding(user: AbstractBaseUser) -> bool:
@@ -120,11 +157,11 @@ def online_members(room: Room) -> Members:
     return Members(usernames=usernames, guests=guests)
 
 
-def rooms_with_online_counts() -> list[Room]:
-    """All rooms, each with `online` = distinct signed-in users plus guest sockets."""
+def rooms_with_online_counts(user: User) -> list[Room]:
+    """The rooms this user may open, each with `online` = distinct signed-in users plus guests."""
     cutoff = timezone.now() - timedelta(seconds=settings.CHAT_PRESENCE_TTL_SECONDS)
     fresh = Q(presences__last_seen__gte=cutoff)
-    rooms = Room.objects.annotate(
+    rooms = readable_rooms(user).annotate(
         online_users=Count("presences__user", filter=fresh, distinct=True),
         online_guests=Count("presences", filter=fresh & Q(presences__user__isnull=True)),
     )

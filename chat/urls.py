@@ -4,6 +4,8 @@ from chat import views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
+    # Before rooms/<slug>/, which would otherwise take "propose" for a room.
+    path("rooms/propose/", views.propose_room, name="propose-room"),
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
     path("rooms/<slug:slug>/messages/", views.older_messages, name="older-messages"),
     path("accounts/signup/", views.signup, name="signup"),

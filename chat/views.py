@@ -1,46 +1,71 @@
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 
-from chat import fragments, services
+from chat import fragments, moderation, services
+from chat.forms import ProposeRoomForm
 from chat.models import Room
+from chat.standing import Standing, standing
 
 
-def _room_or_404(slug: str) -> Room:
+def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
+    """The room and the viewer's standing; 404 for rooms they may not know of, 403 if banned."""
     room = services.find_room(slug)
-    if room is None:
+    viewer = standing(room, request.user) if room else None
+    if viewer is None or not viewer.can_read:
+        if viewer is not None and viewer.banned:
+            raise PermissionDenied(f"You have been banned from #{room.name}.")
         raise Http404("No such room.")
-    return room
+    return room, viewer
 
 
 @require_GET
 def room_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "chat/room_list.html", {"rooms": services.rooms_with_online_counts()})
+    proposals = request.user.proposed_rooms.order_by("-created_at") if request.user.is_authenticated else []
+    return render(
+        request,
+        "chat/room_list.html",
+        {"rooms": services.rooms_with_online_counts(request.user), "proposals": proposals},
+    )
 
 
 @require_GET
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    room = _room_or_404(slug)
+    room, viewer = _readable_room(request, slug)
     context = (
-        fragments.history_context(room)
+        fragments.history_context(room, viewer.role)
         | fragments.members_context(room)
-        | fragments.form_context(room, request.user)
+        | fragments.form_context(room, viewer)
+        | fragments.header_context(room)
     )
+    if viewer.is_moderator:
+        context |= fragments.moderation_context(room)
     return render(request, fragments.ROOM_TEMPLATE, context)
 
 
 @require_GET
 def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
     """The page of history before ?before=<pk>, for the 'load older messages' link."""
-    room = _room_or_404(slug)
+    room, viewer = _readable_room(request, slug)
     try:
         before = int(request.GET["before"])
     except (KeyError, ValueError):
         return HttpResponse("Say which message to page back from with ?before=<id>.", status=400)
-    return HttpResponse(fragments.older_messages_html(room, before))
+    return HttpResponse(fragments.older_messages_html(room, viewer.role, before))
+
+
+@login_required
+def propose_room(request: HttpRequest) -> HttpResponse:
+    form = ProposeRoomForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        moderation.propose_room(request.user, **form.cleaned_data)
+        return redirect("room-list")
+    return render(request, "chat/propose_room.html", {"form": form})
 
 
 def signup(request: HttpRequest) -> HttpResponse:

@@ -96,7 +96,7 @@ async def open_socket() -> AsyncIterator[SocketOpener]:
     opened: list[WebsocketCommunicator] = []
 
     async def _open(
-        slug: str = "lobby", user: AbstractBaseUser | None = None, settle: bool = True
+        slug: str = "lobby", user: AbstractBaseUser | None = None, settle: bool = True, refused: bool = False
     ) -> WebsocketCommunicator:
         headers = [(b"origin", ORIGIN), (b"host", HOST)]
         if user is not None:
@@ -104,6 +104,9 @@ async def open_socket() -> AsyncIterator[SocketOpener]:
         socket = WebsocketCommunicator(application, f"/ws/rooms/{slug}/", headers=headers)
         opened.append(socket)
         connected, _ = await socket.connect(timeout=5)
+        if refused:
+            assert not connected, f"the socket on /ws/rooms/{slug}/ should have been refused"
+            return socket
         assert connected, f"the socket on /ws/rooms/{slug}/ was refused"
         if settle:
             await receive_until(socket, HISTORY)

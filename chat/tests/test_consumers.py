@@ -93,14 +93,8 @@ async def test_foreign_origin_is_refused_at_handshake(lobby: Room) -> None:
     await socket.disconnect()
 
 
-async def test_unknown_room_gets_a_notice_and_close_code_4404(open_socket: SocketOpener, db: None) -> None:
-    socket = await open_socket(slug="nowhere", settle=False)
-
-    notice = await socket.receive_from()
-    closing = await socket.receive_output()
-
-    assert NOTICE in notice and "This room does not exist." in notice
-    assert closing == {"type": "websocket.close", "code": 4404}
+async def test_unknown_room_is_refused_at_handshake(open_socket: SocketOpener, db: None) -> None:
+    await open_socket(slug="nowhere", refused=True)
 
 
 # Posting ----------------------------------------------------------------------------------

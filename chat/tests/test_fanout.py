@@ -32,19 +32,21 @@ async def test_one_post_is_rendered_once_for_every_socket_in_the_room(
     renders: list[int] = []
     real_render = fragments.new_message_html
 
-    def counting_render(message: Message) -> str:
-        renders.append(message.pk)
-        return real_render(message)
+    def counting_render(message: Message, role: str) -> str:
+        renders.append(role)
+        return real_render(message, role)
 
     monkeypatch.setattr(fragments, "new_message_html", counting_render)
 
     await sockets[0].send_to(text_data=ws_send_frame("render me once"))
 
     received = [await receive_until(socket, NEW_MESSAGE) for socket in sockets]
-    stored = await database_sync_to_async(Message.objects.get)()
-    assert renders == [stored.pk]
+    # One render per role (visitor, member, moderator), not one per socket.
+    assert sorted(renders) == ["member", "moderator", "visitor"]
     assert "render me once" in received[0]
-    assert all(html == received[0] for html in received)
+    alice_tab_1, alice_tab_2, bob_tab, guest_tab = received
+    assert alice_tab_1 == alice_tab_2 == bob_tab
+    assert "Report message" in bob_tab and "Report message" not in guest_tab
 
 
 @pytest.fixture

@@ -238,6 +238,6 @@ def test_rooms_with_online_counts_counts_distinct_users_plus_guests(
     present(lobby, None, "stale-guest", age_seconds=120)
     present(other_room, bob, "stale", age_seconds=120)
 
-    online = {room.slug: room.online for room in services.rooms_with_online_counts()}
+    online = {room.slug: room.online for room in services.rooms_with_online_counts(AnonymousUser())}
 
     assert online == {"lobby": 3, "kitchen": 0}

@@ -271,11 +271,16 @@ def test_migrations_create_the_lobby() -> None:
     """Migration 0002 creates the Lobby on a fresh database (replayed here from 0001)."""
     executor = MigrationExecutor(connection)
     executor.migrate([("chat", "0001_initial")])
-    Room.objects.all().delete()
+    executor.loader.project_state(("chat", "0001_initial")).apps.get_model(
+        "chat", "Room"
+    ).objects.all().delete()
     executor.loader.build_graph()
 
     executor.migrate([("chat", "0002_lobby")])
 
-    lobby = Room.objects.get(slug="lobby")
+    historical_room = executor.loader.project_state(("chat", "0002_lobby")).apps.get_model("chat", "Room")
+    lobby = historical_room.objects.get(slug="lobby")
     assert lobby.name == "Lobby"
     assert lobby.description == "Say hello. Everyone starts here."
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())

@@ -1,0 +1,148 @@
+"""What a frame from the room page asks for, answered with the sender's reply fragment.
+
+The page's forms name their action in a hidden `action` field (the message form has
+none: posting is the default). Each handler validates with a Django form, calls the
+service that does the work (and broadcasts), and returns HTML for the sender alone.
+"""
+
+from collections.abc import Callable
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.forms import Form
+from django.utils import timezone
+
+from chat import fragments, moderation, services
+from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm, UserActionForm
+from chat.models import Message, Room
+from chat.standing import User
+
+Handler = Callable[[Room, User, dict], str]
+
+
+def handle(room: Room, user: User, data: dict) -> str:
+    room = services.reload(room)
+    handler = HANDLERS.get(data.get("action") or "post")
+    if handler is None:
+        return fragments.notice_html("That action is not something this page can do.")
+    if handler is not post and not user.is_authenticated:
+        return fragments.notice_html("Sign in first.")
+    try:
+        return handler(room, user, data)
+    except moderation.NotAllowed as refusal:
+        return fragments.notice_html(str(refusal))
+
+
+def post(room: Room, user: User, data: dict) -> str:
+    outcome = services.post_message(room, user, data)
+    if outcome.message is None:
+        return fragments.form_html(room, user, outcome.form)
+    # A fresh, empty form for the sender only; it carries autofocus so typing goes on.
+    return fragments.form_html(room, user) + fragments.notice_html("")
+
+
+def current_form(room: Room, user: User, data: dict) -> str:
+    """The form as the user may use it now, e.g. when a mute has run out."""
+    return fragments.form_html(room, user)
+
+
+def _valid(form: Form) -> dict:
+    if not form.is_valid():
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        raise moderation.NotAllowed(f"That request was incomplete ({problems}).")
+    return form.cleaned_data
+
+
+def _message(room: Room, data: dict) -> tuple[Message, str]:
+    fields = _valid(MessageActionForm(data))
+    message = room.messages.select_related("author", "room").filter(pk=fields["message"]).first()
+    if message is None:
+        raise moderation.NotAllowed("That message is not in this room.")
+    return message, fields["reason"]
+
+
+def _target(data: dict, form_class: type[Form] = UserActionForm) -> tuple[AbstractBaseUser, dict]:
+    fields = _valid(form_class(data))
+    target = get_user_model().objects.filter(pk=fields["user"]).first()
+    if target is None:
+        raise moderation.NotAllowed("No such user.")
+    return target, fields
+
+
+def remove(room: Room, user: User, data: dict) -> str:
+    message, reason = _message(room, data)
+    moderation.remove_message(user, message, reason)
+    moderation.resolve_reports_on(user, message, "message removed")
+    return fragments.notice_html(f"Removed a message by {message.author}.")
+
+
+def report(room: Room, user: User, data: dict) -> str:
+    message, reason = _message(room, data)
+    moderation.report_message(user, message, reason)
+    return fragments.notice_html("Thanks for reporting it. A moderator will take a look.")
+
+
+def mute(room: Room, user: User, data: dict) -> str:
+    target, fields = _target(data, MuteForm)
+    muted = moderation.mute(user, room, target, fields["minutes"], fields["reason"])
+    return fragments.notice_html(f"{target} is muted until {timezone.localtime(muted.until):%H:%M}.")
+
+
+def unmute(room: Room, user: User, data: dict) -> str:
+    target, _ = _target(data)
+    moderation.unmute(user, room, target)
+    return fragments.notice_html(f"{target} can post again.")
+
+
+def ban(room: Room, user: User, data: dict) -> str:
+    target, fields = _target(data)
+    moderation.ban(user, room, target, fields["reason"])
+    return fragments.notice_html(f"{target} is banned from this room.")
+
+
+def unban(room: Room, user: User, data: dict) -> str:
+    target, _ = _target(data)
+    moderation.unban(user, room, target)
+    return fragments.notice_html(f"{target} is no longer banned.")
+
+
+def lock(room: Room, user: User, data: dict) -> str:
+    moderation.update_room(user, room, is_locked=True)
+    return fragments.notice_html("Locked: only moderators can post now.")
+
+
+def unlock(room: Room, user: User, data: dict) -> str:
+    moderation.update_room(user, room, is_locked=False)
+    return fragments.notice_html("Unlocked: everyone can post again.")
+
+
+def room_settings(room: Room, user: User, data: dict) -> str:
+    moderation.require_moderator(room, user)
+    fields = _valid(RoomSettingsForm(data, instance=services.reload(room)))
+    moderation.update_room(user, room, **fields)
+    return fragments.notice_html("Room settings saved.")
+
+
+def invite(room: Room, user: User, data: dict) -> str:
+    username = _valid(InviteForm(data))["username"]
+    target = get_user_model().objects.filter(username=username).first()
+    if target is None:
+        raise moderation.NotAllowed(f"There is no user called {username}.")
+    moderation.invite(user, room, target)
+    return fragments.notice_html(f"{target} is a member of this room now.")
+
+
+HANDLERS: dict[str, Handler] = {
+    "post": post,
+    "remove": remove,
+    "report": report,
+    "mute": mute,
+    "unmute": unmute,
+    "ban": ban,
+    "unban": unban,
+    "lock": lock,
+    "unlock": unlock,
+    "settings": room_settings,
+    "invite": invite,
+    "form": current_form,
+}

@@ -1,0 +1,73 @@
+"""Live effects: fragments rendered once per event and sent through the channel layer.
+
+Every service that changes what a room shows calls one of these, so an action taken in
+the admin shows in open browsers exactly like one taken from the room page. Sends wait
+for the database commit: nobody sees what was not stored.
+"""
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from chat import fragments
+from chat.models import Message, Room
+from chat.standing import MEMBER, MODERATOR, VISITOR
+
+
+def _send(group: str, event: dict) -> None:
+    async_to_sync(get_channel_layer().group_send)(group, event)
+
+
+def _after_commit(group: str, event: dict) -> None:
+    transaction.on_commit(lambda: _send(group, event), robust=False)
+
+
+def html_to_room(room: Room, html: str) -> None:
+    _after_commit(room.group_name, {"type": "room.html", "html": html})
+
+
+def new_message(message: Message) -> None:
+    """One render per role however many readers: moderators' copy carries their controls."""
+    for role in (VISITOR, MEMBER, MODERATOR):
+        html = fragments.new_message_html(message, role)
+        _after_commit(message.room.role_group_name(role), {"type": "room.html", "html": html})
+
+
+def message_removed(message: Message) -> None:
+    html_to_room(message.room, fragments.message_html(message))
+
+
+def message_deleted(room: Room, message_id: int) -> None:
+    html_to_room(room, fragments.deleted_message_html(message_id))
+
+
+def members(room: Room) -> None:
+    html_to_room(room, fragments.members_html(room))
+
+
+def standing_changed(room: Room, user_id: int) -> None:
+    """A user was muted, banned, promoted...: their own sockets re-check and redraw."""
+    _after_commit(room.user_group_name(user_id), {"type": "room.standing"})
+
+
+def room_changed(room: Room, access_narrowed: bool = False) -> None:
+    """Settings changed: redraw the header for all and the form for each role (once per role)."""
+    html_to_room(room, fragments.room_header_html(room))
+    _after_commit(
+        room.group_name,
+        {
+            "type": "room.form",
+            MEMBER: fragments.form_html_for_role(room, MEMBER),
+            MODERATOR: fragments.form_html_for_role(room, MODERATOR),
+        },
+    )
+    moderation_panel(room)
+    if access_narrowed:
+        # Made private: sockets of people who may no longer read it close themselves.
+        _after_commit(room.group_name, {"type": "room.access"})
+
+
+def moderation_panel(room: Room) -> None:
+    _after_commit(
+        room.role_group_name(MODERATOR), {"type": "room.html", "html": fragments.moderation_panel_html(room)}
+    )

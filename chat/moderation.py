@@ -1,0 +1,241 @@
+"""Moderation: every action checks the actor's role now, takes effect, is recorded, and shows live.
+
+The room page (through the consumer) and the Django admin both call these functions, so
+the rules, the audit log and the live updates are the same wherever an action starts.
+"""
+
+from datetime import timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from chat import broadcast
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room
+from chat.standing import standing
+
+
+class NotAllowed(PermissionDenied):
+    """Refused; the text says why, in words for the person who tried."""
+
+
+def require_moderator(room: Room, actor: AbstractBaseUser) -> None:
+    if not standing(room, actor).is_moderator:
+        raise NotAllowed("Only this room's moderators can do that.")
+
+
+def require_staff(actor: AbstractBaseUser) -> None:
+    if not actor.is_staff:
+        raise NotAllowed("Only staff can do that.")
+
+
+def require_ordinary_member(room: Room, target: AbstractBaseUser) -> None:
+    """Moderators and staff are not muted or banned by their peers; staff change roles instead."""
+    if standing(room, target).is_moderator:
+        raise NotAllowed(f"{target} is a moderator here; staff can change that in the admin.")
+
+
+def record(actor: AbstractBaseUser, action: str, room: Room | None = None, **details) -> AuditEntry:
+    return AuditEntry.objects.create(actor=actor, action=action, room=room, **details)
+
+
+# Messages ---------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def remove_message(actor: AbstractBaseUser, message: Message, reason: str = "") -> None:
+    """Replace a message by a tombstone everywhere; its text stays stored for the audit log."""
+    require_moderator(message.room, actor)
+    if message.removed_at:
+        return
+    message.removed_at, message.removed_by = timezone.now(), actor
+    message.save(update_fields=["removed_at", "removed_by"])
+    record(actor, "remove message", message.room, message=message, target_user=message.author, reason=reason)
+    broadcast.message_removed(message)
+
+
+@transaction.atomic
+def delete_message(actor: AbstractBaseUser, message: Message, reason: str = "") -> None:
+    """Staff only: delete for good. Open browsers drop it; the log keeps who and what."""
+    require_staff(actor)
+    room, message_id = message.room, message.pk
+    record(
+        actor, "delete message", room, target_user=message.author, reason=reason, detail=message.body[:200]
+    )
+    message.delete()
+    broadcast.message_deleted(room, message_id)
+
+
+@transaction.atomic
+def report_message(reporter: AbstractBaseUser, message: Message, reason: str = "") -> Report:
+    if not standing(message.room, reporter).can_read or not reporter.is_authenticated:
+        raise NotAllowed("You can't report messages in this room.")
+    if message.author_id == reporter.pk:
+        raise NotAllowed("You can't report your own message.")
+    report = Report.objects.create(message=message, reporter=reporter, reason=reason)
+    record(
+        reporter, "report message", message.room, message=message, target_user=message.author, reason=reason
+    )
+    return report
+
+
+@transaction.atomic
+def resolve_report(actor: AbstractBaseUser, report: Report, resolution: str = "no action") -> None:
+    require_moderator(report.message.room, actor)
+    if report.resolved_at:
+        return
+    report.resolved_at, report.resolved_by, report.resolution = timezone.now(), actor, resolution
+    report.save(update_fields=["resolved_at", "resolved_by", "resolution"])
+    record(actor, "resolve report", report.message.room, message=report.message, detail=resolution)
+
+
+def resolve_reports_on(actor: AbstractBaseUser, message: Message, resolution: str) -> None:
+    for report in message.reports.filter(resolved_at__isnull=True):
+        resolve_report(actor, report, resolution)
+
+
+# Users in a room ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def mute(
+    actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, minutes: int, reason: str = ""
+) -> Mute:
+    require_moderator(room, actor)
+    require_ordinary_member(room, target)
+    until = timezone.now() + timedelta(minutes=minutes)
+    muted, _ = Mute.objects.update_or_create(
+        room=room, user=target, defaults={"until": until, "reason": reason, "created_by": actor}
+    )
+    record(actor, "mute", room, target_user=target, reason=reason, detail=f"{minutes} minutes")
+    broadcast.standing_changed(room, target.pk)
+    broadcast.moderation_panel(room)
+    return muted
+
+
+@transaction.atomic
+def unmute(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser) -> None:
+    require_moderator(room, actor)
+    Mute.objects.filter(room=room, user=target).delete()
+    record(actor, "unmute", room, target_user=target)
+    broadcast.standing_changed(room, target.pk)
+    broadcast.moderation_panel(room)
+
+
+@transaction.atomic
+def ban(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, reason: str = "") -> Ban:
+    """Close the user's open sockets on the room at once; they can't come back until unbanned."""
+    require_moderator(room, actor)
+    require_ordinary_member(room, target)
+    banned, _ = Ban.objects.update_or_create(
+        room=room, user=target, defaults={"reason": reason, "created_by": actor}
+    )
+    record(actor, "ban", room, target_user=target, reason=reason)
+    broadcast.standing_changed(room, target.pk)
+    broadcast.moderation_panel(room)
+    return banned
+
+
+@transaction.atomic
+def unban(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser) -> None:
+    require_moderator(room, actor)
+    Ban.objects.filter(room=room, user=target).delete()
+    record(actor, "unban", room, target_user=target)
+    broadcast.moderation_panel(room)
+
+
+@transaction.atomic
+def invite(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser) -> Membership:
+    require_moderator(room, actor)
+    membership, created = Membership.objects.get_or_create(room=room, user=target)
+    if created:
+        record(actor, "invite", room, target_user=target)
+    return membership
+
+
+@transaction.atomic
+def set_role(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, role: str | None) -> None:
+    """Staff grant or take a role; None removes the membership. Open sockets redraw for it."""
+    require_staff(actor)
+    if role is None:
+        Membership.objects.filter(room=room, user=target).delete()
+    else:
+        Membership.objects.update_or_create(room=room, user=target, defaults={"role": role})
+    record(actor, "set role", room, target_user=target, detail=role or "none")
+    broadcast.standing_changed(room, target.pk)
+
+
+# Rooms -------------------------------------------------------------------------------------
+
+SETTINGS_FIELDS = ("description", "is_public", "is_locked", "slow_mode_seconds")
+
+
+@transaction.atomic
+def update_room(actor: AbstractBaseUser, room: Room, reason: str = "", **changes) -> None:
+    """Change room settings; every open browser sees the new header and form at once."""
+    require_moderator(room, actor)
+    unknown = set(changes) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise ValueError(f"not room settings: {sorted(unknown)}")
+    stored = Room.objects.select_for_update().get(pk=room.pk)
+    changed = {field: value for field, value in changes.items() if getattr(stored, field) != value}
+    if not changed:
+        return
+    for field, value in changed.items():
+        setattr(room, field, value)
+    room.save(update_fields=list(changed))
+    record(
+        actor,
+        describe_change(changed),
+        room,
+        reason=reason,
+        detail=", ".join(f"{k}={v}" for k, v in changed.items()),
+    )
+    broadcast.room_changed(room, access_narrowed=changed.get("is_public") is False)
+
+
+def describe_change(changed: dict) -> str:
+    if set(changed) == {"is_locked"}:
+        return "lock room" if changed["is_locked"] else "unlock room"
+    if set(changed) == {"slow_mode_seconds"}:
+        return "set slow mode"
+    return "change room settings"
+
+
+@transaction.atomic
+def propose_room(
+    proposer: AbstractBaseUser, name: str, description: str = "", is_public: bool = True
+) -> Room:
+    """A signed-in user proposes a room; hidden until staff approve, then run by its proposer."""
+    room = Room.objects.create(
+        name=name,
+        slug=unique_slug(name),
+        description=description,
+        is_public=is_public,
+        status=Room.Status.PENDING,
+        proposed_by=proposer,
+    )
+    Membership.objects.create(room=room, user=proposer, role=Membership.Role.MODERATOR)
+    record(proposer, "propose room", room)
+    return room
+
+
+RESERVED_SLUGS = {"propose"}  # taken by URLs under /rooms/
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:70] or "room"
+    slug, n = base, 2
+    while slug in RESERVED_SLUGS or Room.objects.filter(slug=slug).exists():
+        slug, n = f"{base}-{n}", n + 1
+    return slug
+
+
+@transaction.atomic
+def review_room(actor: AbstractBaseUser, room: Room, approve: bool, reason: str = "") -> None:
+    require_staff(actor)
+    room.status = Room.Status.APPROVED if approve else Room.Status.REJECTED
+    room.save(update_fields=["status"])
+    record(actor, "approve room" if approve else "reject room", room, reason=reason)

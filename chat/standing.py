@@ -1,0 +1,57 @@
+"""Who a user is in a room right now: the one place read and post permissions are decided.
+
+Everything that acts on a room (views, consumers, the admin) asks here at the moment of the
+action, so a user demoted, muted or banned a second ago is refused at once.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.utils import timezone
+
+from chat.models import Ban, Membership, Mute, Room
+
+User = AbstractBaseUser | AnonymousUser
+
+VISITOR, MEMBER, MODERATOR = "visitor", "member", "moderator"
+
+
+@dataclass(frozen=True)
+class Standing:
+    role: str  # VISITOR, MEMBER or MODERATOR
+    can_read: bool
+    banned: bool = False
+    muted_until: datetime | None = None
+
+    @property
+    def is_moderator(self) -> bool:
+        return self.role == MODERATOR
+
+    @property
+    def is_muted(self) -> bool:
+        return self.muted_until is not None and self.muted_until > timezone.now()
+
+
+def standing(room: Room, user: User) -> Standing:
+    if not user.is_authenticated:
+        return Standing(VISITOR, can_read=room.is_approved and room.is_public)
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if user.is_staff or (membership and membership.role == Membership.Role.MODERATOR):
+        # Moderators of a room they proposed may see it before approval; staff see everything.
+        return Standing(MODERATOR, can_read=True)
+    banned = Ban.objects.filter(room=room, user=user).exists()
+    mute = Mute.objects.filter(room=room, user=user, until__gt=timezone.now()).first()
+    can_read = room.is_approved and not banned and (room.is_public or membership is not None)
+    return Standing(MEMBER, can_read=can_read, banned=banned, muted_until=mute.until if mute else None)
+
+
+def readable_rooms(user: User):
+    """Approved rooms the user may open: public ones, plus private ones they belong to."""
+    rooms = Room.objects.filter(status=Room.Status.APPROVED)
+    if user.is_authenticated and user.is_staff:
+        return rooms
+    if not user.is_authenticated:
+        return rooms.filter(is_public=True)
+    private_ok = Membership.objects.filter(user=user).values("room")
+    return rooms.filter(is_public=True) | rooms.filter(pk__in=private_ok)
