@@ -14,6 +14,7 @@ import os
 import statistics
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "site_config.settings")
@@ -25,37 +26,50 @@ import django
 
 django.setup()
 
+from asgiref.sync import async_to_sync  # noqa: E402
 from channels.db import database_sync_to_async  # noqa: E402
+from channels.layers import get_channel_layer  # noqa: E402
 from channels.routing import URLRouter  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import AnonymousUser  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db import transaction  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from chat import fragments  # noqa: E402
+from chat import broadcast, fragments  # noqa: E402
 from chat.consumers import RoomConsumer  # noqa: E402
 from chat.models import Message, Room  # noqa: E402
 
 
 class RenderPerReceiverConsumer(RoomConsumer):
-    """The baseline: each socket renders the new message for itself."""
+    """The baseline: each socket loads and renders the new message for itself."""
 
-    def _post(self, data: dict) -> tuple[str | None, str]:
-        broadcast, reply = super()._post(data)
-        if broadcast is None:
-            return None, reply
-        return f"message:{Message.objects.latest('pk').pk}", reply
-
-    async def room_html(self, event: dict) -> None:
-        html = event["html"]
-        if html.startswith("message:"):
-            html = await database_sync_to_async(render_stored_message)(int(html.split(":")[1]))
+    async def room_render(self, event: dict) -> None:
+        html = await database_sync_to_async(render_stored_message)(event["message_id"], self.standing.role)
         await self.send(html)
 
 
-def render_stored_message(pk: int) -> str:
-    return fragments.new_message_html(Message.objects.select_related("author").get(pk=pk))
+def render_stored_message(pk: int, role: str) -> str:
+    return fragments.new_message_html(Message.objects.select_related("author", "room").get(pk=pk), role)
+
+
+def broadcast_message_id(message: Message) -> None:
+    """What the baseline broadcasts instead of finished HTML."""
+    event = {"type": "room.render", "message_id": message.pk}
+    transaction.on_commit(
+        lambda: async_to_sync(get_channel_layer().group_send)(message.room.group_name, event)
+    )
+
+
+@contextmanager
+def baseline_broadcasts():
+    real = broadcast.new_message
+    broadcast.new_message = broadcast_message_id
+    try:
+        yield
+    finally:
+        broadcast.new_message = real
 
 
 def application(consumer: type[RoomConsumer]) -> URLRouter:
@@ -108,7 +122,8 @@ async def main(sizes: list[int], rounds: int) -> None:
     for index, size in enumerate(sizes):
         room = await database_sync_to_async(Room.objects.create)(name=f"Bench {size}", slug=f"bench-{index}")
         ours = await measure(RoomConsumer, room, size, rounds)
-        naive = await measure(RenderPerReceiverConsumer, room, size, rounds)
+        with baseline_broadcasts():
+            naive = await measure(RenderPerReceiverConsumer, room, size, rounds)
         print(f"{size:>9}  {ours * 1000:>10.2f}ms  {naive * 1000:>11.2f}ms  {naive / ours:>5.2f}x")
     print("ratio = per-receiver baseline / Parley's render-once path (above 1 means Parley is faster)")
 

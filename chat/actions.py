@@ -24,13 +24,13 @@ def handle(room: Room, user: User, data: dict) -> str:
     room = services.reload(room)
     handler = HANDLERS.get(data.get("action") or "post")
     if handler is None:
-        return fragments.notice_html("That action is not something this page can do.")
+        return fragments.notice_html("That action is not something this page can do.", error=True)
     if handler is not post and not user.is_authenticated:
-        return fragments.notice_html("Sign in first.")
+        return fragments.notice_html("Sign in first.", error=True)
     try:
         return handler(room, user, data)
     except moderation.NotAllowed as refusal:
-        return fragments.notice_html(str(refusal))
+        return fragments.notice_html(str(refusal), error=True)
 
 
 def post(room: Room, user: User, data: dict) -> str:

@@ -1,18 +1,277 @@
-from django.contrib import admin
+"""Staff run the site here. Every change that a room shows goes through chat.moderation,
+so it is checked, recorded in the audit log and shown live in open browsers."""
 
-from chat.models import Message, Room
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.urls import path, reverse
+from django.utils.html import format_html_join
+from django.views.decorators.http import require_POST
+
+from chat import moderation
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+    fields = ["user", "role", "created_at"]
+    readonly_fields = ["created_at"]
 
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "description", "created_at"]
+    list_display = ["name", "slug", "status", "is_public", "is_locked", "slow_mode_seconds", "proposed_by"]
+    list_filter = ["status", "is_public", "is_locked"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
+    readonly_fields = ["proposed_by", "created_at"]
+    inlines = [MembershipInline]
+    actions = ["approve", "reject"]
+
+    def save_model(self, request, room: Room, form, change: bool) -> None:
+        super().save_model(request, room, form, change)
+        changed = {
+            field: form.cleaned_data[field]
+            for field in moderation.SETTINGS_FIELDS
+            if field in form.changed_data
+        }
+        if change and changed:
+            moderation.room_settings_changed(request.user, room, changed, reason="changed in the admin")
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        """Roles go through the service, so a promoted or removed user's open page redraws."""
+        if formset.model is not Membership:
+            return super().save_formset(request, form, formset, change)
+        memberships = formset.save(commit=False)
+        for membership in formset.deleted_objects:
+            moderation.set_role(request.user, membership.room, membership.user, None)
+        for membership in memberships:
+            moderation.set_role(request.user, form.instance, membership.user, membership.role)
+
+    @admin.action(description="Approve selected rooms")
+    def approve(self, request: HttpRequest, rooms: QuerySet[Room]) -> None:
+        for room in rooms:
+            moderation.review_room(request.user, room, approve=True)
+        self.message_user(request, f"Approved {len(rooms)} room(s).")
+
+    @admin.action(description="Reject selected rooms")
+    def reject(self, request: HttpRequest, rooms: QuerySet[Room]) -> None:
+        for room in rooms:
+            moderation.review_room(request.user, room, approve=False)
+        self.message_user(request, f"Rejected {len(rooms)} room(s).")
 
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "room", "author", "body"]
-    list_filter = ["room"]
+    list_display = ["created_at", "room", "author", "body", "removed_at"]
+    list_filter = ["room", ("removed_at", admin.EmptyFieldListFilter)]
     search_fields = ["body", "author__username"]
     list_select_related = ["room", "author"]
+    readonly_fields = ["room", "author", "body", "created_at", "removed_at", "removed_by"]
+    actions = ["remove"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Remove selected messages (leave a tombstone)")
+    def remove(self, request: HttpRequest, selected: QuerySet[Message]) -> None:
+        for message in selected.select_related("room", "author"):
+            moderation.remove_message(request.user, message, reason="removed in the admin")
+        self.message_user(request, f"Removed {len(selected)} message(s).")
+
+    def delete_model(self, request: HttpRequest, message: Message) -> None:
+        moderation.delete_message(request.user, message, reason="deleted in the admin")
+
+    def delete_queryset(self, request: HttpRequest, selected: QuerySet[Message]) -> None:
+        for message in selected.select_related("room", "author"):
+            moderation.delete_message(request.user, message, reason="deleted in the admin")
+
+
+class OpenReportsFilter(admin.SimpleListFilter):
+    """The queue shows open reports unless asked otherwise."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Open"), ("resolved", "Resolved"), ("all", "All")]
+
+    def choices(self, changelist):
+        for lookup, title in self.lookup_choices:
+            yield {
+                "selected": (self.value() or "open") == lookup,
+                "query_string": changelist.get_query_string({self.parameter_name: lookup}),
+                "display": title,
+            }
+
+    def queryset(self, request, reports):
+        status = self.value() or "open"
+        if status == "open":
+            return reports.filter(resolved_at__isnull=True)
+        if status == "resolved":
+            return reports.filter(resolved_at__isnull=False)
+        return reports
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    """The moderation queue: each open report with its message, context and one-click actions."""
+
+    list_display = ["created_at", "room", "reported_message", "author", "reporter", "reason", "queue_actions"]
+    list_filter = [OpenReportsFilter, "message__room"]
+    list_select_related = ["message__room", "message__author", "reporter"]
+    search_fields = ["message__body", "reason", "reporter__username", "message__author__username"]
+    fields = [
+        "reported_message",
+        "context",
+        "reporter",
+        "reason",
+        "created_at",
+        "resolution",
+        "resolved_by",
+        "resolved_at",
+        "queue_actions",
+    ]
+    readonly_fields = fields
+    ACTIONS = {"resolve": "Resolve", "remove": "Remove message", "ban": "Ban author"}
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None):
+        return super().changelist_view(request, {"title": "Moderation queue", **(extra_context or {})})
+
+    @admin.display(description="room", ordering="message__room__name")
+    def room(self, report: Report) -> Room:
+        return report.message.room
+
+    @admin.display(description="author")
+    def author(self, report: Report) -> str:
+        return report.message.author.username
+
+    @admin.display(description="message")
+    def reported_message(self, report: Report) -> str:
+        removed = " (removed)" if report.message.removed_at else ""
+        return f"{report.message.body[:200]}{removed}"
+
+    @admin.display(description="context")
+    def context(self, report: Report) -> str:
+        """The reported message with the three messages before and after it."""
+        message = report.message
+        nearby = message.room.messages.select_related("author")
+        before = list(nearby.filter(pk__lt=message.pk).order_by("-pk")[:3])[::-1]
+        after = list(nearby.filter(pk__gt=message.pk).order_by("pk")[:3])
+        return render_to_string(
+            "admin/chat/report_context.html", {"messages": [*before, message, *after], "reported": message}
+        )
+
+    @admin.display(description="actions")
+    def queue_actions(self, report: Report) -> str:
+        if report.resolved_at:
+            return f"Resolved: {report.resolution}"
+        # Buttons submit the admin's own CSRF-protected form to our action URL: one click, no script.
+        return format_html_join(
+            " ",
+            '<button type="submit" class="button" formaction="{}" formmethod="post">{}</button>',
+            [
+                (reverse(f"admin:chat_report_{name}", args=[report.pk]), label)
+                for name, label in self.ACTIONS.items()
+            ],
+        )
+
+    def get_urls(self):
+        return [
+            path(
+                f"<int:report_id>/{name}/",
+                self.admin_site.admin_view(self.act(name)),
+                name=f"chat_report_{name}",
+            )
+            for name in self.ACTIONS
+        ] + super().get_urls()
+
+    def act(self, name: str):
+        @require_POST
+        def view(request: HttpRequest, report_id: int) -> HttpResponseRedirect:
+            if not self.has_change_permission(request):
+                raise moderation.NotAllowed("You may not work the moderation queue.")
+            report = get_object_or_404(
+                Report.objects.select_related("message__room", "message__author"), pk=report_id
+            )
+            message, room = report.message, report.message.room
+            if name == "remove":
+                moderation.remove_message(request.user, message, reason=f"report #{report.pk}")
+                moderation.resolve_reports_on(request.user, message, "message removed")
+            elif name == "ban":
+                moderation.ban(request.user, room, message.author, reason=f"report #{report.pk}")
+                moderation.resolve_reports_on(request.user, message, "author banned")
+            else:
+                moderation.resolve_report(request.user, report, "no action needed")
+            self.message_user(
+                request, f"Report #{report.pk}: {self.ACTIONS[name].lower()} done.", messages.SUCCESS
+            )
+            return HttpResponseRedirect(
+                request.META.get("HTTP_REFERER") or reverse("admin:chat_report_changelist")
+            )
+
+        return view
+
+
+class SanctionAdmin(admin.ModelAdmin):
+    """Mutes and bans made here go through the same services as the room page."""
+
+    list_select_related = ["room", "user", "created_by"]
+    autocomplete_fields = ["user", "room"]
+    readonly_fields = ["created_by", "created_at"]
+    search_fields = ["user__username", "room__name"]
+
+    def delete_queryset(self, request: HttpRequest, selected: QuerySet) -> None:
+        for sanction in selected.select_related("room", "user"):
+            self.delete_model(request, sanction)
+
+
+@admin.register(Mute)
+class MuteAdmin(SanctionAdmin):
+    list_display = ["user", "room", "until", "reason", "created_by"]
+    fields = ["room", "user", "until", "reason", "created_by", "created_at"]
+
+    def save_model(self, request, mute: Mute, form, change: bool) -> None:
+        moderation.mute_until(request.user, mute.room, mute.user, mute.until, mute.reason)
+
+    def delete_model(self, request: HttpRequest, mute: Mute) -> None:
+        moderation.unmute(request.user, mute.room, mute.user)
+
+
+@admin.register(Ban)
+class BanAdmin(SanctionAdmin):
+    list_display = ["user", "room", "reason", "created_by", "created_at"]
+    fields = ["room", "user", "reason", "created_by", "created_at"]
+
+    def save_model(self, request, ban: Ban, form, change: bool) -> None:
+        moderation.ban(request.user, ban.room, ban.user, ban.reason)
+
+    def delete_model(self, request: HttpRequest, ban: Ban) -> None:
+        moderation.unban(request.user, ban.room, ban.user)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the log is written by the services and never edited."""
+
+    list_display = ["created_at", "actor", "action", "room", "target_user", "message", "reason", "detail"]
+    list_filter = ["action", "room"]
+    search_fields = ["actor__username", "target_user__username", "reason", "detail"]
+    list_select_related = ["actor", "room", "target_user", "message"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -64,7 +64,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             data = parse_ws_send(text_data, bytes_data)
         except BadFrame as problem:
-            await self.send(fragments.notice_html(str(problem)))
+            await self.send(fragments.notice_html(str(problem), error=True))
             return
         await self.send(await database_sync_to_async(actions.handle)(self.room, self.user, data))
 

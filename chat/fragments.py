@@ -114,10 +114,11 @@ def moderation_panel_html(room: Room) -> str:
     )
 
 
-def notice_html(text: str) -> str:
-    return _partial("notice", {"notice": text, "oob": True})
+def notice_html(text: str, error: bool = False) -> str:
+    """A line above the form: the outcome of what the user just did."""
+    return _partial("notice", {"notice": text, "error": error, "oob": True})
 
 
 def removed_from_room_html(room: Room, text: str) -> str:
     """What a socket shows as it is closed for good: why, in the form's place."""
-    return notice_html(text) + _partial("closed_form", {"room": room, "notice": text})
+    return notice_html(text, error=True) + _partial("closed_form", {"room": room, "notice": text})

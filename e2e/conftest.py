@@ -122,3 +122,20 @@ def open_room(page: Page, base_url: str, slug: str = "lobby") -> None:
 def send(page: Page, text: str) -> None:
     page.fill("#message-form input[name=message]", text)
     page.press("#message-form input[name=message]", "Enter")
+
+
+def grant(site_env: dict[str, str], username: str, *, moderator_of: str = "", staff: bool = False) -> None:
+    """Make a signed-up user a room moderator or a staff superuser, as staff would in the admin."""
+    script = (
+        "from django.contrib.auth.models import User\n"
+        "from chat.models import Membership, Room\n"
+        f"user = User.objects.get(username={username!r})\n"
+    )
+    if staff:
+        script += "user.is_staff = user.is_superuser = True\nuser.save()\n"
+    if moderator_of:
+        script += (
+            f"Membership.objects.update_or_create(room=Room.objects.get(slug={moderator_of!r}), user=user,"
+            " defaults={'role': 'moderator'})\n"
+        )
+    manage(site_env, "shell", "-c", script)
