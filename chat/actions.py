@@ -72,7 +72,6 @@ def _target(data: dict, form_class: type[Form] = UserActionForm) -> tuple[Abstra
 def remove(room: Room, user: User, data: dict) -> str:
     message, reason = _message(room, data)
     moderation.remove_message(user, message, reason)
-    moderation.resolve_reports_on(user, message, "message removed")
     return fragments.notice_html(f"Removed a message by {message.author}.")
 
 

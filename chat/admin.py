@@ -204,7 +204,6 @@ class ReportAdmin(admin.ModelAdmin):
             message, room = report.message, report.message.room
             if name == "remove":
                 moderation.remove_message(request.user, message, reason=f"report #{report.pk}")
-                moderation.resolve_reports_on(request.user, message, "message removed")
             elif name == "ban":
                 moderation.ban(request.user, room, message.author, reason=f"report #{report.pk}")
                 moderation.resolve_reports_on(request.user, message, "author banned")
@@ -218,6 +217,31 @@ class ReportAdmin(admin.ModelAdmin):
             )
 
         return view
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    """Roles and private-room memberships; changes redraw the user's open pages."""
+
+    list_display = ["user", "room", "role", "created_at"]
+    list_filter = ["role", "room"]
+    list_select_related = ["room", "user"]
+    autocomplete_fields = ["user", "room"]
+    search_fields = ["user__username", "room__name"]
+
+    def get_readonly_fields(self, request: HttpRequest, membership: Membership | None = None) -> list[str]:
+        # A membership is one user in one room: change the role here, not whom it is about.
+        return ["room", "user", "created_at"] if membership else ["created_at"]
+
+    def save_model(self, request, membership: Membership, form, change: bool) -> None:
+        moderation.set_role(request.user, membership.room, membership.user, membership.role)
+
+    def delete_model(self, request: HttpRequest, membership: Membership) -> None:
+        moderation.set_role(request.user, membership.room, membership.user, None)
+
+    def delete_queryset(self, request: HttpRequest, selected: QuerySet[Membership]) -> None:
+        for membership in selected.select_related("room", "user"):
+            self.delete_model(request, membership)
 
 
 class SanctionAdmin(admin.ModelAdmin):

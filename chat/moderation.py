@@ -53,6 +53,7 @@ def remove_message(actor: AbstractBaseUser, message: Message, reason: str = "") 
     message.removed_at, message.removed_by = timezone.now(), actor
     message.save(update_fields=["removed_at", "removed_by"])
     record(actor, "remove message", message.room, message=message, target_user=message.author, reason=reason)
+    resolve_reports_on(actor, message, "message removed")
     broadcast.message_removed(message)
 
 

@@ -12,7 +12,7 @@ from django.utils.formats import time_format
 from chat import broadcast
 from chat.forms import MessageForm
 from chat.models import Message, Presence, Room
-from chat.standing import User, readable_rooms, standing
+from chat.standing import Standing, User, readable_rooms, standing
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,10 @@ def history_page(room: Room, before: int | None = None) -> HistoryPage:
 def post_message(room: Room, user: User, data: dict) -> PostOutcome:
     """Check the poster may post, validate, store, then show it to the room."""
     form = MessageForm(data)
-    refusal = why_not_post(room, user)
+    viewer = standing(room, user)
+    refusal = why_not_post(room, user, viewer)
     if refusal is None and form.is_valid():
-        refusal = why_wait(room, user)
+        refusal = why_wait(room, user, viewer)
     if refusal:
         form.add_error(None, refusal)
     if not form.is_valid():
@@ -66,11 +67,10 @@ def post_message(room: Room, user: User, data: dict) -> PostOutcome:
     return PostOutcome(form, message)
 
 
-def why_not_post(room: Room, user: User) -> str | None:
+def why_not_post(room: Room, user: User, viewer: Standing) -> str | None:
     """Why this user may not post in the room at all right now, or None if they may."""
     if not user.is_authenticated:
         return "Sign in to post messages."
-    viewer = standing(room, user)
     if not viewer.can_read:
         return "You can't post in this room."
     if viewer.is_moderator:
@@ -84,9 +84,9 @@ def why_not_post(room: Room, user: User) -> str | None:
     return None
 
 
-def why_wait(room: Room, user: AbstractBaseUser) -> str | None:
+def why_wait(room: Room, user: AbstractBaseUser, viewer: Standing) -> str | None:
     """Slow mode and flood control: how long to wait before the next message, if at all."""
-    if room.slow_mode_seconds and not standing(room, user).is_moderator:
+    if room.slow_mode_seconds and not viewer.is_moderator:
         last = room.messages.filter(author=user).order_by("-pk").values_list("created_at", flat=True).first()
         if last:
             wait = room.slow_mode_seconds - (timezone.now() - last).total_seconds()
