@@ -79,7 +79,7 @@ def why_not_post(room: Room, user: User, viewer: Standing) -> str | None:
         return "This room is locked: only moderators can post."
     if viewer.is_muted:
         return (
-            f"You're muted in this room until {time_format(timezone.localtime(viewer.muted_until), 'H:i')}."
+            f"You're muted in this room until {time_format(timezone.localtime(viewer.muted_until), 'H:i T')}."
         )
     return None
 
