@@ -46,9 +46,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close(code=TRY_AGAIN_LATER)
             return
         self.room, self.standing = room, viewer
-        # A reconnecting browser missed broadcasts meanwhile: replace its history whole.
+        # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
-        await self.send(await database_sync_to_async(fragments.history_html)(room, viewer.role))
+        await self.send(await database_sync_to_async(fragments.reconnect_html)(room, viewer.role))
         await database_sync_to_async(services.join_room)(room, self.user, self.channel_name)
         await self._broadcast_members()
         self.heartbeat = asyncio.create_task(self._keep_presence_fresh())

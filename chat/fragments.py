@@ -71,6 +71,11 @@ def history_html(room: Room, role: str) -> str:
     return _partial("history", history_context(room, role) | {"oob": True})
 
 
+def reconnect_html(room: Room, role: str) -> str:
+    """What a socket gets on (re)connecting: everything it may have missed, except the form."""
+    return history_html(room, role) + room_header_html(room)
+
+
 def older_messages_html(room: Room, role: str, before: int) -> str:
     """The page of history before `before`, swapped in where the 'load older' link was."""
     return _partial("older_messages", history_context(room, role, before))
