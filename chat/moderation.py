@@ -4,7 +4,7 @@ The room page (through the consumer) and the Django admin both call these functi
 the rules, the audit log and the live updates are the same wherever an action starts.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
@@ -100,17 +100,22 @@ def resolve_reports_on(actor: AbstractBaseUser, message: Message, resolution: st
 # Users in a room ---------------------------------------------------------------------------
 
 
-@transaction.atomic
 def mute(
     actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, minutes: int, reason: str = ""
 ) -> Mute:
+    return mute_until(actor, room, target, timezone.now() + timedelta(minutes=minutes), reason)
+
+
+@transaction.atomic
+def mute_until(
+    actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, until: datetime, reason: str = ""
+) -> Mute:
     require_moderator(room, actor)
     require_ordinary_member(room, target)
-    until = timezone.now() + timedelta(minutes=minutes)
     muted, _ = Mute.objects.update_or_create(
         room=room, user=target, defaults={"until": until, "reason": reason, "created_by": actor}
     )
-    record(actor, "mute", room, target_user=target, reason=reason, detail=f"{minutes} minutes")
+    record(actor, "mute", room, target_user=target, reason=reason, detail=f"until {until:%Y-%m-%d %H:%M %Z}")
     broadcast.standing_changed(room, target.pk)
     broadcast.moderation_panel(room)
     return muted
@@ -187,13 +192,13 @@ def update_room(actor: AbstractBaseUser, room: Room, reason: str = "", **changes
     for field, value in changed.items():
         setattr(room, field, value)
     room.save(update_fields=list(changed))
-    record(
-        actor,
-        describe_change(changed),
-        room,
-        reason=reason,
-        detail=", ".join(f"{k}={v}" for k, v in changed.items()),
-    )
+    room_settings_changed(actor, room, changed, reason)
+
+
+def room_settings_changed(actor: AbstractBaseUser, room: Room, changed: dict, reason: str = "") -> None:
+    """Record and show settings already saved (by update_room, or by the admin's own form)."""
+    details = ", ".join(f"{field}={value}" for field, value in changed.items())
+    record(actor, describe_change(changed), room, reason=reason, detail=details)
     broadcast.room_changed(room, access_narrowed=changed.get("is_public") is False)
 
 
