@@ -48,13 +48,13 @@ def record(actor: AbstractBaseUser, action: str, room: Room | None = None, **det
 def remove_message(actor: AbstractBaseUser, message: Message, reason: str = "") -> None:
     """Replace a message by a tombstone everywhere; its text stays stored for the audit log."""
     require_moderator(message.room, actor)
-    if message.removed_at:
-        return
-    message.removed_at, message.removed_by = timezone.now(), actor
-    message.save(update_fields=["removed_at", "removed_by"])
-    record(actor, "remove message", message.room, message=message, target_user=message.author, reason=reason)
+    if not message.removed_at:
+        message.removed_at, message.removed_by = timezone.now(), actor
+        message.save(update_fields=["removed_at", "removed_by"])
+        record(actor, "remove message", message.room, message=message, target_user=message.author, reason=reason)
+        broadcast.message_removed(message)
+    # Reports filed before (or after) the removal are settled by it.
     resolve_reports_on(actor, message, "message removed")
-    broadcast.message_removed(message)
 
 
 @transaction.atomic
