@@ -22,6 +22,11 @@ Handler = Callable[[Room, User, dict], str]
 
 def handle(room: Room, user: User, data: dict) -> str:
     room = services.reload(room)
+    if user.is_authenticated:
+        # The socket's user was loaded at connect; staff status may have been taken away since.
+        user.refresh_from_db(fields=["is_staff", "is_superuser", "is_active"])
+        if not user.is_active:
+            return fragments.notice_html("This account is disabled.", error=True)
     handler = HANDLERS.get(data.get("action") or "post")
     if handler is None:
         return fragments.notice_html("That action is not something this page can do.", error=True)

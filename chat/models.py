@@ -1,6 +1,15 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
+
+# Slugs taken by URLs under /rooms/ (see chat/urls.py).
+RESERVED_ROOM_SLUGS = frozenset({"propose"})
+
+
+def not_reserved(slug: str) -> None:
+    if slug in RESERVED_ROOM_SLUGS:
+        raise ValidationError(f"“{slug}” is used by the site itself; choose another slug.")
 
 
 class Room(models.Model):
@@ -12,7 +21,7 @@ class Room(models.Model):
         REJECTED = "rejected", "Rejected"
 
     name = models.CharField(max_length=80)
-    slug = models.SlugField(max_length=80, unique=True)
+    slug = models.SlugField(max_length=80, unique=True, validators=[not_reserved])
     description = models.CharField(max_length=200, blank=True)
     is_public = models.BooleanField(
         "public", default=True, help_text="Public rooms can be read by anyone; private ones by members only."

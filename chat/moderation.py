@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from chat import broadcast
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room
+from chat.models import RESERVED_ROOM_SLUGS, AuditEntry, Ban, Membership, Message, Mute, Report, Room
 from chat.standing import standing
 
 
@@ -51,7 +51,9 @@ def remove_message(actor: AbstractBaseUser, message: Message, reason: str = "") 
     if not message.removed_at:
         message.removed_at, message.removed_by = timezone.now(), actor
         message.save(update_fields=["removed_at", "removed_by"])
-        record(actor, "remove message", message.room, message=message, target_user=message.author, reason=reason)
+        record(
+            actor, "remove message", message.room, message=message, target_user=message.author, reason=reason
+        )
         broadcast.message_removed(message)
     # Reports filed before (or after) the removal are settled by it.
     resolve_reports_on(actor, message, "message removed")
@@ -228,13 +230,10 @@ def propose_room(
     return room
 
 
-RESERVED_SLUGS = {"propose"}  # taken by URLs under /rooms/
-
-
 def unique_slug(name: str) -> str:
     base = slugify(name)[:70] or "room"
     slug, n = base, 2
-    while slug in RESERVED_SLUGS or Room.objects.filter(slug=slug).exists():
+    while slug in RESERVED_ROOM_SLUGS or Room.objects.filter(slug=slug).exists():
         slug, n = f"{base}-{n}", n + 1
     return slug
 

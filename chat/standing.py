@@ -37,9 +37,11 @@ def standing(room: Room, user: User) -> Standing:
     if not user.is_authenticated:
         return Standing(VISITOR, can_read=room.is_approved and room.is_public)
     membership = Membership.objects.filter(room=room, user=user).first()
-    if user.is_staff or (membership and membership.role == Membership.Role.MODERATOR):
-        # Moderators of a room they proposed may see it before approval; staff see everything.
+    if user.is_staff:
         return Standing(MODERATOR, can_read=True)
+    if membership and membership.role == Membership.Role.MODERATOR:
+        # The proposer moderates their room from the start: they see it while pending, not once rejected.
+        return Standing(MODERATOR, can_read=room.status != Room.Status.REJECTED)
     banned = Ban.objects.filter(room=room, user=user).exists()
     mute = Mute.objects.filter(room=room, user=user, until__gt=timezone.now()).first()
     can_read = room.is_approved and not banned and (room.is_public or membership is not None)
@@ -54,4 +56,5 @@ def readable_rooms(user: User):
     if not user.is_authenticated:
         return rooms.filter(is_public=True)
     private_ok = Membership.objects.filter(user=user).values("room")
-    return rooms.filter(is_public=True) | rooms.filter(pk__in=private_ok)
+    banned = Ban.objects.filter(user=user).values("room")
+    return (rooms.filter(is_public=True) | rooms.filter(pk__in=private_ok)).exclude(pk__in=banned)
