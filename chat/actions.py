@@ -21,12 +21,9 @@ Handler = Callable[[Room, User, dict], str]
 
 
 def handle(room: Room, user: User, data: dict) -> str:
-    room = services.reload(room)
-    if user.is_authenticated:
-        # The socket's user was loaded at connect; staff status may have been taken away since.
-        user.refresh_from_db(fields=["is_staff", "is_superuser", "is_active"])
-        if not user.is_active:
-            return fragments.notice_html("This account is disabled.", error=True)
+    room = services.reload(room, user)
+    if user.is_authenticated and not user.is_active:
+        return fragments.notice_html("This account is disabled.", error=True)
     handler = HANDLERS.get(data.get("action") or "post")
     if handler is None:
         return fragments.notice_html("That action is not something this page can do.", error=True)
@@ -122,7 +119,7 @@ def unlock(room: Room, user: User, data: dict) -> str:
 
 def room_settings(room: Room, user: User, data: dict) -> str:
     moderation.require_moderator(room, user)
-    fields = _valid(RoomSettingsForm(data, instance=services.reload(room)))
+    fields = _valid(RoomSettingsForm(data, instance=room))
     moderation.update_room(user, room, **fields)
     return fragments.notice_html("Room settings saved.")
 

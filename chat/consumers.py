@@ -95,9 +95,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def room_access(self, event: dict) -> None:
         """The room became private: sockets of people who may no longer read it close."""
-        viewer = await database_sync_to_async(standing)(
-            await database_sync_to_async(services.reload)(self.room), self.user
-        )
+        viewer = await database_sync_to_async(self._refresh)()
         if not viewer.can_read:
             await self._close_for_good(viewer)
 
@@ -109,7 +107,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _refresh(self) -> Standing:
         """The room and this user's standing in it as stored now."""
-        self.room = services.reload(self.room)
+        self.room = services.reload(self.room, self.user)
         return standing(self.room, self.user)
 
     def _room_and_standing(self, slug: str) -> tuple[Room | None, Standing | None]:

@@ -34,8 +34,13 @@ def find_room(slug: str) -> Room | None:
     return Room.objects.filter(slug=slug).first()
 
 
-def reload(room: Room) -> Room:
-    """The room as stored now: locks and slow mode may have changed since a socket opened."""
+def reload(room: Room, user: User) -> Room:
+    """The room and the user as stored now, for a socket that loaded both when it opened.
+
+    Locks and slow mode may have changed since, and so may the user's staff status.
+    """
+    if user.is_authenticated:
+        user.refresh_from_db(fields=["is_staff", "is_superuser", "is_active"])
     return Room.objects.get(pk=room.pk)
 
 
