@@ -95,6 +95,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def room_access(self, event: dict) -> None:
         """The room became private: sockets of people who may no longer read it close."""
+        if self.standing.is_moderator:
+            return  # moderators keep access; only members need a membership check
         viewer = await database_sync_to_async(self._refresh)()
         if not viewer.can_read:
             await self._close_for_good(viewer)
