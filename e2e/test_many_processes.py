@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from e2e.conftest import open_room, prepare_site, send
+from e2e.conftest import grant, open_room, prepare_site, send
 from testsupport.servers import DaphneServer, RedisServer
 
 
@@ -53,3 +53,21 @@ def test_a_browser_whose_process_restarts_gets_what_it_missed(two_servers, new_u
 
     expect(bob.locator("#messages")).to_contain_text("Posted while Bob's server was down", timeout=20_000)
     expect(bob.locator("#messages .message", has_text="Posted while Bob's server was down")).to_have_count(1)
+
+
+def test_moderation_on_one_process_shows_on_the_other(two_servers, new_user):
+    first, second = two_servers
+    moderator = new_user(first.url, "mod")
+    grant(first.env, moderator.username, moderator_of="lobby")
+    member = new_user(second.url, "member")
+    open_room(moderator, first.url)
+    open_room(member, second.url)
+    send(member, "Remove me across processes")
+
+    message = moderator.locator("#messages .message", has_text="Remove me across processes")
+    message.hover()
+    message.locator(".message-actions summary").click()
+    message.get_by_role("button", name="Remove message").click()
+
+    expect(member.locator("#messages")).not_to_contain_text("Remove me across processes")
+    expect(member.locator("#messages")).to_contain_text("Message removed by a moderator")
