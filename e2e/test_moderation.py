@@ -163,13 +163,17 @@ def test_a_proposed_room_appears_only_after_approval(server, new_user, site_env)
     expect(proposer.locator(".moderation summary")).to_have_text("Moderate")
 
 
-@pytest.mark.parametrize("device", ["desktop", "phone"])
-def test_room_page_as_moderator_and_member_looks_right(server, new_user, site_env, room, device):
+@pytest.mark.parametrize(
+    ("device", "scheme"), [("desktop", "light"), ("phone", "light"), ("desktop", "dark")]
+)
+def test_room_page_as_moderator_and_member_looks_right(server, new_user, site_env, room, device, scheme):
     SCREENSHOTS.mkdir(exist_ok=True)
     viewport = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}[device]
     moderator = new_user(server.url, "mod", viewport=viewport)
     grant(site_env, moderator.username, moderator_of=room)
     member = new_user(server.url, "member", viewport=viewport)
+    for page in (moderator, member):
+        page.emulate_media(color_scheme=scheme)
     open_room(moderator, server.url, room)
     open_room(member, server.url, room)
     send(member, "Could we get a channel for announcements?")
@@ -181,12 +185,12 @@ def test_room_page_as_moderator_and_member_looks_right(server, new_user, site_en
     expect(member.locator("#messages")).to_contain_text("Message removed by a moderator")
 
     open_menu(moderator, "Could we get a channel")
-    moderator.screenshot(path=SCREENSHOTS / f"room-moderator-menu-{device}.png")
+    moderator.screenshot(path=SCREENSHOTS / f"room-moderator-menu-{device}-{scheme}.png")
     moderator.keyboard.press("Escape")
     moderator.locator(".moderation summary").click()
     expect(moderator.locator("#moderation-tools")).to_be_visible()
-    moderator.screenshot(path=SCREENSHOTS / f"room-moderator-panel-{device}.png")
+    moderator.screenshot(path=SCREENSHOTS / f"room-moderator-panel-{device}-{scheme}.png")
 
     open_menu(member, "Good idea")
     expect(member.get_by_role("button", name="Report message")).to_be_visible()
-    member.screenshot(path=SCREENSHOTS / f"room-member-{device}.png")
+    member.screenshot(path=SCREENSHOTS / f"room-member-{device}-{scheme}.png")
