@@ -11,6 +11,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from chat import actions, fragments, services
 from chat.models import Room
@@ -30,6 +31,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     standing: Standing | None = None
     groups_joined: tuple[str, ...] = ()
     heartbeat: asyncio.Task | None = None
+    mute_ends: asyncio.Task | None = None
 
     async def connect(self) -> None:
         slug = self.scope["url_route"]["kwargs"]["slug"]
@@ -52,6 +54,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(services.join_room)(room, self.user, self.channel_name)
         await self._broadcast_members()
         self.heartbeat = asyncio.create_task(self._keep_presence_fresh())
+        self._give_form_back_when_mute_ends()
 
     async def __call__(self, scope, receive, send) -> None:
         # Leave the room however the consumer ends: a clean close, a crash, a server shutdown.
@@ -92,6 +95,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send(await database_sync_to_async(fragments.history_html)(self.room, viewer.role))
         self.standing = viewer
         await self.send(await database_sync_to_async(fragments.form_html)(self.room, self.user))
+        self._give_form_back_when_mute_ends()
 
     async def room_access(self, event: dict) -> None:
         """The room became private: sockets of people who may no longer read it close."""
@@ -135,8 +139,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.close(code=REMOVED_FROM_ROOM)
 
     async def _leave(self) -> None:
-        if self.heartbeat:
-            self.heartbeat.cancel()
+        for task in (self.heartbeat, self.mute_ends):
+            if task:
+                task.cancel()
         if self.room is None:
             return
         room, self.room = self.room, None
@@ -151,6 +156,20 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _broadcast_members(self) -> None:
         html = await database_sync_to_async(fragments.members_html)(self.room)
         await self.channel_layer.group_send(self.room.group_name, {"type": "room.html", "html": html})
+
+    def _give_form_back_when_mute_ends(self) -> None:
+        """A muted user's form says until when; at that moment it turns back into a form by itself."""
+        if self.mute_ends:
+            self.mute_ends.cancel()
+            self.mute_ends = None
+        if self.standing.is_muted:
+            seconds = (self.standing.muted_until - timezone.now()).total_seconds()
+            self.mute_ends = asyncio.create_task(self._redraw_after(seconds + 0.5))
+
+    async def _redraw_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.mute_ends = None
+        await self.room_standing({"type": "room.standing"})
 
     async def _keep_presence_fresh(self) -> None:
         while True:

@@ -5,6 +5,7 @@ as the admin calls them; either way every open socket sees the outcome at once.
 """
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -12,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
+from django.utils import timezone
 
 from chat import moderation
 from chat.models import Ban, Membership, Message, Report, Room
@@ -344,6 +346,20 @@ async def test_unmute_gives_the_form_back_and_posts_go_through(
     await muted.send_to(text_data=ws_send_frame("thanks"))
     await receive_message_frame(mod_socket, "thanks")
     assert await stored_bodies() == ["thanks"]
+
+
+async def test_the_form_comes_back_by_itself_when_a_mute_runs_out(
+    open_socket: SocketOpener, lobby: Room, moderator: AbstractBaseUser, bob: AbstractBaseUser
+) -> None:
+    muted = await open_socket(user=bob)
+    await settle(muted)
+    ends = timezone.now() + timedelta(seconds=1)
+    await database_sync_to_async(moderation.mute_until)(moderator, lobby, bob, ends)
+
+    assert "muted" in await receive_until(muted, FORM)
+    form = await receive_until(muted, FORM, timeout=4)
+
+    assert MESSAGE_INPUT in form and "muted" not in form
 
 
 # Locking and room settings --------------------------------------------------------------------
