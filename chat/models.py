@@ -128,12 +128,11 @@ class Membership(models.Model):
         return f"{self.user} ({self.get_role_display()}) in {self.room}"
 
 
-class Mute(models.Model):
-    """The user can read the room but not post until `until`."""
+class Sanction(models.Model):
+    """A moderator's measure against one user in one room; at most one of each kind at a time."""
 
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="mutes")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mutes")
-    until = models.DateTimeField()
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="%(class)ss")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="%(class)ss")
     reason = models.CharField(max_length=200, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
@@ -141,25 +140,21 @@ class Mute(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_mute_per_room")]
+        abstract = True
+        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_%(class)s_per_room")]
+
+
+class Mute(Sanction):
+    """The user can read the room but not post until `until`."""
+
+    until = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"{self.user} muted in {self.room} until {self.until:%Y-%m-%d %H:%M}"
 
 
-class Ban(models.Model):
+class Ban(Sanction):
     """The user may not read or post in the room until unbanned."""
-
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bans")
-    reason = models.CharField(max_length=200, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["room", "user"], name="one_ban_per_room")]
 
     def __str__(self) -> str:
         return f"{self.user} banned from {self.room}"
