@@ -52,7 +52,6 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
         await self.send(await database_sync_to_async(fragments.reconnect_html)(room, viewer.role))
         await database_sync_to_async(services.join_room)(room, self.user, self.channel_name)
-        await self._broadcast_members()
         self.heartbeat = asyncio.create_task(self._keep_presence_fresh())
         self._give_form_back_when_mute_ends()
 
@@ -146,16 +145,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         room, self.room = self.room, None
         try:
-            await database_sync_to_async(services.leave_room)(self.channel_name)
             await self._leave_groups()
-            html = await database_sync_to_async(fragments.members_html)(room)
-            await self.channel_layer.group_send(room.group_name, {"type": "room.html", "html": html})
+            await database_sync_to_async(services.leave_room)(self.channel_name)
         except Exception:
             log.exception("Could not announce a departure from %s", room)
-
-    async def _broadcast_members(self) -> None:
-        html = await database_sync_to_async(fragments.members_html)(self.room)
-        await self.channel_layer.group_send(self.room.group_name, {"type": "room.html", "html": html})
 
     def _give_form_back_when_mute_ends(self) -> None:
         """A muted user's form says until when; at that moment it turns back into a form by itself."""

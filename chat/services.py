@@ -131,6 +131,7 @@ def _fresh_presences():
 
 
 def join_room(room: Room, user: User, channel_name: str) -> None:
+    """A socket opened on the room: everyone's member list updates."""
     Presence.objects.update_or_create(
         channel_name=channel_name,
         defaults={
@@ -139,10 +140,15 @@ def join_room(room: Room, user: User, channel_name: str) -> None:
             "last_seen": timezone.now(),
         },
     )
+    broadcast.members(room)
 
 
 def leave_room(channel_name: str) -> None:
-    Presence.objects.filter(channel_name=channel_name).delete()
+    """A socket closed: everyone's member list updates."""
+    presence = Presence.objects.select_related("room").filter(channel_name=channel_name).first()
+    if presence:
+        presence.delete()
+        broadcast.members(presence.room)
 
 
 def touch_presence(channel_name: str) -> None:
