@@ -146,6 +146,8 @@ def test_a_proposed_room_appears_only_after_approval(server, new_user, site_env)
     expect(proposer.locator(".proposals")).to_contain_text(name)
     expect(proposer.locator(".proposals")).to_contain_text("Waiting for approval")
     expect(proposer.locator(".room-list")).not_to_contain_text(name)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    proposer.screenshot(path=SCREENSHOTS / "rooms-with-a-proposal.png")
     other.goto(server.url)
     expect(other.locator(".room-list")).not_to_contain_text(name)
 
