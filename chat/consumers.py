@@ -16,7 +16,7 @@ from django.utils import timezone
 from chat import actions, fragments, services
 from chat.models import Room
 from chat.payloads import BadFrame, parse_ws_send
-from chat.standing import VISITOR, Standing, standing
+from chat.standing import VISITOR, Standing, ban_notice, standing
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.groups_joined = ()
 
     async def _close_for_good(self, viewer: Standing) -> None:
-        text = f"You have been banned from #{self.room.name}." if viewer.banned else "This room is private."
+        text = ban_notice(self.room) if viewer.banned else "This room is private."
         await self.send(await database_sync_to_async(fragments.removed_from_room_html)(self.room, text))
         await self.close(code=REMOVED_FROM_ROOM)
 

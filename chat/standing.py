@@ -48,6 +48,11 @@ def standing(room: Room, user: User) -> Standing:
     return Standing(MEMBER, can_read=can_read, banned=banned, muted_until=mute.until if mute else None)
 
 
+def ban_notice(room: Room) -> str:
+    """What a banned user is told, on the page and on a socket closed by the ban."""
+    return f"You have been banned from #{room.name}."
+
+
 def readable_rooms(user: User):
     """Approved rooms the user may open: public ones, plus private ones they belong to."""
     rooms = Room.objects.filter(status=Room.Status.APPROVED)

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET
 from chat import fragments, moderation, services
 from chat.forms import ProposeRoomForm
 from chat.models import Room
-from chat.standing import Standing, standing
+from chat.standing import Standing, ban_notice, standing
 
 
 def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
@@ -19,7 +19,7 @@ def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
     viewer = standing(room, request.user) if room else None
     if viewer is None or not viewer.can_read:
         if viewer is not None and viewer.banned:
-            raise PermissionDenied(f"You have been banned from #{room.name}.")
+            raise PermissionDenied(ban_notice(room))
         raise Http404("No such room.")
     return room, viewer
 

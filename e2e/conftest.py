@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expec
 from testsupport.servers import DaphneServer, RedisServer, manage, production_like_env
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

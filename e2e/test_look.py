@@ -7,9 +7,8 @@ would notice at once: a page wider than the phone, a message box out of view.
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import SCREENSHOTS, create_rooms, open_room, send
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, open_room, send
 
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 CONVERSATION = [
     ("alice", "Morning all! Has anyone tried the new build yet?"),
     ("bob", "Yes, it's fast. The reconnect after a deploy is seamless now."),

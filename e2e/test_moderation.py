@@ -5,7 +5,7 @@ import itertools
 import pytest
 from playwright.sync_api import Page, WebSocket, expect
 
-from e2e.conftest import SCREENSHOTS, create_rooms, grant, open_room, send
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, grant, open_room, send
 
 _rooms = itertools.count(1)
 
@@ -170,7 +170,7 @@ def test_a_proposed_room_appears_only_after_approval(server, new_user, site_env)
 )
 def test_room_page_as_moderator_and_member_looks_right(server, new_user, site_env, room, device, scheme):
     SCREENSHOTS.mkdir(exist_ok=True)
-    viewport = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}[device]
+    viewport = VIEWPORTS[device]
     moderator = new_user(server.url, "mod", viewport=viewport)
     grant(site_env, moderator.username, moderator_of=room)
     member = new_user(server.url, "member", viewport=viewport)
