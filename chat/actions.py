@@ -7,21 +7,19 @@ service that does the work (and broadcasts), and returns HTML for the sender alo
 
 from collections.abc import Callable
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
 from django.forms import Form
 from django.utils import timezone
 
-from chat import fragments, moderation, services
+from chat import fragments, moderation, queries, services
 from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm, UserActionForm
 from chat.models import Message, Room
-from chat.standing import User
+from chat.standing import Account, User
 
 Handler = Callable[[Room, User, dict], str]
 
 
 def handle(room: Room, user: User, data: dict) -> str:
-    room = services.reload(room, user)
+    room = queries.reload(room, user)
     if user.is_authenticated and not user.is_active:
         return fragments.notice_html("This account is disabled.", error=True)
     handler = HANDLERS.get(data.get("action") or "post")
@@ -57,15 +55,15 @@ def _valid(form: Form) -> dict:
 
 def _message(room: Room, data: dict) -> tuple[Message, str]:
     fields = _valid(MessageActionForm(data))
-    message = room.messages.select_related("author", "room").filter(pk=fields["message"]).first()
+    message = room.messages.select_related("author", "room").filter(pk=fields["message_id"]).first()
     if message is None:
         raise moderation.NotAllowed("That message is not in this room.")
     return message, fields["reason"]
 
 
-def _target(data: dict, form_class: type[Form] = UserActionForm) -> tuple[AbstractBaseUser, dict]:
+def _target(data: dict, form_class: type[Form] = UserActionForm) -> tuple[Account, dict]:
     fields = _valid(form_class(data))
-    target = get_user_model().objects.filter(pk=fields["user"]).first()
+    target = Account.objects.filter(pk=fields["user_id"]).first()
     if target is None:
         raise moderation.NotAllowed("No such user.")
     return target, fields
@@ -126,7 +124,7 @@ def room_settings(room: Room, user: User, data: dict) -> str:
 
 def invite(room: Room, user: User, data: dict) -> str:
     username = _valid(InviteForm(data))["username"]
-    target = get_user_model().objects.filter(username=username).first()
+    target = Account.objects.filter(username=username).first()
     if target is None:
         raise moderation.NotAllowed(f"There is no user called {username}.")
     moderation.invite(user, room, target)

@@ -8,10 +8,11 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html_join
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from chat import moderation
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room, Sanction
 
 
 class MembershipInline(admin.TabularInline):
@@ -28,9 +29,12 @@ class RoomAdmin(admin.ModelAdmin):
     list_filter = ["status", "is_public", "is_locked"]
     prepopulated_fields = {"slug": ["name"]}
     search_fields = ["name", "slug"]
-    readonly_fields = ["proposed_by", "created_at"]
     inlines = [MembershipInline]
     actions = ["approve", "reject"]
+
+    def get_readonly_fields(self, request: HttpRequest, room: Room | None = None) -> list[str]:
+        # Approval goes through the Approve/Reject actions, which record it; not through this field.
+        return ["status", "proposed_by", "created_at"] if room else ["proposed_by", "created_at"]
 
     def save_model(self, request, room: Room, form, change: bool) -> None:
         super().save_model(request, room, form, change)
@@ -206,17 +210,22 @@ class ReportAdmin(admin.ModelAdmin):
                 moderation.remove_message(request.user, message, reason=f"report #{report.pk}")
             elif name == "ban":
                 moderation.ban(request.user, room, message.author, reason=f"report #{report.pk}")
-                moderation.resolve_reports_on(request.user, message, "author banned")
             else:
                 moderation.resolve_report(request.user, report, "no action needed")
             self.message_user(
                 request, f"Report #{report.pk}: {self.ACTIONS[name].lower()} done.", messages.SUCCESS
             )
-            return HttpResponseRedirect(
-                request.META.get("HTTP_REFERER") or reverse("admin:chat_report_changelist")
-            )
+            return HttpResponseRedirect(back_to_queue(request))
 
         return view
+
+
+def back_to_queue(request: HttpRequest) -> str:
+    """Where the queue's buttons return to: the page they were on, if it is on this site."""
+    referer = request.META.get("HTTP_REFERER", "")
+    if url_has_allowed_host_and_scheme(referer, {request.get_host()}, request.is_secure()):
+        return referer
+    return reverse("admin:chat_report_changelist")
 
 
 @admin.register(Membership)
@@ -249,8 +258,11 @@ class SanctionAdmin(admin.ModelAdmin):
 
     list_select_related = ["room", "user", "created_by"]
     autocomplete_fields = ["user", "room"]
-    readonly_fields = ["created_by", "created_at"]
     search_fields = ["user__username", "room__name"]
+
+    def get_readonly_fields(self, request: HttpRequest, sanction: Sanction | None = None) -> list[str]:
+        # A sanction is one user in one room: retargeting it would leave the first in force.
+        return ["room", "user", "created_by", "created_at"] if sanction else ["created_by", "created_at"]
 
     def delete_queryset(self, request: HttpRequest, selected: QuerySet) -> None:
         for sanction in selected.select_related("room", "user"):

@@ -10,8 +10,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from chat import fragments
-from chat.models import Message, Room
-from chat.standing import MEMBER, MODERATOR, VISITOR
+from chat.models import Message, Role, Room
 
 
 def _send(group: str, event: dict) -> None:
@@ -28,7 +27,7 @@ def html_to_room(room: Room, html: str) -> None:
 
 def new_message(message: Message) -> None:
     """One render per role however many readers: moderators' copy carries their controls."""
-    for role in (VISITOR, MEMBER, MODERATOR):
+    for role in Role:
         html = fragments.new_message_html(message, role)
         _after_commit(message.room.role_group_name(role), {"type": "room.html", "html": html})
 
@@ -57,8 +56,8 @@ def room_changed(room: Room, access_narrowed: bool = False) -> None:
         room.group_name,
         {
             "type": "room.form",
-            MEMBER: fragments.form_html_for_role(room, MEMBER),
-            MODERATOR: fragments.form_html_for_role(room, MODERATOR),
+            Role.MEMBER: fragments.form_html_for_role(room, Role.MEMBER),
+            Role.MODERATOR: fragments.form_html_for_role(room, Role.MODERATOR),
         },
     )
     moderation_panel(room)
@@ -69,5 +68,6 @@ def room_changed(room: Room, access_narrowed: bool = False) -> None:
 
 def moderation_panel(room: Room) -> None:
     _after_commit(
-        room.role_group_name(MODERATOR), {"type": "room.html", "html": fragments.moderation_panel_html(room)}
+        room.role_group_name(Role.MODERATOR),
+        {"type": "room.html", "html": fragments.moderation_panel_html(room)},
     )

@@ -13,10 +13,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from chat import actions, fragments, services
+from chat import actions, fragments, queries, services
 from chat.models import Room
 from chat.payloads import BadFrame, parse_ws_send
-from chat.standing import VISITOR, Standing, ban_notice, standing
+from chat.standing import Standing, ban_notice, standing
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def room_form(self, event: dict) -> None:
         """The room's settings changed: take the form rendered for this role."""
         viewer = self.standing
-        if viewer.role != VISITOR and not viewer.is_muted:
+        if not viewer.is_visitor and not viewer.is_muted:
             await self.send(event[viewer.role])
 
     async def room_standing(self, event: dict) -> None:
@@ -112,11 +112,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _refresh(self) -> Standing:
         """The room and this user's standing in it as stored now."""
-        self.room = services.reload(self.room, self.user)
+        self.room = queries.reload(self.room, self.user)
         return standing(self.room, self.user)
 
     def _room_and_standing(self, slug: str) -> tuple[Room | None, Standing | None]:
-        room = services.find_room(slug)
+        room = queries.find_room(slug)
         return room, standing(room, self.user) if room else None
 
     async def _join_groups(self, room: Room, viewer: Standing) -> None:
@@ -165,6 +165,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.room_standing({"type": "room.standing"})
 
     async def _keep_presence_fresh(self) -> None:
+        """Refresh this socket's presence; a failed beat is logged and the next one tries again."""
         while True:
             await asyncio.sleep(settings.CHAT_PRESENCE_HEARTBEAT_SECONDS)
-            await database_sync_to_async(services.touch_presence)(self.channel_name)
+            try:
+                await database_sync_to_async(services.touch_presence)(self.channel_name)
+            except Exception:
+                log.exception(
+                    "Presence heartbeat failed for %s; retrying on the next beat", self.channel_name
+                )

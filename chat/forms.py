@@ -31,11 +31,11 @@ class ModerationForm(forms.Form):
 
 
 class MessageActionForm(ModerationForm):
-    message = forms.IntegerField(min_value=1)
+    message_id = forms.IntegerField(min_value=1)
 
 
 class UserActionForm(ModerationForm):
-    user = forms.IntegerField(min_value=1)
+    user_id = forms.IntegerField(min_value=1)
 
 
 SLOW_MODE_CHOICES = [

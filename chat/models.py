@@ -7,6 +7,18 @@ from django.urls import reverse
 RESERVED_ROOM_SLUGS = frozenset({"propose"})
 
 
+class Role(models.TextChoices):
+    """Who someone is in a room: the one vocabulary for permissions, channel groups and memberships."""
+
+    VISITOR = "visitor", "Visitor"
+    MEMBER = "member", "Member"
+    MODERATOR = "moderator", "Moderator"
+
+
+# A membership gives one of these; visitors are everyone else.
+MEMBERSHIP_ROLES = [(role.value, role.label) for role in (Role.MEMBER, Role.MODERATOR)]
+
+
 def not_reserved(slug: str) -> None:
     if slug in RESERVED_ROOM_SLUGS:
         raise ValidationError(f"“{slug}” is used by the site itself; choose another slug.")
@@ -56,7 +68,7 @@ class Room(models.Model):
         """The channel-layer group every socket open on this room joins."""
         return f"room.{self.pk}"
 
-    def role_group_name(self, role: str) -> str:
+    def role_group_name(self, role: Role) -> str:
         """One group per role ("visitor", "member", "moderator"); each socket is in exactly one."""
         return f"room.{self.pk}.{role}"
 
@@ -112,13 +124,9 @@ class Presence(models.Model):
 class Membership(models.Model):
     """A user's place in a room: membership of a private room, or the moderator role."""
 
-    class Role(models.TextChoices):
-        MEMBER = "member", "Member"
-        MODERATOR = "moderator", "Moderator"
-
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    role = models.CharField(max_length=10, choices=MEMBERSHIP_ROLES, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -183,11 +191,30 @@ class Report(models.Model):
 class AuditEntry(models.Model):
     """Who did what to whom, when and why. Written by every moderation service; never edited."""
 
+    class Action(models.TextChoices):
+        REMOVE_MESSAGE = "remove message"
+        DELETE_MESSAGE = "delete message"
+        REPORT_MESSAGE = "report message"
+        RESOLVE_REPORT = "resolve report"
+        MUTE = "mute"
+        UNMUTE = "unmute"
+        BAN = "ban"
+        UNBAN = "unban"
+        INVITE = "invite"
+        SET_ROLE = "set role"
+        LOCK_ROOM = "lock room"
+        UNLOCK_ROOM = "unlock room"
+        SET_SLOW_MODE = "set slow mode"
+        CHANGE_ROOM_SETTINGS = "change room settings"
+        PROPOSE_ROOM = "propose room"
+        APPROVE_ROOM = "approve room"
+        REJECT_ROOM = "reject room"
+
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
-    action = models.CharField(max_length=40)
+    action = models.CharField(max_length=40, choices=Action.choices)
     room = models.ForeignKey(Room, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     target_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"

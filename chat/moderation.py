@@ -6,38 +6,40 @@ the rules, the audit log and the live updates are the same wherever an action st
 
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from chat import broadcast
-from chat.models import RESERVED_ROOM_SLUGS, AuditEntry, Ban, Membership, Message, Mute, Report, Room
-from chat.standing import standing
+from chat.forms import RoomSettingsForm
+from chat.models import RESERVED_ROOM_SLUGS, AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
+from chat.standing import Account, User, standing
+
+Action = AuditEntry.Action
 
 
 class NotAllowed(PermissionDenied):
     """Refused; the text says why, in words for the person who tried."""
 
 
-def require_moderator(room: Room, actor: AbstractBaseUser) -> None:
+def require_moderator(room: Room, actor: User) -> None:
     if not standing(room, actor).is_moderator:
         raise NotAllowed("Only this room's moderators can do that.")
 
 
-def require_staff(actor: AbstractBaseUser) -> None:
+def require_staff(actor: Account) -> None:
     if not actor.is_staff:
         raise NotAllowed("Only staff can do that.")
 
 
-def require_ordinary_member(room: Room, target: AbstractBaseUser) -> None:
+def require_ordinary_member(room: Room, target: Account) -> None:
     """Moderators and staff are not muted or banned by their peers; staff change roles instead."""
     if standing(room, target).is_moderator:
         raise NotAllowed(f"{target} is a moderator here; staff can change that in the admin.")
 
 
-def record(actor: AbstractBaseUser, action: str, room: Room | None = None, **details) -> AuditEntry:
+def record(actor: Account, action: Action, room: Room | None = None, **details) -> AuditEntry:
     return AuditEntry.objects.create(actor=actor, action=action, room=room, **details)
 
 
@@ -45,14 +47,19 @@ def record(actor: AbstractBaseUser, action: str, room: Room | None = None, **det
 
 
 @transaction.atomic
-def remove_message(actor: AbstractBaseUser, message: Message, reason: str = "") -> None:
+def remove_message(actor: Account, message: Message, reason: str = "") -> None:
     """Replace a message by a tombstone everywhere; its text stays stored for the audit log."""
     require_moderator(message.room, actor)
     if not message.removed_at:
         message.removed_at, message.removed_by = timezone.now(), actor
         message.save(update_fields=["removed_at", "removed_by"])
         record(
-            actor, "remove message", message.room, message=message, target_user=message.author, reason=reason
+            actor,
+            Action.REMOVE_MESSAGE,
+            message.room,
+            message=message,
+            target_user=message.author,
+            reason=reason,
         )
         broadcast.message_removed(message)
     # Reports filed before (or after) the removal are settled by it.
@@ -60,41 +67,51 @@ def remove_message(actor: AbstractBaseUser, message: Message, reason: str = "") 
 
 
 @transaction.atomic
-def delete_message(actor: AbstractBaseUser, message: Message, reason: str = "") -> None:
+def delete_message(actor: Account, message: Message, reason: str = "") -> None:
     """Staff only: delete for good. Open browsers drop it; the log keeps who and what."""
     require_staff(actor)
     room, message_id = message.room, message.pk
     record(
-        actor, "delete message", room, target_user=message.author, reason=reason, detail=message.body[:200]
+        actor,
+        Action.DELETE_MESSAGE,
+        room,
+        target_user=message.author,
+        reason=reason,
+        detail=message.body[:200],
     )
     message.delete()
     broadcast.message_deleted(room, message_id)
 
 
 @transaction.atomic
-def report_message(reporter: AbstractBaseUser, message: Message, reason: str = "") -> Report:
+def report_message(reporter: Account, message: Message, reason: str = "") -> Report:
     if not standing(message.room, reporter).can_read or not reporter.is_authenticated:
         raise NotAllowed("You can't report messages in this room.")
     if message.author_id == reporter.pk:
         raise NotAllowed("You can't report your own message.")
     report = Report.objects.create(message=message, reporter=reporter, reason=reason)
     record(
-        reporter, "report message", message.room, message=message, target_user=message.author, reason=reason
+        reporter,
+        Action.REPORT_MESSAGE,
+        message.room,
+        message=message,
+        target_user=message.author,
+        reason=reason,
     )
     return report
 
 
 @transaction.atomic
-def resolve_report(actor: AbstractBaseUser, report: Report, resolution: str = "no action") -> None:
+def resolve_report(actor: Account, report: Report, resolution: str = "no action") -> None:
     require_moderator(report.message.room, actor)
     if report.resolved_at:
         return
     report.resolved_at, report.resolved_by, report.resolution = timezone.now(), actor, resolution
     report.save(update_fields=["resolved_at", "resolved_by", "resolution"])
-    record(actor, "resolve report", report.message.room, message=report.message, detail=resolution)
+    record(actor, Action.RESOLVE_REPORT, report.message.room, message=report.message, detail=resolution)
 
 
-def resolve_reports_on(actor: AbstractBaseUser, message: Message, resolution: str) -> None:
+def resolve_reports_on(actor: Account, message: Message, resolution: str) -> None:
     for report in message.reports.filter(resolved_at__isnull=True):
         resolve_report(actor, report, resolution)
 
@@ -102,86 +119,88 @@ def resolve_reports_on(actor: AbstractBaseUser, message: Message, resolution: st
 # Users in a room ---------------------------------------------------------------------------
 
 
-def mute(
-    actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, minutes: int, reason: str = ""
-) -> Mute:
+def mute(actor: Account, room: Room, target: Account, minutes: int, reason: str = "") -> Mute:
     return mute_until(actor, room, target, timezone.now() + timedelta(minutes=minutes), reason)
 
 
 @transaction.atomic
-def mute_until(
-    actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, until: datetime, reason: str = ""
-) -> Mute:
+def mute_until(actor: Account, room: Room, target: Account, until: datetime, reason: str = "") -> Mute:
     require_moderator(room, actor)
     require_ordinary_member(room, target)
     muted, _ = Mute.objects.update_or_create(
         room=room, user=target, defaults={"until": until, "reason": reason, "created_by": actor}
     )
-    record(actor, "mute", room, target_user=target, reason=reason, detail=f"until {until:%Y-%m-%d %H:%M %Z}")
+    record(
+        actor, Action.MUTE, room, target_user=target, reason=reason, detail=f"until {until:%Y-%m-%d %H:%M %Z}"
+    )
     broadcast.standing_changed(room, target.pk)
     broadcast.moderation_panel(room)
     return muted
 
 
 @transaction.atomic
-def unmute(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser) -> None:
+def unmute(actor: Account, room: Room, target: Account) -> None:
     require_moderator(room, actor)
     Mute.objects.filter(room=room, user=target).delete()
-    record(actor, "unmute", room, target_user=target)
+    record(actor, Action.UNMUTE, room, target_user=target)
     broadcast.standing_changed(room, target.pk)
     broadcast.moderation_panel(room)
 
 
 @transaction.atomic
-def ban(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, reason: str = "") -> Ban:
+def ban(actor: Account, room: Room, target: Account, reason: str = "") -> Ban:
     """Close the user's open sockets on the room at once; they can't come back until unbanned."""
     require_moderator(room, actor)
     require_ordinary_member(room, target)
     banned, _ = Ban.objects.update_or_create(
         room=room, user=target, defaults={"reason": reason, "created_by": actor}
     )
-    record(actor, "ban", room, target_user=target, reason=reason)
+    record(actor, Action.BAN, room, target_user=target, reason=reason)
+    # Reports against the user's messages here are settled by the ban, wherever it was made.
+    for message in room.messages.filter(author=target, reports__resolved_at__isnull=True).distinct():
+        resolve_reports_on(actor, message, "author banned")
     broadcast.standing_changed(room, target.pk)
     broadcast.moderation_panel(room)
     return banned
 
 
 @transaction.atomic
-def unban(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser) -> None:
+def unban(actor: Account, room: Room, target: Account) -> None:
     require_moderator(room, actor)
     Ban.objects.filter(room=room, user=target).delete()
-    record(actor, "unban", room, target_user=target)
+    record(actor, Action.UNBAN, room, target_user=target)
     broadcast.moderation_panel(room)
 
 
 @transaction.atomic
-def invite(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser) -> Membership:
+def invite(actor: Account, room: Room, target: Account) -> Membership:
     require_moderator(room, actor)
     membership, created = Membership.objects.get_or_create(room=room, user=target)
     if created:
-        record(actor, "invite", room, target_user=target)
+        record(actor, Action.INVITE, room, target_user=target)
     return membership
 
 
 @transaction.atomic
-def set_role(actor: AbstractBaseUser, room: Room, target: AbstractBaseUser, role: str | None) -> None:
+def set_role(actor: Account, room: Room, target: Account, role: Role | None) -> None:
     """Staff grant or take a role; None removes the membership. Open sockets redraw for it."""
     require_staff(actor)
     if role is None:
         Membership.objects.filter(room=room, user=target).delete()
     else:
         Membership.objects.update_or_create(room=room, user=target, defaults={"role": role})
-    record(actor, "set role", room, target_user=target, detail=role or "none")
+    record(actor, Action.SET_ROLE, room, target_user=target, detail=role or "none")
     broadcast.standing_changed(room, target.pk)
 
 
 # Rooms -------------------------------------------------------------------------------------
 
-SETTINGS_FIELDS = ("description", "is_public", "is_locked", "slow_mode_seconds")
+# What moderators may change: the fields of the form they change it with.
+SETTINGS_FIELDS = tuple(RoomSettingsForm.Meta.fields)
 
 
 @transaction.atomic
-def update_room(actor: AbstractBaseUser, room: Room, reason: str = "", **changes) -> None:
+def update_room(actor: Account, room: Room, reason: str = "", **changes) -> None:
     """Change room settings; every open browser sees the new header and form at once."""
     require_moderator(room, actor)
     unknown = set(changes) - set(SETTINGS_FIELDS)
@@ -197,25 +216,23 @@ def update_room(actor: AbstractBaseUser, room: Room, reason: str = "", **changes
     room_settings_changed(actor, room, changed, reason)
 
 
-def room_settings_changed(actor: AbstractBaseUser, room: Room, changed: dict, reason: str = "") -> None:
+def room_settings_changed(actor: Account, room: Room, changed: dict, reason: str = "") -> None:
     """Record and show settings already saved (by update_room, or by the admin's own form)."""
     details = ", ".join(f"{field}={value}" for field, value in changed.items())
     record(actor, describe_change(changed), room, reason=reason, detail=details)
     broadcast.room_changed(room, access_narrowed=changed.get("is_public") is False)
 
 
-def describe_change(changed: dict) -> str:
+def describe_change(changed: dict) -> Action:
     if set(changed) == {"is_locked"}:
-        return "lock room" if changed["is_locked"] else "unlock room"
+        return Action.LOCK_ROOM if changed["is_locked"] else Action.UNLOCK_ROOM
     if set(changed) == {"slow_mode_seconds"}:
-        return "set slow mode"
-    return "change room settings"
+        return Action.SET_SLOW_MODE
+    return Action.CHANGE_ROOM_SETTINGS
 
 
 @transaction.atomic
-def propose_room(
-    proposer: AbstractBaseUser, name: str, description: str = "", is_public: bool = True
-) -> Room:
+def propose_room(proposer: Account, name: str, description: str = "", is_public: bool = True) -> Room:
     """A signed-in user proposes a room; hidden until staff approve, then run by its proposer."""
     room = Room.objects.create(
         name=name,
@@ -225,8 +242,8 @@ def propose_room(
         status=Room.Status.PENDING,
         proposed_by=proposer,
     )
-    Membership.objects.create(room=room, user=proposer, role=Membership.Role.MODERATOR)
-    record(proposer, "propose room", room)
+    Membership.objects.create(room=room, user=proposer, role=Role.MODERATOR)
+    record(proposer, Action.PROPOSE_ROOM, room)
     return room
 
 
@@ -239,8 +256,8 @@ def unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def review_room(actor: AbstractBaseUser, room: Room, approve: bool, reason: str = "") -> None:
+def review_room(actor: Account, room: Room, approve: bool, reason: str = "") -> None:
     require_staff(actor)
     room.status = Room.Status.APPROVED if approve else Room.Status.REJECTED
     room.save(update_fields=["status"])
-    record(actor, "approve room" if approve else "reject room", room, reason=reason)
+    record(actor, Action.APPROVE_ROOM if approve else Action.REJECT_ROOM, room, reason=reason)

@@ -7,26 +7,31 @@ action, so a user demoted, muted or banned a second ago is refused at once.
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as Account
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from chat.models import Ban, Membership, Mute, Room
+from chat.models import Ban, Membership, Mute, Role, Room
 
-User = AbstractBaseUser | AnonymousUser
-
-VISITOR, MEMBER, MODERATOR = "visitor", "member", "moderator"
+# Whoever is asking: a signed-in account (AUTH_USER_MODEL is Django's own User) or a visitor.
+User = Account | AnonymousUser
 
 
 @dataclass(frozen=True)
 class Standing:
-    role: str  # VISITOR, MEMBER or MODERATOR
+    role: Role
     can_read: bool
     banned: bool = False
     muted_until: datetime | None = None
 
     @property
+    def is_visitor(self) -> bool:
+        return self.role == Role.VISITOR
+
+    @property
     def is_moderator(self) -> bool:
-        return self.role == MODERATOR
+        return self.role == Role.MODERATOR
 
     @property
     def is_muted(self) -> bool:
@@ -35,17 +40,17 @@ class Standing:
 
 def standing(room: Room, user: User) -> Standing:
     if not user.is_authenticated:
-        return Standing(VISITOR, can_read=room.is_approved and room.is_public)
-    membership = Membership.objects.filter(room=room, user=user).first()
+        return Standing(Role.VISITOR, can_read=room.is_approved and room.is_public)
     if user.is_staff:
-        return Standing(MODERATOR, can_read=True)
-    if membership and membership.role == Membership.Role.MODERATOR:
+        return Standing(Role.MODERATOR, can_read=True)
+    membership = Membership.objects.filter(room=room, user=user).first()
+    if membership and membership.role == Role.MODERATOR:
         # The proposer moderates their room from the start: they see it while pending, not once rejected.
-        return Standing(MODERATOR, can_read=room.status != Room.Status.REJECTED)
+        return Standing(Role.MODERATOR, can_read=room.status != Room.Status.REJECTED)
     banned = Ban.objects.filter(room=room, user=user).exists()
     mute = Mute.objects.filter(room=room, user=user, until__gt=timezone.now()).first()
     can_read = room.is_approved and not banned and (room.is_public or membership is not None)
-    return Standing(MEMBER, can_read=can_read, banned=banned, muted_until=mute.until if mute else None)
+    return Standing(Role.MEMBER, can_read=can_read, banned=banned, muted_until=mute.until if mute else None)
 
 
 def ban_notice(room: Room) -> str:
@@ -53,7 +58,7 @@ def ban_notice(room: Room) -> str:
     return f"You have been banned from #{room.name}."
 
 
-def readable_rooms(user: User):
+def readable_rooms(user: User) -> QuerySet[Room]:
     """Approved rooms the user may open: public ones, plus private ones they belong to."""
     rooms = Room.objects.filter(status=Room.Status.APPROVED)
     if user.is_authenticated and user.is_staff:

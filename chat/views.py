@@ -7,7 +7,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 
-from chat import fragments, moderation, services
+from chat import fragments, moderation, queries
 from chat.forms import ProposeRoomForm
 from chat.models import Room
 from chat.standing import Standing, ban_notice, standing
@@ -15,7 +15,7 @@ from chat.standing import Standing, ban_notice, standing
 
 def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
     """The room and the viewer's standing; 404 for rooms they may not know of, 403 if banned."""
-    room = services.find_room(slug)
+    room = queries.find_room(slug)
     viewer = standing(room, request.user) if room else None
     if viewer is None or not viewer.can_read:
         if viewer is not None and viewer.banned:
@@ -30,7 +30,7 @@ def room_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "chat/room_list.html",
-        {"rooms": services.rooms_with_online_counts(request.user), "proposals": proposals},
+        {"rooms": queries.rooms_with_online_counts(request.user), "proposals": proposals},
     )
 
 

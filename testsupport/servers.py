@@ -132,7 +132,3 @@ class DaphneServer:
     def stop(self) -> None:
         if self.process:
             stop(self.process)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()

@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
 
 TOMBSTONE = "Message removed by a moderator"
 
@@ -23,12 +23,12 @@ def make_staff(username: str = "sam") -> AbstractBaseUser:
 
 def make_moderator(room: Room, username: str = "mona") -> AbstractBaseUser:
     user = make_user(username)
-    Membership.objects.create(room=room, user=user, role=Membership.Role.MODERATOR)
+    Membership.objects.create(room=room, user=user, role=Role.MODERATOR)
     return user
 
 
 def make_member(room: Room, user: AbstractBaseUser) -> AbstractBaseUser:
-    Membership.objects.create(room=room, user=user, role=Membership.Role.MEMBER)
+    Membership.objects.create(room=room, user=user, role=Role.MEMBER)
     return user
 
 
@@ -38,7 +38,7 @@ def private_room(slug: str = "secret", name: str = "Secret") -> Room:
 
 def pending_room(proposer: AbstractBaseUser, slug: str = "garden", name: str = "Garden") -> Room:
     room = Room.objects.create(slug=slug, name=name, status=Room.Status.PENDING, proposed_by=proposer)
-    Membership.objects.create(room=room, user=proposer, role=Membership.Role.MODERATOR)
+    Membership.objects.create(room=room, user=proposer, role=Role.MODERATOR)
     return room
 
 

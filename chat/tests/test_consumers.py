@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AbstractBaseUser
 
-from chat import services
+from chat import queries
 from chat.models import Message, Room
 from chat.tests.conftest import (
     FORM,
@@ -213,7 +213,7 @@ async def test_unknown_extra_fields_are_ignored(
     received = await receive_until(sender, NEW_MESSAGE)
     stored = await database_sync_to_async(Message.objects.select_related("author", "room").get)()
     assert (stored.body, stored.author.username, stored.room.slug) == ("plain", "alice", "lobby")
-    assert 'data-author="alice"' in received
+    assert f'data-author-id="{alice.pk}"' in received
 
 
 NOT_READABLE = "That could not be read as a chat message. Nothing was posted."
@@ -383,5 +383,5 @@ async def test_socket_that_ended_without_goodbye_drops_off_the_member_list_after
         await leaving.disconnect()
     await asyncio.sleep(1.0)
 
-    members = await database_sync_to_async(services.online_members)(lobby)
+    members = await database_sync_to_async(queries.online_members)(lobby)
     assert members.usernames == ["alice"]

@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat import moderation
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
 from chat.tests.moderation_support import (
     FAST_HASHERS,
     TOMBSTONE,
@@ -255,7 +255,7 @@ def test_proposing_a_room_keeps_it_hidden_and_shows_it_under_your_proposals(
     assert response.status_code == 302 and response["Location"] == "/"
     room = Room.objects.get(slug="book-club")
     assert (room.status, room.is_public, room.proposed_by) == (Room.Status.PENDING, True, alice)
-    assert Membership.objects.get(room=room, user=alice).role == Membership.Role.MODERATOR
+    assert Membership.objects.get(room=room, user=alice).role == Role.MODERATOR
     page = room_links(client)
     assert "Your proposals" in page and "Waiting for approval" in page
     assert 'href="/rooms/book-club/"' not in page
@@ -469,7 +469,7 @@ def test_promoting_a_member_in_the_admin_inline_goes_through_the_role_service(
     response = staff_client.post(f"/admin/chat/room/{lobby.pk}/change/", data)
 
     assert response.status_code == 302
-    assert Membership.objects.get(room=lobby, user=bob).role == Membership.Role.MODERATOR
+    assert Membership.objects.get(room=lobby, user=bob).role == Role.MODERATOR
     assert audit_rows() == [("sam", "set role", "lobby", "bob", None, "", "moderator")]
 
 
@@ -481,7 +481,7 @@ def test_adding_a_moderator_in_the_membership_admin_goes_through_the_role_servic
     )
 
     assert response.status_code == 302
-    assert Membership.objects.get(room=lobby, user=bob).role == Membership.Role.MODERATOR
+    assert Membership.objects.get(room=lobby, user=bob).role == Role.MODERATOR
     assert audit_rows() == [("sam", "set role", "lobby", "bob", None, "", "moderator")]
 
 

@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat import moderation
-from chat.models import Ban, Membership, Message, Report, Room
+from chat.models import Ban, Message, Report, Role, Room
 from chat.tests.conftest import (
     FORM,
     HISTORY,
@@ -126,7 +126,9 @@ async def test_moderator_removes_a_message_and_every_other_socket_gets_the_tombs
     )
     await settle(mod_socket, member, visitor)
 
-    await mod_socket.send_to(text_data=ws_send_frame(str(message.pk), action="remove", reason="spam"))
+    await mod_socket.send_to(
+        text_data=ws_send_frame(action="remove", message_id=str(message.pk), reason="spam")
+    )
 
     assert "Removed a message by bob." in await receive_until(mod_socket, NOTICE)
     for socket in (member, visitor):
@@ -152,7 +154,9 @@ async def test_member_cannot_remove_and_nobody_else_hears_of_it(
     )
     await settle(member, mod_socket, visitor)
 
-    await member.send_to(text_data=ws_send_frame(str(message.pk), action="remove", reason="I don't like it"))
+    await member.send_to(
+        text_data=ws_send_frame(action="remove", message_id=str(message.pk), reason="I don't like it")
+    )
 
     assert "Only this room&#x27;s moderators can do that." in await receive_until(member, NOTICE)
     assert await mod_socket.receive_nothing(timeout=0.3)
@@ -165,8 +169,8 @@ async def test_member_cannot_remove_and_nobody_else_hears_of_it(
     [
         {"action": "lock"},
         {"action": "settings", "description": "mine now", "slow_mode_seconds": "300", "is_public": "on"},
-        {"action": "mute", "user": "BOB", "minutes": "10", "reason": ""},
-        {"action": "ban", "user": "BOB", "reason": ""},
+        {"action": "mute", "user_id": "BOB", "minutes": "10", "reason": ""},
+        {"action": "ban", "user_id": "BOB", "reason": ""},
         {"action": "invite", "username": "carol"},
     ],
     ids=["lock", "settings", "mute", "ban", "invite"],
@@ -207,7 +211,7 @@ async def test_a_message_from_another_room_cannot_be_removed_from_here(
     elsewhere = await new_message(other_room, bob, "kitchen talk")
     mod_socket = await open_socket(user=moderator)
 
-    await mod_socket.send_to(text_data=ws_send_frame(str(elsewhere.pk), action="remove"))
+    await mod_socket.send_to(text_data=ws_send_frame(action="remove", message_id=str(elsewhere.pk)))
 
     assert "That message is not in this room." in await receive_until(mod_socket, NOTICE)
     assert (await stored_message(elsewhere.pk)).removed_at is None
@@ -256,7 +260,7 @@ async def test_ban_closes_every_socket_of_the_banned_user_and_keeps_them_out(
     banned_tabs = [await open_socket(user=bob), await open_socket(user=bob)]
     await settle(mod_socket, bystander, *banned_tabs)
 
-    await mod_socket.send_to(text_data=ws_send_frame(action="ban", user=str(bob.pk), reason="spam"))
+    await mod_socket.send_to(text_data=ws_send_frame(action="ban", user_id=str(bob.pk), reason="spam"))
 
     assert "bob is banned from this room." in await receive_until(mod_socket, NOTICE)
     for tab in banned_tabs:
@@ -277,7 +281,7 @@ async def test_unbanned_user_can_connect_again(
     await open_socket(user=bob, refused=True)
     mod_socket = await open_socket(user=moderator)
 
-    await mod_socket.send_to(text_data=ws_send_frame(action="unban", user=str(bob.pk)))
+    await mod_socket.send_to(text_data=ws_send_frame(action="unban", user_id=str(bob.pk)))
 
     assert "bob is no longer banned." in await receive_until(mod_socket, NOTICE)
     await open_socket(user=bob)
@@ -290,7 +294,7 @@ async def test_moderator_cannot_ban_another_moderator(
     mod_socket, other_mod = await open_socket(user=moderator), await open_socket(user=co_moderator)
     await settle(mod_socket, other_mod)
 
-    await mod_socket.send_to(text_data=ws_send_frame(action="ban", user=str(co_moderator.pk)))
+    await mod_socket.send_to(text_data=ws_send_frame(action="ban", user_id=str(co_moderator.pk)))
 
     assert "mia is a moderator here" in await receive_until(mod_socket, NOTICE)
     assert await other_mod.receive_nothing(timeout=0.3)
@@ -315,7 +319,7 @@ async def test_mute_closes_the_form_of_the_muted_user_and_refuses_their_posts(
     await settle(mod_socket, muted, bystander)
 
     await mod_socket.send_to(
-        text_data=ws_send_frame(action="mute", user=str(bob.pk), minutes="10", reason="")
+        text_data=ws_send_frame(action="mute", user_id=str(bob.pk), minutes="10", reason="")
     )
 
     assert "bob is muted until" in await receive_until(mod_socket, NOTICE)
@@ -338,7 +342,7 @@ async def test_unmute_gives_the_form_back_and_posts_go_through(
     mod_socket, muted = await open_socket(user=moderator), await open_socket(user=bob)
     await settle(mod_socket, muted)
 
-    await mod_socket.send_to(text_data=ws_send_frame(action="unmute", user=str(bob.pk)))
+    await mod_socket.send_to(text_data=ws_send_frame(action="unmute", user_id=str(bob.pk)))
 
     assert "bob can post again." in await receive_until(mod_socket, NOTICE)
     form = await receive_until(muted, FORM)
@@ -502,7 +506,7 @@ async def test_member_reports_a_message(
     message = await new_message(lobby, bob, "you are all idiots")
     member = await open_socket(user=alice)
 
-    await member.send_to(text_data=ws_send_frame(str(message.pk), action="report", reason="rude"))
+    await member.send_to(text_data=ws_send_frame(action="report", message_id=str(message.pk), reason="rude"))
 
     assert "Thanks for reporting it." in await receive_until(member, NOTICE)
     reports = await database_sync_to_async(lambda: list(Report.objects.values_list("reporter", "reason")))()
@@ -515,7 +519,7 @@ async def test_reporting_your_own_message_is_refused(
     message = await new_message(lobby, alice, "my own words")
     member = await open_socket(user=alice)
 
-    await member.send_to(text_data=ws_send_frame(str(message.pk), action="report", reason=""))
+    await member.send_to(text_data=ws_send_frame(action="report", message_id=str(message.pk), reason=""))
 
     assert "You can&#x27;t report your own message." in await receive_until(member, NOTICE)
     assert not await database_sync_to_async(Report.objects.exists)()
@@ -523,7 +527,7 @@ async def test_reporting_your_own_message_is_refused(
 
 @pytest.mark.parametrize(
     "fields",
-    [{"action": "report", "message": "1"}, {"action": "lock"}, {"action": "ban", "user": "1"}],
+    [{"action": "report", "message_id": "1"}, {"action": "lock"}, {"action": "ban", "user_id": "1"}],
     ids=["report", "lock", "ban"],
 )
 async def test_visitors_are_asked_to_sign_in_before_any_action(
@@ -630,7 +634,7 @@ async def test_promoted_member_gets_the_moderation_controls_at_once(
     promoted, writer = await open_socket(user=bob), await open_socket(user=alice)
     await settle(promoted, writer)
 
-    await database_sync_to_async(moderation.set_role)(staff, lobby, bob, Membership.Role.MODERATOR)
+    await database_sync_to_async(moderation.set_role)(staff, lobby, bob, Role.MODERATOR)
 
     history = await receive_until(promoted, HISTORY)
     assert "earlier" in history and "Remove message" in history
@@ -648,12 +652,12 @@ async def test_demoted_moderator_loses_the_controls_at_once(
     await new_message(lobby, bob, "earlier")
     demoted = await open_socket(user=moderator)
 
-    await database_sync_to_async(moderation.set_role)(staff, lobby, moderator, Membership.Role.MEMBER)
+    await database_sync_to_async(moderation.set_role)(staff, lobby, moderator, Role.MEMBER)
 
     history = await receive_until(demoted, HISTORY)
     assert "earlier" in history and "Remove message" not in history
     message = await new_message(lobby, bob, "still here")
-    await demoted.send_to(text_data=ws_send_frame(str(message.pk), action="remove"))
+    await demoted.send_to(text_data=ws_send_frame(action="remove", message_id=str(message.pk)))
     assert "Only this room&#x27;s moderators can do that." in await receive_until(demoted, NOTICE)
 
 
@@ -667,7 +671,7 @@ async def test_staff_status_taken_away_a_moment_ago_stops_moderating_over_an_ope
         is_staff=False, is_superuser=False
     )
 
-    await former_staff.send_to(text_data=ws_send_frame(str(message.pk), action="remove"))
+    await former_staff.send_to(text_data=ws_send_frame(action="remove", message_id=str(message.pk)))
 
     assert "Only this room&#x27;s moderators can do that." in await receive_until(former_staff, NOTICE)
     assert (await stored_message(message.pk)).removed_at is None

@@ -14,9 +14,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
 from chat import moderation, services
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
 from chat.moderation import NotAllowed
-from chat.standing import MEMBER, MODERATOR, VISITOR, standing
+from chat.standing import standing
 from chat.tests.moderation_support import (
     FAST_HASHERS,
     audit_rows,
@@ -107,7 +107,7 @@ ACTIONS: dict[str, Callable[[World, AbstractBaseUser], object]] = {
         actor, w.room, description="Be nice", slow_mode_seconds=30, is_public=False
     ),
     "delete message": lambda w, actor: moderation.delete_message(actor, w.message, "illegal"),
-    "set role": lambda w, actor: moderation.set_role(actor, w.room, w.author, Membership.Role.MODERATOR),
+    "set role": lambda w, actor: moderation.set_role(actor, w.room, w.author, Role.MODERATOR),
     "review room": lambda w, actor: moderation.review_room(actor, w.pending, approve=True),
     "report message": lambda w, actor: moderation.report_message(actor, w.message, "rude"),
 }
@@ -272,7 +272,25 @@ def test_ban_shuts_the_user_out_and_is_logged(world: World, role: str) -> None:
     ban = Ban.objects.get(room=world.room, user=world.author)
     assert (ban.reason, ban.created_by) == ("spam", actor)
     assert standing(world.room, world.author).can_read is False
-    assert only_audit_row() == (actor.username, "ban", "lobby", "bob", None, "spam", "")
+    assert audit_rows() == [
+        (actor.username, "ban", "lobby", "bob", None, "spam", ""),
+        (actor.username, "resolve report", "lobby", None, world.message.pk, "", "author banned"),
+    ]
+
+
+@BY_MODERATORS
+def test_a_ban_settles_the_open_reports_on_the_users_messages_in_that_room_only(
+    world: World, role: str
+) -> None:
+    elsewhere = Message.objects.create(room=world.elsewhere, author=world.author, body="also here")
+    report_elsewhere = Report.objects.create(message=elsewhere, reporter=world.member)
+
+    ACTIONS["ban"](world, world.actor(role))
+
+    world.report.refresh_from_db()
+    report_elsewhere.refresh_from_db()
+    assert (world.report.resolution, world.report.resolved_by) == ("author banned", world.actor(role))
+    assert report_elsewhere.resolved_at is None
 
 
 @BY_MODERATORS
@@ -294,13 +312,13 @@ def test_invite_makes_a_member_and_is_logged_once(world: World, role: str) -> No
     ACTIONS["invite"](world, actor)
 
     membership = Membership.objects.get(room=world.room, user=world.bystander)
-    assert membership.role == Membership.Role.MEMBER
+    assert membership.role == Role.MEMBER
     assert only_audit_row() == (actor.username, "invite", "lobby", "carol", None, "", "")
 
 
 def test_invited_user_can_read_a_private_room(world: World) -> None:
     secret = private_room()
-    Membership.objects.create(room=secret, user=world.moderator, role=Membership.Role.MODERATOR)
+    Membership.objects.create(room=secret, user=world.moderator, role=Role.MODERATOR)
     assert standing(secret, world.bystander).can_read is False
 
     moderation.invite(world.moderator, secret, world.bystander)
@@ -365,12 +383,12 @@ def test_delete_message_is_staff_only_and_keeps_the_text_in_the_log(world: World
     assert only_audit_row() == ("sam", "delete message", "lobby", "bob", None, "illegal", "buy cheap watches")
 
 
-@pytest.mark.parametrize("role", [Membership.Role.MODERATOR, Membership.Role.MEMBER])
+@pytest.mark.parametrize("role", [Role.MODERATOR, Role.MEMBER])
 def test_set_role_is_staff_only_and_logged(world: World, role: str) -> None:
     moderation.set_role(world.staff, world.room, world.author, role)
 
     assert Membership.objects.get(room=world.room, user=world.author).role == role
-    expected_role = MODERATOR if role == Membership.Role.MODERATOR else MEMBER
+    expected_role = Role.MODERATOR if role == Role.MODERATOR else Role.MEMBER
     assert standing(world.room, world.author).role == expected_role
     assert only_audit_row() == ("sam", "set role", "lobby", "bob", None, "", role)
 
@@ -379,7 +397,7 @@ def test_set_role_none_takes_the_membership_away(world: World) -> None:
     moderation.set_role(world.staff, world.room, world.moderator, None)
 
     assert not Membership.objects.filter(room=world.room, user=world.moderator).exists()
-    assert standing(world.room, world.moderator).role == MEMBER
+    assert standing(world.room, world.moderator).role == Role.MEMBER
     assert only_audit_row() == ("sam", "set role", "lobby", "mona", None, "", "none")
 
 
@@ -425,7 +443,7 @@ def test_report_message_by_a_reader_creates_a_report_and_is_logged(world: World,
 # Special refusals -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("demotion", [Membership.Role.MEMBER, None], ids=["to-member", "membership-removed"])
+@pytest.mark.parametrize("demotion", [Role.MEMBER, None], ids=["to-member", "membership-removed"])
 def test_moderator_demoted_a_moment_ago_is_refused(world: World, demotion: str | None) -> None:
     moderator = world.moderator  # the same object, as an open socket or admin session would hold
     moderation.set_role(world.staff, world.room, moderator, demotion)
@@ -440,7 +458,7 @@ def test_moderator_demoted_a_moment_ago_is_refused(world: World, demotion: str |
 
 
 def test_user_promoted_a_moment_ago_may_moderate(world: World) -> None:
-    moderation.set_role(world.staff, world.room, world.member, Membership.Role.MODERATOR)
+    moderation.set_role(world.staff, world.room, world.member, Role.MODERATOR)
 
     moderation.remove_message(world.member, world.message)
 
@@ -506,7 +524,7 @@ def test_proposed_room_is_pending_and_run_by_its_proposer(alice: AbstractBaseUse
     room.refresh_from_db()
     assert (room.name, room.slug, room.description) == ("Book Club", "book-club", "Monthly reads")
     assert (room.status, room.is_public, room.proposed_by) == (Room.Status.PENDING, False, alice)
-    assert Membership.objects.get(room=room, user=alice).role == Membership.Role.MODERATOR
+    assert Membership.objects.get(room=room, user=alice).role == Role.MODERATOR
     assert audit_rows() == [("alice", "propose room", "book-club", None, None, "", "")]
 
 
@@ -538,11 +556,11 @@ def test_a_name_without_letters_still_gets_a_slug(alice: AbstractBaseUser) -> No
 @pytest.mark.parametrize(
     ("who", "can_read", "role"),
     [
-        ("visitor", False, VISITOR),
-        ("outsider", False, MEMBER),
-        ("member", True, MEMBER),
-        ("moderator", True, MODERATOR),
-        ("staff", True, MODERATOR),
+        ("visitor", False, Role.VISITOR),
+        ("outsider", False, Role.MEMBER),
+        ("member", True, Role.MEMBER),
+        ("moderator", True, Role.MODERATOR),
+        ("staff", True, Role.MODERATOR),
     ],
 )
 def test_private_room_is_readable_by_members_and_staff_only(

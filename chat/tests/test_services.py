@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
-from chat import services
+from chat import queries, services
 from chat.models import Message, Presence, Room
 
 pytestmark = pytest.mark.django_db
@@ -31,9 +31,9 @@ def test_history_pages_walk_back_through_120_messages_without_gaps_or_duplicates
 ) -> None:
     stored = add_messages(lobby, alice, 120)
 
-    newest = services.history_page(lobby)
-    middle = services.history_page(lobby, before=newest.older_than)
-    oldest = services.history_page(lobby, before=middle.older_than)
+    newest = queries.history_page(lobby)
+    middle = queries.history_page(lobby, before=newest.older_than)
+    oldest = queries.history_page(lobby, before=middle.older_than)
 
     assert [m.pk for m in newest.messages] == [m.pk for m in stored[70:]]
     assert [m.pk for m in middle.messages] == [m.pk for m in stored[20:70]]
@@ -48,7 +48,7 @@ def test_history_page_is_oldest_first_and_has_no_older_link_when_everything_fits
 ) -> None:
     stored = add_messages(lobby, alice, 50)
 
-    page = services.history_page(lobby)
+    page = queries.history_page(lobby)
 
     assert [m.body for m in page.messages] == [m.body for m in stored]
     assert page.messages[0].body == "message 0"
@@ -61,7 +61,7 @@ def test_history_only_shows_the_rooms_own_messages(
     add_messages(other_room, alice, 3)
     Message.objects.create(room=lobby, author=alice, body="lobby only")
 
-    assert [m.body for m in services.history_page(lobby).messages] == ["lobby only"]
+    assert [m.body for m in queries.history_page(lobby).messages] == ["lobby only"]
 
 
 # Posting ----------------------------------------------------------------------------------
@@ -170,7 +170,7 @@ def test_online_members_lists_a_user_with_two_tabs_once_and_counts_guests(
     present(lobby, None, "guest-1")
     present(lobby, None, "guest-2")
 
-    members = services.online_members(lobby)
+    members = queries.online_members(lobby)
 
     assert members.usernames == ["alice", "bob"]
     assert members.guests == 2
@@ -185,7 +185,7 @@ def test_online_members_ignores_presences_older_than_the_ttl(
     present(lobby, bob, "crashed-process", age_seconds=91)
     present(lobby, None, "crashed-guest", age_seconds=91)
 
-    members = services.online_members(lobby)
+    members = queries.online_members(lobby)
 
     assert members.usernames == ["alice"]
     assert members.guests == 0
@@ -197,7 +197,7 @@ def test_online_members_only_counts_the_rooms_own_presences(
     present(other_room, alice, "elsewhere")
     present(other_room, None, "guest-elsewhere")
 
-    members = services.online_members(lobby)
+    members = queries.online_members(lobby)
 
     assert members.usernames == []
     assert members.guests == 0
@@ -206,13 +206,13 @@ def test_online_members_only_counts_the_rooms_own_presences(
 def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: AbstractBaseUser) -> None:
     services.join_room(lobby, alice, "tab-1")
     services.join_room(lobby, AnonymousUser(), "guest-1")
-    assert services.online_members(lobby).usernames == ["alice"]
-    assert services.online_members(lobby).guests == 1
+    assert queries.online_members(lobby).usernames == ["alice"]
+    assert queries.online_members(lobby).guests == 1
 
     services.leave_room("tab-1")
 
-    assert services.online_members(lobby).usernames == []
-    assert services.online_members(lobby).guests == 1
+    assert queries.online_members(lobby).usernames == []
+    assert queries.online_members(lobby).guests == 1
 
 
 def test_touch_presence_keeps_a_long_open_socket_online(
@@ -220,11 +220,11 @@ def test_touch_presence_keeps_a_long_open_socket_online(
 ) -> None:
     settings.CHAT_PRESENCE_TTL_SECONDS = 90
     present(lobby, alice, "tab-1", age_seconds=200)
-    assert services.online_members(lobby).usernames == []
+    assert queries.online_members(lobby).usernames == []
 
     services.touch_presence("tab-1")
 
-    assert services.online_members(lobby).usernames == ["alice"]
+    assert queries.online_members(lobby).usernames == ["alice"]
 
 
 def test_rooms_with_online_counts_counts_distinct_users_plus_guests(
@@ -238,6 +238,6 @@ def test_rooms_with_online_counts_counts_distinct_users_plus_guests(
     present(lobby, None, "stale-guest", age_seconds=120)
     present(other_room, bob, "stale", age_seconds=120)
 
-    online = {room.slug: room.online for room in services.rooms_with_online_counts(AnonymousUser())}
+    online = {room.slug: room.online for room in queries.rooms_with_online_counts(AnonymousUser())}
 
     assert online == {"lobby": 3, "kitchen": 0}
