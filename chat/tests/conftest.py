@@ -1,79 +1,35 @@
-"""Shared fixtures: users, rooms, real websockets through the full ASGI stack, a real redis-server."""
+"""Fixtures: users, rooms, real websockets through the full ASGI stack, a real redis-server.
 
-import asyncio
-import json
+Helpers the tests import are in chat/tests/support.py."""
+
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import AbstractBaseUser
-from django.test import Client
 
 from chat.models import Room
+from chat.standing import Account
+from chat.tests.support import (
+    FAST_HASHERS,
+    HISTORY,
+    HOST,
+    MEMBERS,
+    ORIGIN,
+    SocketOpener,
+    make_moderator,
+    make_staff,
+    receive_until,
+    session_cookie,
+)
 from testsupport.servers import RedisServer
 
-ORIGIN = b"http://127.0.0.1"
-HOST = b"127.0.0.1"
 
-# Markers that identify each kind of fragment the consumer sends.
-HISTORY = 'id="messages"'
-FORM = 'id="message-form"'
-MEMBERS = 'id="members"'
-NOTICE = 'id="chat-notice"'
-NEW_MESSAGE = 'hx-swap-oob="beforeend:#messages"'
-
-
-def ws_send_frame(message: str | None = None, *, slug: str = "lobby", **fields: object) -> str:
-    """The text frame htmx's ws extension sends for `<form id="message-form" ws-send>`."""
-    payload: dict[str, object] = dict(fields)
-    if message is not None:
-        payload["message"] = message
-    payload["HEADERS"] = {
-        "HX-Request": "true",
-        "HX-Trigger": "message-form",
-        "HX-Trigger-Name": None,
-        "HX-Target": "message-form",
-        "HX-Current-URL": f"http://127.0.0.1/rooms/{slug}/",
-    }
-    return json.dumps(payload)
-
-
-async def receive_until(socket: WebsocketCommunicator, marker: str, timeout: float = 3.0) -> str:
-    """Read frames, skipping others, until one containing `marker` arrives; fail after `timeout` s.
-
-    If the consumer crashed meanwhile, its exception is raised here.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    seen: list[str] = []
-    while True:
-        try:
-            frame = await socket.receive_from(timeout=max(deadline - loop.time(), 0.01))
-        except TimeoutError:
-            pytest.fail(f"no frame containing {marker!r} within {timeout} s; got instead: {seen!r}")
-        if marker in frame:
-            return frame
-        seen.append(frame)
-
-
-async def drain(socket: WebsocketCommunicator, quiet: float = 0.2) -> list[str]:
-    """Every frame already sent or arriving until the socket has been quiet for `quiet` s."""
-    frames: list[str] = []
-    while not await socket.receive_nothing(timeout=quiet):
-        frames.append(await socket.receive_from())
-    return frames
-
-
-def session_cookie(user: AbstractBaseUser) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-SocketOpener = Callable[..., Awaitable[WebsocketCommunicator]]
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    settings.PASSWORD_HASHERS = FAST_HASHERS
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +52,7 @@ async def open_socket() -> AsyncIterator[SocketOpener]:
     opened: list[WebsocketCommunicator] = []
 
     async def _open(
-        slug: str = "lobby", user: AbstractBaseUser | None = None, settle: bool = True, refused: bool = False
+        slug: str = "lobby", user: Account | None = None, settle: bool = True, refused: bool = False
     ) -> WebsocketCommunicator:
         headers = [(b"origin", ORIGIN), (b"host", HOST)]
         if user is not None:
@@ -131,18 +87,28 @@ def other_room(db: None) -> Room:
 
 
 @pytest.fixture
-def alice(django_user_model: type[AbstractBaseUser]) -> AbstractBaseUser:
-    return django_user_model.objects.create_user(username="alice", password="correct horse battery")
+def alice(db: None) -> Account:
+    return Account.objects.create_user(username="alice", password="correct horse battery")
 
 
 @pytest.fixture
-def bob(django_user_model: type[AbstractBaseUser]) -> AbstractBaseUser:
-    return django_user_model.objects.create_user(username="bob", password="correct horse battery")
+def bob(db: None) -> Account:
+    return Account.objects.create_user(username="bob", password="correct horse battery")
 
 
 @pytest.fixture
-def carol(django_user_model: type[AbstractBaseUser]) -> AbstractBaseUser:
-    return django_user_model.objects.create_user(username="carol", password="correct horse battery")
+def carol(db: None) -> Account:
+    return Account.objects.create_user(username="carol", password="correct horse battery")
+
+
+@pytest.fixture
+def moderator(lobby: Room) -> Account:
+    return make_moderator(lobby, "mona")
+
+
+@pytest.fixture
+def staff(db: None) -> Account:
+    return make_staff("sam")
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,11 @@ import re
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import AbstractBaseUser
 
 from chat import queries
 from chat.models import Message, Room
-from chat.tests.conftest import (
+from chat.standing import Account
+from chat.tests.support import (
     FORM,
     HISTORY,
     HOST,
@@ -19,37 +19,22 @@ from chat.tests.conftest import (
     NOTICE,
     SocketOpener,
     drain,
+    member_names,
+    message_ids,
+    message_input,
     receive_until,
+    stored_bodies,
     ws_send_frame,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def message_ids(html: str) -> list[int]:
-    return [int(pk) for pk in re.findall(r'id="message-(\d+)"', html)]
-
-
-def member_names(html: str) -> list[str]:
-    return re.findall(r'<span class="member-name">([^<]*)</span>', html)
-
-
-def message_input(html: str) -> str:
-    match = re.search(r'<input type="text" name="message"[^>]*>', html)
-    assert match, f"no message input in {html!r}"
-    return match.group(0)
-
-
-@database_sync_to_async
-def stored_bodies() -> list[str]:
-    return list(Message.objects.order_by("pk").values_list("body", flat=True))
-
-
 # Connecting -------------------------------------------------------------------------------
 
 
 async def test_connecting_sends_history_then_the_member_list_and_leaves_the_form_alone(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     earlier = await database_sync_to_async(Message.objects.create)(room=lobby, author=alice, body="earlier")
     socket = await open_socket(user=alice, settle=False)
@@ -66,7 +51,7 @@ async def test_connecting_sends_history_then_the_member_list_and_leaves_the_form
 
 
 async def test_connecting_to_a_busy_room_sends_the_last_page_and_a_way_back(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     await database_sync_to_async(Message.objects.bulk_create)(
         [Message(room=lobby, author=alice, body=f"old {n}") for n in range(60)]
@@ -104,9 +89,9 @@ async def test_message_reaches_everyone_in_the_room_and_nobody_elsewhere(
     open_socket: SocketOpener,
     lobby: Room,
     other_room: Room,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
-    carol: AbstractBaseUser,
+    alice: Account,
+    bob: Account,
+    carol: Account,
 ) -> None:
     sender = await open_socket(user=alice)
     reader = await open_socket(user=bob)
@@ -127,7 +112,7 @@ async def test_message_reaches_everyone_in_the_room_and_nobody_elsewhere(
 
 
 async def test_sender_gets_a_fresh_empty_focused_form_after_posting(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     sender = await open_socket(user=alice)
 
@@ -142,7 +127,7 @@ async def test_sender_gets_a_fresh_empty_focused_form_after_posting(
 
 
 async def test_empty_message_is_refused_and_nobody_else_hears_of_it(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
 ) -> None:
     sender = await open_socket(user=alice)
     reader = await open_socket(user=bob)
@@ -158,7 +143,7 @@ async def test_empty_message_is_refused_and_nobody_else_hears_of_it(
 
 
 async def test_too_long_message_is_refused_and_its_text_kept(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     sender = await open_socket(user=alice)
     text = "y" * 2001
@@ -172,7 +157,7 @@ async def test_too_long_message_is_refused_and_its_text_kept(
 
 
 async def test_flooding_is_refused_with_the_text_kept(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, settings
+    open_socket: SocketOpener, lobby: Room, alice: Account, settings
 ) -> None:
     settings.CHAT_FLOOD_MESSAGES = 2
     settings.CHAT_FLOOD_WINDOW_SECONDS = 60
@@ -190,7 +175,7 @@ async def test_flooding_is_refused_with_the_text_kept(
 
 
 async def test_html_in_a_message_arrives_escaped(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     sender = await open_socket(user=alice)
 
@@ -202,7 +187,7 @@ async def test_html_in_a_message_arrives_escaped(
 
 
 async def test_unknown_extra_fields_are_ignored(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     sender = await open_socket(user=alice)
 
@@ -238,7 +223,7 @@ DEEPLY_NESTED = "[" * 8000 + "]" * 8000
     ],
 )
 async def test_unusable_frame_gets_a_notice_and_the_socket_stays_usable(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, frame: dict, sentence: str
+    open_socket: SocketOpener, lobby: Room, alice: Account, frame: dict, sentence: str
 ) -> None:
     sender = await open_socket(user=alice)
 
@@ -252,7 +237,7 @@ async def test_unusable_frame_gets_a_notice_and_the_socket_stays_usable(
 
 
 async def test_frame_size_limit_follows_the_setting(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, settings
+    open_socket: SocketOpener, lobby: Room, alice: Account, settings
 ) -> None:
     settings.CHAT_MAX_FRAME_BYTES = 200
     sender = await open_socket(user=alice)
@@ -264,7 +249,7 @@ async def test_frame_size_limit_follows_the_setting(
 
 
 async def test_text_that_cannot_be_stored_is_refused_and_the_socket_stays_usable(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     """JSON.stringify sends a lone UTF-16 surrogate (half an emoji, cut by a paste) as \\ud83d."""
     sender = await open_socket(user=alice)
@@ -279,7 +264,7 @@ async def test_text_that_cannot_be_stored_is_refused_and_the_socket_stays_usable
 
 
 async def test_anonymous_socket_reads_but_cannot_post(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     writer = await open_socket(user=alice)
     guest = await open_socket(settle=False)
@@ -299,7 +284,7 @@ async def test_anonymous_socket_reads_but_cannot_post(
 
 
 async def test_reconnecting_socket_gets_everything_it_missed_exactly_once(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
 ) -> None:
     sender = await open_socket(user=alice)
     reader = await open_socket(user=bob)
@@ -322,7 +307,7 @@ async def test_reconnecting_socket_gets_everything_it_missed_exactly_once(
 
 
 async def test_second_tab_of_a_user_is_not_listed_twice(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
 ) -> None:
     first_tab = await open_socket(user=alice)
     await open_socket(user=bob)
@@ -335,9 +320,7 @@ async def test_second_tab_of_a_user_is_not_listed_twice(
     assert '<span class="count">2</span>' in members
 
 
-async def test_guests_are_counted_not_named(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
-) -> None:
+async def test_guests_are_counted_not_named(open_socket: SocketOpener, lobby: Room, alice: Account) -> None:
     tab = await open_socket(user=alice)
     await drain(tab)
 
@@ -349,7 +332,7 @@ async def test_guests_are_counted_not_named(
 
 
 async def test_user_leaves_the_list_when_their_last_socket_closes(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
 ) -> None:
     staying = await open_socket(user=alice)
     bob_tab_1 = await open_socket(user=bob)
@@ -366,7 +349,7 @@ async def test_user_leaves_the_list_when_their_last_socket_closes(
 
 
 async def test_socket_that_ended_without_goodbye_drops_off_the_member_list_after_the_ttl(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, settings
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account, settings
 ) -> None:
     """Presence rows expire so a connection that ended abnormally is not shown online forever."""
     settings.CHAT_PRESENCE_HEARTBEAT_SECONDS = 0.1

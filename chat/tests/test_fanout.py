@@ -4,11 +4,11 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from channels_redis.core import RedisChannelLayer
-from django.contrib.auth.models import AbstractBaseUser
 
 from chat import fragments
 from chat.models import Message, Room
-from chat.tests.conftest import NEW_MESSAGE, SocketOpener, drain, receive_until, ws_send_frame
+from chat.standing import Account
+from chat.tests.support import NEW_MESSAGE, SocketOpener, drain, receive_until, ws_send_frame
 from testsupport.servers import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 async def test_one_post_is_rendered_once_for_every_socket_in_the_room(
     open_socket: SocketOpener,
     lobby: Room,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    alice: Account,
+    bob: Account,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sockets = [
@@ -65,8 +65,8 @@ async def test_sockets_on_two_server_processes_exchange_messages_through_redis(
     redis_channel_layer: str,
     open_socket: SocketOpener,
     lobby: Room,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    alice: Account,
+    bob: Account,
 ) -> None:
     """Each socket gets its own RedisChannelLayer, as two daphne processes would: only Redis joins them."""
     first_process = get_channel_layer()

@@ -3,16 +3,16 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
 from django.utils import timezone
 
 from chat import moderation
 from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
-from chat.tests.moderation_support import (
-    FAST_HASHERS,
+from chat.standing import Account
+from chat.tests.support import (
     TOMBSTONE,
     audit_rows,
+    client_for,
     make_member,
     make_moderator,
     make_staff,
@@ -23,25 +23,8 @@ from chat.tests.moderation_support import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-
-
-def client_for(user: AbstractBaseUser | None) -> Client:
-    client = Client()
-    if user is not None:
-        client.force_login(user)
-    return client
-
-
 @pytest.fixture
-def staff() -> AbstractBaseUser:
-    return make_staff()
-
-
-@pytest.fixture
-def staff_client(staff: AbstractBaseUser) -> Client:
+def staff_client(staff: Account) -> Client:
     return client_for(staff)
 
 
@@ -49,7 +32,7 @@ def staff_client(staff: AbstractBaseUser) -> Client:
 
 
 @pytest.mark.parametrize("who", ["visitor", "outsider"])
-def test_private_room_is_not_found_for_non_members(alice: AbstractBaseUser, who: str) -> None:
+def test_private_room_is_not_found_for_non_members(alice: Account, who: str) -> None:
     secret = private_room()
     Message.objects.create(room=secret, author=make_moderator(secret), body="our plans")
 
@@ -60,7 +43,7 @@ def test_private_room_is_not_found_for_non_members(alice: AbstractBaseUser, who:
 
 
 @pytest.mark.parametrize("who", ["member", "moderator", "staff"])
-def test_private_room_opens_for_members_moderators_and_staff(alice: AbstractBaseUser, who: str) -> None:
+def test_private_room_opens_for_members_moderators_and_staff(alice: Account, who: str) -> None:
     secret = private_room()
     Message.objects.create(room=secret, author=alice, body="our plans")
     make_people = {
@@ -76,7 +59,7 @@ def test_private_room_opens_for_members_moderators_and_staff(alice: AbstractBase
     assert "our plans" in response.text
 
 
-def test_private_rooms_older_messages_are_not_found_for_outsiders(alice: AbstractBaseUser) -> None:
+def test_private_rooms_older_messages_are_not_found_for_outsiders(alice: Account) -> None:
     secret = private_room()
     message = Message.objects.create(room=secret, author=make_moderator(secret), body="our plans")
 
@@ -85,7 +68,7 @@ def test_private_rooms_older_messages_are_not_found_for_outsiders(alice: Abstrac
     assert response.status_code == 404
 
 
-def test_banned_user_gets_403_saying_they_are_banned(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_banned_user_gets_403_saying_they_are_banned(lobby: Room, alice: Account) -> None:
     Ban.objects.create(room=lobby, user=alice, reason="spam")
 
     response = client_for(alice).get("/rooms/lobby/")
@@ -94,18 +77,14 @@ def test_banned_user_gets_403_saying_they_are_banned(lobby: Room, alice: Abstrac
     assert "You have been banned from #Lobby." in response.text
 
 
-def test_banned_user_may_still_open_other_rooms(
-    lobby: Room, other_room: Room, alice: AbstractBaseUser
-) -> None:
+def test_banned_user_may_still_open_other_rooms(lobby: Room, other_room: Room, alice: Account) -> None:
     Ban.objects.create(room=lobby, user=alice)
 
     assert client_for(alice).get(f"/rooms/{other_room.slug}/").status_code == 200
 
 
 @pytest.mark.parametrize("who", ["visitor", "member"])
-def test_pending_room_page_is_not_found_for_others(
-    carol: AbstractBaseUser, alice: AbstractBaseUser, who: str
-) -> None:
+def test_pending_room_page_is_not_found_for_others(carol: Account, alice: Account, who: str) -> None:
     pending_room(carol)
 
     response = client_for(alice if who == "member" else None).get("/rooms/garden/")
@@ -114,7 +93,7 @@ def test_pending_room_page_is_not_found_for_others(
 
 
 @pytest.mark.parametrize("who", ["proposer", "staff"])
-def test_pending_room_page_opens_for_its_proposer_and_staff(carol: AbstractBaseUser, who: str) -> None:
+def test_pending_room_page_opens_for_its_proposer_and_staff(carol: Account, who: str) -> None:
     pending_room(carol)
 
     response = client_for(carol if who == "proposer" else make_staff()).get("/rooms/garden/")
@@ -124,7 +103,7 @@ def test_pending_room_page_opens_for_its_proposer_and_staff(carol: AbstractBaseU
 
 
 def test_moderators_page_has_the_moderation_tools_and_members_page_does_not(
-    lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    lobby: Room, alice: Account, bob: Account
 ) -> None:
     Message.objects.create(room=lobby, author=bob, body="hello")
     moderator = make_moderator(lobby)
@@ -139,7 +118,7 @@ def test_moderators_page_has_the_moderation_tools_and_members_page_does_not(
     assert "Remove message" not in as_visitor and "Report message" not in as_visitor
 
 
-def test_removed_message_shows_a_tombstone_on_the_page(lobby: Room, bob: AbstractBaseUser) -> None:
+def test_removed_message_shows_a_tombstone_on_the_page(lobby: Room, bob: Account) -> None:
     Message.objects.create(room=lobby, author=bob, body="buy cheap watches", removed_at=timezone.now())
 
     page = client_for(None).get("/rooms/lobby/").text
@@ -148,7 +127,7 @@ def test_removed_message_shows_a_tombstone_on_the_page(lobby: Room, bob: Abstrac
     assert "buy cheap watches" not in page
 
 
-def test_muted_member_sees_until_when_on_the_page(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_muted_member_sees_until_when_on_the_page(lobby: Room, alice: Account) -> None:
     until = timezone.now() + timedelta(minutes=10)
     Mute.objects.create(room=lobby, user=alice, until=until)
 
@@ -159,7 +138,7 @@ def test_muted_member_sees_until_when_on_the_page(lobby: Room, alice: AbstractBa
 
 
 def test_locked_room_page_tells_members_and_keeps_the_form_for_moderators(
-    lobby: Room, alice: AbstractBaseUser
+    lobby: Room, alice: Account
 ) -> None:
     Room.objects.filter(pk=lobby.pk).update(is_locked=True)
 
@@ -181,7 +160,7 @@ def room_links(client: Client) -> str:
 
 @pytest.mark.parametrize(("who", "listed"), [("visitor", False), ("outsider", False), ("member", True)])
 def test_room_list_shows_private_rooms_to_their_members_only(
-    lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, who: str, listed: bool
+    lobby: Room, alice: Account, bob: Account, who: str, listed: bool
 ) -> None:
     secret = private_room()
     make_member(secret, bob)
@@ -201,7 +180,7 @@ def test_room_list_shows_private_rooms_to_staff(lobby: Room) -> None:
 
 @pytest.mark.parametrize("who", ["visitor", "member", "proposer", "staff"])
 def test_room_list_hides_pending_rooms_from_everyone(
-    lobby: Room, alice: AbstractBaseUser, carol: AbstractBaseUser, who: str
+    lobby: Room, alice: Account, carol: Account, who: str
 ) -> None:
     pending_room(carol)
     user = {"visitor": None, "member": alice, "proposer": carol, "staff": make_staff()}[who]
@@ -209,9 +188,7 @@ def test_room_list_hides_pending_rooms_from_everyone(
     assert 'href="/rooms/garden/"' not in room_links(client_for(user))
 
 
-def test_proposer_sees_their_proposals_with_their_status(
-    lobby: Room, alice: AbstractBaseUser, carol: AbstractBaseUser
-) -> None:
+def test_proposer_sees_their_proposals_with_their_status(lobby: Room, alice: Account, carol: Account) -> None:
     pending_room(carol, slug="garden", name="Garden")
     Room.objects.create(slug="kiln", name="Kiln", status=Room.Status.REJECTED, proposed_by=carol)
     Room.objects.create(slug="orchard", name="Orchard", proposed_by=carol)
@@ -244,7 +221,7 @@ def test_proposing_a_room_requires_signing_in(lobby: Room, method: str) -> None:
 
 
 def test_proposing_a_room_keeps_it_hidden_and_shows_it_under_your_proposals(
-    lobby: Room, alice: AbstractBaseUser
+    lobby: Room, alice: Account
 ) -> None:
     client = client_for(alice)
 
@@ -262,7 +239,7 @@ def test_proposing_a_room_keeps_it_hidden_and_shows_it_under_your_proposals(
     assert 'href="/rooms/book-club/"' not in room_links(client_for(None))
 
 
-def test_proposal_without_a_name_is_sent_back(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_proposal_without_a_name_is_sent_back(lobby: Room, alice: Account) -> None:
     response = client_for(alice).post("/rooms/propose/", {"name": "  "})
 
     assert response.status_code == 200
@@ -270,7 +247,7 @@ def test_proposal_without_a_name_is_sent_back(lobby: Room, alice: AbstractBaseUs
     assert list(Room.objects.values_list("slug", flat=True)) == ["lobby"]
 
 
-def test_room_proposed_as_propose_does_not_hide_the_proposal_page(alice: AbstractBaseUser) -> None:
+def test_room_proposed_as_propose_does_not_hide_the_proposal_page(alice: Account) -> None:
     client = client_for(alice)
 
     client.post("/rooms/propose/", {"name": "Propose", "is_public": "on"})
@@ -283,7 +260,7 @@ def test_room_proposed_as_propose_does_not_hide_the_proposal_page(alice: Abstrac
 
 
 @pytest.fixture
-def reported(lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser) -> Report:
+def reported(lobby: Room, alice: Account, bob: Account) -> Report:
     message = Message.objects.create(room=lobby, author=bob, body="buy cheap watches")
     return Report.objects.create(message=message, reporter=alice, reason="spam")
 
@@ -349,7 +326,7 @@ def test_queue_resolve_only_resolves(staff_client: Client, reported: Report) -> 
 
 
 def test_queue_remove_clears_a_late_report_on_an_already_removed_message(
-    staff_client: Client, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, alice: Account, bob: Account
 ) -> None:
     """A report that arrives after a moderator removed the message (e.g. from a page that was
     reconnecting) must not stay in the queue once staff click "Remove message" on it."""
@@ -376,7 +353,7 @@ def test_queue_buttons_only_take_posts(staff_client: Client, reported: Report, a
 @pytest.mark.parametrize("action", ["resolve", "remove", "ban"])
 @pytest.mark.parametrize("who", ["visitor", "member", "room moderator"])
 def test_queue_actions_send_non_staff_to_the_admin_login(
-    reported: Report, alice: AbstractBaseUser, action: str, who: str
+    reported: Report, alice: Account, action: str, who: str
 ) -> None:
     user = {"visitor": None, "member": alice, "room moderator": make_moderator(reported.message.room)}[who]
 
@@ -395,7 +372,7 @@ def test_queue_actions_send_non_staff_to_the_admin_login(
 
 
 def test_approving_a_pending_room_in_the_admin_opens_it(
-    staff_client: Client, lobby: Room, carol: AbstractBaseUser
+    staff_client: Client, lobby: Room, carol: Account
 ) -> None:
     garden = pending_room(carol)
 
@@ -408,7 +385,7 @@ def test_approving_a_pending_room_in_the_admin_opens_it(
 
 
 def test_rejecting_a_pending_room_in_the_admin_keeps_it_hidden(
-    staff_client: Client, lobby: Room, carol: AbstractBaseUser
+    staff_client: Client, lobby: Room, carol: Account
 ) -> None:
     garden = pending_room(carol)
 
@@ -453,7 +430,7 @@ def test_locking_a_room_in_the_admin_is_logged(staff_client: Client, lobby: Room
 
 
 def test_promoting_a_member_in_the_admin_inline_goes_through_the_role_service(
-    staff_client: Client, lobby: Room, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, bob: Account
 ) -> None:
     data = room_change_form(
         lobby,
@@ -474,7 +451,7 @@ def test_promoting_a_member_in_the_admin_inline_goes_through_the_role_service(
 
 
 def test_adding_a_moderator_in_the_membership_admin_goes_through_the_role_service(
-    staff_client: Client, lobby: Room, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, bob: Account
 ) -> None:
     response = staff_client.post(
         "/admin/chat/membership/add/", {"room": str(lobby.pk), "user": str(bob.pk), "role": "moderator"}
@@ -489,7 +466,7 @@ def test_adding_a_moderator_in_the_membership_admin_goes_through_the_role_servic
 
 
 def test_remove_action_on_messages_leaves_tombstones_and_is_logged(
-    staff_client: Client, lobby: Room, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, bob: Account
 ) -> None:
     message = Message.objects.create(room=lobby, author=bob, body="buy cheap watches")
 
@@ -504,7 +481,7 @@ def test_remove_action_on_messages_leaves_tombstones_and_is_logged(
 
 
 def test_deleting_a_message_in_the_admin_is_logged_with_its_text(
-    staff_client: Client, lobby: Room, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, bob: Account
 ) -> None:
     message = Message.objects.create(room=lobby, author=bob, body="buy cheap watches")
 
@@ -518,7 +495,7 @@ def test_deleting_a_message_in_the_admin_is_logged_with_its_text(
 
 
 def test_banning_in_the_admin_goes_through_the_ban_service(
-    staff_client: Client, lobby: Room, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, bob: Account
 ) -> None:
     response = staff_client.post(
         "/admin/chat/ban/add/", {"room": str(lobby.pk), "user": str(bob.pk), "reason": "spam"}
@@ -530,7 +507,7 @@ def test_banning_in_the_admin_goes_through_the_ban_service(
 
 
 def test_muting_in_the_admin_goes_through_the_mute_service(
-    staff_client: Client, lobby: Room, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, bob: Account
 ) -> None:
     until = timezone.localtime(timezone.now() + timedelta(hours=2)).replace(microsecond=0)
 
@@ -551,7 +528,7 @@ def test_muting_in_the_admin_goes_through_the_mute_service(
 
 
 def test_audit_log_can_be_read_but_not_added_to_changed_or_deleted(
-    staff_client: Client, lobby: Room, bob: AbstractBaseUser
+    staff_client: Client, lobby: Room, bob: Account
 ) -> None:
     entry = AuditEntry.objects.create(actor=bob, action="ban", room=lobby, reason="spam")
 
@@ -565,7 +542,7 @@ def test_audit_log_can_be_read_but_not_added_to_changed_or_deleted(
     assert list(AuditEntry.objects.values_list("action", "reason")) == [("ban", "spam")]
 
 
-def test_room_list_leaves_out_rooms_the_user_is_banned_from(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_room_list_leaves_out_rooms_the_user_is_banned_from(lobby: Room, alice: Account) -> None:
     Room.objects.create(slug="garden", name="Garden")
     Ban.objects.create(room=lobby, user=alice)
 
@@ -575,7 +552,7 @@ def test_room_list_leaves_out_rooms_the_user_is_banned_from(lobby: Room, alice: 
     assert 'href="/rooms/garden/"' in page
 
 
-def test_a_rejected_room_is_closed_to_its_proposer_too(carol: AbstractBaseUser) -> None:
+def test_a_rejected_room_is_closed_to_its_proposer_too(carol: Account) -> None:
     room = pending_room(carol)
     moderation.review_room(make_staff(), room, approve=False)
 

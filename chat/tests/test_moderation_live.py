@@ -4,108 +4,42 @@ Actions are sent as htmx's ws extension sends the page's forms, or called from s
 as the admin calls them; either way every open socket sees the outcome at once.
 """
 
-import asyncio
 from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
-from django.test import Client
 from django.utils import timezone
 
 from chat import moderation
-from chat.models import Ban, Message, Report, Role, Room
-from chat.tests.conftest import (
+from chat.models import Ban, Report, Role, Room
+from chat.standing import Account
+from chat.tests.support import (
     FORM,
+    HEADER,
     HISTORY,
-    NEW_MESSAGE,
     NOTICE,
-    SocketOpener,
-    drain,
-    receive_until,
-    ws_send_frame,
-)
-from chat.tests.moderation_support import (
-    FAST_HASHERS,
+    REMOVED_FROM_ROOM,
     TOMBSTONE,
+    SocketOpener,
+    client_for,
+    drain,
     make_member,
     make_moderator,
-    make_staff,
+    new_message,
     pending_room,
+    receive_close,
+    receive_message_frame,
+    receive_until,
+    settle,
     snapshot,
+    stored_bodies,
+    stored_message,
+    ws_send_frame,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-REMOVED_FROM_ROOM = 4403
-HEADER = 'id="room-header"'
 MESSAGE_INPUT = 'name="message"'
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings) -> None:
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-
-
-@pytest.fixture
-def moderator(lobby: Room) -> AbstractBaseUser:
-    return make_moderator(lobby, "mona")
-
-
-@pytest.fixture
-def staff(db: None) -> AbstractBaseUser:
-    return make_staff("sam")
-
-
-@database_sync_to_async
-def new_message(room: Room, author: AbstractBaseUser, body: str) -> Message:
-    return Message.objects.create(room=room, author=author, body=body)
-
-
-@database_sync_to_async
-def stored_message(pk: int) -> Message:
-    return Message.objects.get(pk=pk)
-
-
-@database_sync_to_async
-def stored_bodies() -> list[str]:
-    return list(Message.objects.order_by("pk").values_list("body", flat=True))
-
-
-def admin_client_for(user: AbstractBaseUser) -> Client:
-    """A browser signed in to the admin as `user` (used from sync code, as the admin runs)."""
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-async def settle(*sockets: WebsocketCommunicator) -> None:
-    """Let the member-list updates from everyone joining pass."""
-    for socket in sockets:
-        await drain(socket)
-
-
-async def receive_close(socket: WebsocketCommunicator, timeout: float = 3.0) -> tuple[list[str], int]:
-    """The frames sent until the server closes the socket, and the close code; fail if it stays open."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    frames: list[str] = []
-    while True:
-        try:
-            output = await socket.receive_output(timeout=max(deadline - loop.time(), 0.01))
-        except TimeoutError:
-            pytest.fail(f"the socket was not closed within {timeout} s; it got {frames!r}")
-        if output["type"] == "websocket.close":
-            return frames, output.get("code", 1000)
-        frames.append(output.get("text", ""))
-
-
-async def receive_message_frame(socket: WebsocketCommunicator, body: str) -> str:
-    frame = await receive_until(socket, NEW_MESSAGE)
-    assert body in frame
-    return frame
 
 
 # Removing messages ----------------------------------------------------------------------------
@@ -114,9 +48,9 @@ async def receive_message_frame(socket: WebsocketCommunicator, body: str) -> str
 async def test_moderator_removes_a_message_and_every_other_socket_gets_the_tombstone(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     message = await new_message(lobby, bob, "buy cheap watches")
     mod_socket, member, visitor = (
@@ -142,9 +76,9 @@ async def test_moderator_removes_a_message_and_every_other_socket_gets_the_tombs
 async def test_member_cannot_remove_and_nobody_else_hears_of_it(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     message = await new_message(lobby, bob, "buy cheap watches")
     member, mod_socket, visitor = (
@@ -178,10 +112,10 @@ async def test_member_cannot_remove_and_nobody_else_hears_of_it(
 async def test_members_moderation_actions_are_refused_and_change_nothing(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
-    carol: AbstractBaseUser,
+    moderator: Account,
+    alice: Account,
+    bob: Account,
+    carol: Account,
     fields: dict,
 ) -> None:
     fields = {name: str(bob.pk) if value == "BOB" else value for name, value in fields.items()}
@@ -205,8 +139,8 @@ async def test_a_message_from_another_room_cannot_be_removed_from_here(
     open_socket: SocketOpener,
     lobby: Room,
     other_room: Room,
-    moderator: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    bob: Account,
 ) -> None:
     elsewhere = await new_message(other_room, bob, "kitchen talk")
     mod_socket = await open_socket(user=moderator)
@@ -220,10 +154,10 @@ async def test_a_message_from_another_room_cannot_be_removed_from_here(
 async def test_new_messages_carry_controls_for_the_readers_role(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    staff: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    staff: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     writer, mod_socket, staff_socket, member, visitor = (
         await open_socket(user=alice),
@@ -252,9 +186,9 @@ async def test_new_messages_carry_controls_for_the_readers_role(
 async def test_ban_closes_every_socket_of_the_banned_user_and_keeps_them_out(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     mod_socket, bystander = await open_socket(user=moderator), await open_socket(user=alice)
     banned_tabs = [await open_socket(user=bob), await open_socket(user=bob)]
@@ -275,7 +209,7 @@ async def test_ban_closes_every_socket_of_the_banned_user_and_keeps_them_out(
 
 
 async def test_unbanned_user_can_connect_again(
-    open_socket: SocketOpener, lobby: Room, moderator: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, moderator: Account, bob: Account
 ) -> None:
     await database_sync_to_async(moderation.ban)(moderator, lobby, bob)
     await open_socket(user=bob, refused=True)
@@ -288,7 +222,7 @@ async def test_unbanned_user_can_connect_again(
 
 
 async def test_moderator_cannot_ban_another_moderator(
-    open_socket: SocketOpener, lobby: Room, moderator: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, moderator: Account
 ) -> None:
     co_moderator = await database_sync_to_async(make_moderator)(lobby, "mia")
     mod_socket, other_mod = await open_socket(user=moderator), await open_socket(user=co_moderator)
@@ -307,9 +241,9 @@ async def test_moderator_cannot_ban_another_moderator(
 async def test_mute_closes_the_form_of_the_muted_user_and_refuses_their_posts(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     mod_socket, muted, bystander = (
         await open_socket(user=moderator),
@@ -335,8 +269,8 @@ async def test_mute_closes_the_form_of_the_muted_user_and_refuses_their_posts(
 async def test_unmute_gives_the_form_back_and_posts_go_through(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    bob: Account,
 ) -> None:
     await database_sync_to_async(moderation.mute)(moderator, lobby, bob, 10)
     mod_socket, muted = await open_socket(user=moderator), await open_socket(user=bob)
@@ -353,7 +287,7 @@ async def test_unmute_gives_the_form_back_and_posts_go_through(
 
 
 async def test_the_form_comes_back_by_itself_when_a_mute_runs_out(
-    open_socket: SocketOpener, lobby: Room, moderator: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, moderator: Account, bob: Account
 ) -> None:
     muted = await open_socket(user=bob)
     await settle(muted)
@@ -372,8 +306,8 @@ async def test_the_form_comes_back_by_itself_when_a_mute_runs_out(
 async def test_lock_closes_members_forms_and_leaves_moderators_theirs(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    alice: AbstractBaseUser,
+    moderator: Account,
+    alice: Account,
 ) -> None:
     mod_socket, member = await open_socket(user=moderator), await open_socket(user=alice)
     await settle(mod_socket, member)
@@ -397,7 +331,7 @@ async def test_lock_closes_members_forms_and_leaves_moderators_theirs(
 
 
 async def test_unlock_gives_members_their_form_back(
-    open_socket: SocketOpener, lobby: Room, moderator: AbstractBaseUser, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, moderator: Account, alice: Account
 ) -> None:
     await database_sync_to_async(moderation.update_room)(moderator, lobby, is_locked=True)
     mod_socket, member = await open_socket(user=moderator), await open_socket(user=alice)
@@ -410,7 +344,7 @@ async def test_unlock_gives_members_their_form_back(
 
 
 async def test_slow_mode_from_the_settings_form_holds_members_back_but_not_moderators(
-    open_socket: SocketOpener, lobby: Room, moderator: AbstractBaseUser, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, moderator: Account, alice: Account
 ) -> None:
     mod_socket, member = await open_socket(user=moderator), await open_socket(user=alice)
     await settle(mod_socket, member)
@@ -434,9 +368,9 @@ async def test_slow_mode_from_the_settings_form_holds_members_back_but_not_moder
 async def test_making_the_room_private_closes_outsiders_sockets_and_keeps_members(
     open_socket: SocketOpener,
     lobby: Room,
-    moderator: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    moderator: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     await database_sync_to_async(make_member)(lobby, bob)
     mod_socket, member, outsider, visitor = (
@@ -464,7 +398,7 @@ async def test_making_the_room_private_closes_outsiders_sockets_and_keeps_member
 
 
 async def test_invite_lets_a_user_into_a_private_room(
-    open_socket: SocketOpener, db: None, carol: AbstractBaseUser
+    open_socket: SocketOpener, db: None, carol: Account
 ) -> None:
     secret = await database_sync_to_async(Room.objects.create)(slug="secret", name="Secret", is_public=False)
     owner = await database_sync_to_async(make_moderator)(secret)
@@ -478,7 +412,7 @@ async def test_invite_lets_a_user_into_a_private_room(
 
 
 async def test_inviting_someone_who_does_not_exist_says_so(
-    open_socket: SocketOpener, lobby: Room, moderator: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, moderator: Account
 ) -> None:
     mod_socket = await open_socket(user=moderator)
 
@@ -488,7 +422,7 @@ async def test_inviting_someone_who_does_not_exist_says_so(
 
 
 async def test_pending_room_socket_opens_for_its_proposer_only(
-    open_socket: SocketOpener, db: None, alice: AbstractBaseUser, carol: AbstractBaseUser
+    open_socket: SocketOpener, db: None, alice: Account, carol: Account
 ) -> None:
     await database_sync_to_async(pending_room)(carol)
 
@@ -501,7 +435,7 @@ async def test_pending_room_socket_opens_for_its_proposer_only(
 
 
 async def test_member_reports_a_message(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
 ) -> None:
     message = await new_message(lobby, bob, "you are all idiots")
     member = await open_socket(user=alice)
@@ -514,7 +448,7 @@ async def test_member_reports_a_message(
 
 
 async def test_reporting_your_own_message_is_refused(
-    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, alice: Account
 ) -> None:
     message = await new_message(lobby, alice, "my own words")
     member = await open_socket(user=alice)
@@ -548,9 +482,9 @@ async def test_visitors_are_asked_to_sign_in_before_any_action(
 async def test_removal_in_the_admin_shows_live(
     open_socket: SocketOpener,
     lobby: Room,
-    staff: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    staff: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     message = await new_message(lobby, bob, "buy cheap watches")
     member, visitor = await open_socket(user=alice), await open_socket()
@@ -565,9 +499,9 @@ async def test_removal_in_the_admin_shows_live(
 async def test_deletion_in_the_admin_takes_the_message_off_every_page(
     open_socket: SocketOpener,
     lobby: Room,
-    staff: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    staff: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     message = await new_message(lobby, bob, "buy cheap watches")
     member, visitor = await open_socket(user=alice), await open_socket()
@@ -583,10 +517,10 @@ async def test_deletion_in_the_admin_takes_the_message_off_every_page(
 
 
 async def test_ban_in_the_admin_closes_the_users_socket(
-    open_socket: SocketOpener, lobby: Room, staff: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, staff: Account, bob: Account
 ) -> None:
     banned = await open_socket(user=bob)
-    client = await database_sync_to_async(admin_client_for)(staff)
+    client = await database_sync_to_async(client_for)(staff)
 
     response = await database_sync_to_async(client.post)(
         "/admin/chat/ban/add/", {"room": str(lobby.pk), "user": str(bob.pk), "reason": "spam"}
@@ -598,10 +532,10 @@ async def test_ban_in_the_admin_closes_the_users_socket(
 
 
 async def test_locking_in_the_admin_shows_live(
-    open_socket: SocketOpener, lobby: Room, staff: AbstractBaseUser, alice: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, staff: Account, alice: Account
 ) -> None:
     member = await open_socket(user=alice)
-    client = await database_sync_to_async(admin_client_for)(staff)
+    client = await database_sync_to_async(client_for)(staff)
     form = {
         "name": lobby.name,
         "slug": lobby.slug,
@@ -626,9 +560,9 @@ async def test_locking_in_the_admin_shows_live(
 async def test_promoted_member_gets_the_moderation_controls_at_once(
     open_socket: SocketOpener,
     lobby: Room,
-    staff: AbstractBaseUser,
-    alice: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    staff: Account,
+    alice: Account,
+    bob: Account,
 ) -> None:
     await new_message(lobby, alice, "earlier")
     promoted, writer = await open_socket(user=bob), await open_socket(user=alice)
@@ -645,9 +579,9 @@ async def test_promoted_member_gets_the_moderation_controls_at_once(
 async def test_demoted_moderator_loses_the_controls_at_once(
     open_socket: SocketOpener,
     lobby: Room,
-    staff: AbstractBaseUser,
-    moderator: AbstractBaseUser,
-    bob: AbstractBaseUser,
+    staff: Account,
+    moderator: Account,
+    bob: Account,
 ) -> None:
     await new_message(lobby, bob, "earlier")
     demoted = await open_socket(user=moderator)
@@ -662,12 +596,12 @@ async def test_demoted_moderator_loses_the_controls_at_once(
 
 
 async def test_staff_status_taken_away_a_moment_ago_stops_moderating_over_an_open_socket(
-    open_socket: SocketOpener, lobby: Room, staff: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, lobby: Room, staff: Account, bob: Account
 ) -> None:
     message = await new_message(lobby, bob, "buy cheap watches")
     former_staff = await open_socket(user=staff)
     # Another admin unticks "Staff status" (and superuser) for sam while sam's room page stays open.
-    await database_sync_to_async(get_user_model().objects.filter(pk=staff.pk).update)(
+    await database_sync_to_async(Account.objects.filter(pk=staff.pk).update)(
         is_staff=False, is_superuser=False
     )
 
@@ -678,7 +612,7 @@ async def test_staff_status_taken_away_a_moment_ago_stops_moderating_over_an_ope
 
 
 async def test_member_taken_off_a_private_room_is_shown_out(
-    open_socket: SocketOpener, db: None, staff: AbstractBaseUser, bob: AbstractBaseUser
+    open_socket: SocketOpener, db: None, staff: Account, bob: Account
 ) -> None:
     secret = await database_sync_to_async(Room.objects.create)(slug="secret", name="Secret", is_public=False)
     await database_sync_to_async(make_member)(secret, bob)

@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from chat import moderation, services
 from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
 from chat.moderation import NotAllowed
-from chat.standing import standing
-from chat.tests.moderation_support import (
-    FAST_HASHERS,
+from chat.standing import Account, standing
+from chat.tests.support import (
     audit_rows,
     make_member,
     make_moderator,
@@ -32,12 +31,6 @@ from chat.tests.moderation_support import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings) -> None:
-    """alice, bob and carol have passwords; these tests never check them."""
-    settings.PASSWORD_HASHERS = FAST_HASHERS
-
-
 @dataclass
 class World:
     """The lobby with one person of each role, a message by bob, alice's report on it,
@@ -46,19 +39,19 @@ class World:
     room: Room
     elsewhere: Room
     pending: Room
-    staff: AbstractBaseUser
-    moderator: AbstractBaseUser
-    co_moderator: AbstractBaseUser
-    other_moderator: AbstractBaseUser
-    member: AbstractBaseUser
-    author: AbstractBaseUser
-    bystander: AbstractBaseUser
-    muted: AbstractBaseUser
-    banned: AbstractBaseUser
+    staff: Account
+    moderator: Account
+    co_moderator: Account
+    other_moderator: Account
+    member: Account
+    author: Account
+    bystander: Account
+    muted: Account
+    banned: Account
     message: Message
     report: Report
 
-    def actor(self, role: str) -> AbstractBaseUser | AnonymousUser:
+    def actor(self, role: str) -> Account | AnonymousUser:
         return {
             "staff": self.staff,
             "moderator": self.moderator,
@@ -69,9 +62,7 @@ class World:
 
 
 @pytest.fixture
-def world(
-    lobby: Room, other_room: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, carol: AbstractBaseUser
-) -> World:
+def world(lobby: Room, other_room: Room, alice: Account, bob: Account, carol: Account) -> World:
     message = Message.objects.create(room=lobby, author=bob, body="buy cheap watches")
     dan, erin = make_user("dan"), make_user("erin")
     Mute.objects.create(room=lobby, user=dan, until=timezone.now() + timedelta(hours=1), reason="shouting")
@@ -94,7 +85,7 @@ def world(
     )
 
 
-ACTIONS: dict[str, Callable[[World, AbstractBaseUser], object]] = {
+ACTIONS: dict[str, Callable[[World, Account], object]] = {
     "remove message": lambda w, actor: moderation.remove_message(actor, w.message, "spam"),
     "resolve report": lambda w, actor: moderation.resolve_report(actor, w.report, "handled"),
     "mute": lambda w, actor: moderation.mute(actor, w.room, w.author, 10, "shouting"),
@@ -518,7 +509,7 @@ def test_outsider_cannot_report_in_a_private_room(world: World) -> None:
 # Proposing rooms ------------------------------------------------------------------------------
 
 
-def test_proposed_room_is_pending_and_run_by_its_proposer(alice: AbstractBaseUser) -> None:
+def test_proposed_room_is_pending_and_run_by_its_proposer(alice: Account) -> None:
     room = moderation.propose_room(alice, "Book Club", "Monthly reads", is_public=False)
 
     room.refresh_from_db()
@@ -528,7 +519,7 @@ def test_proposed_room_is_pending_and_run_by_its_proposer(alice: AbstractBaseUse
     assert audit_rows() == [("alice", "propose room", "book-club", None, None, "", "")]
 
 
-def test_proposed_rooms_get_unique_slugs(lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser) -> None:
+def test_proposed_rooms_get_unique_slugs(lobby: Room, alice: Account, bob: Account) -> None:
     first = moderation.propose_room(alice, "Book Club")
     second = moderation.propose_room(bob, "Book club!")
     third = moderation.propose_room(bob, "Lobby")
@@ -537,14 +528,14 @@ def test_proposed_rooms_get_unique_slugs(lobby: Room, alice: AbstractBaseUser, b
 
 
 @pytest.mark.parametrize("name", ["Propose", "propose", "PROPOSE!"])
-def test_a_proposed_room_never_takes_the_reserved_slug(alice: AbstractBaseUser, name: str) -> None:
+def test_a_proposed_room_never_takes_the_reserved_slug(alice: Account, name: str) -> None:
     room = moderation.propose_room(alice, name)
 
     assert room.slug != "propose"
     assert room.slug == "propose-2"
 
 
-def test_a_name_without_letters_still_gets_a_slug(alice: AbstractBaseUser) -> None:
+def test_a_name_without_letters_still_gets_a_slug(alice: Account) -> None:
     room = moderation.propose_room(alice, "!!!")
 
     assert room.slug == "room"
@@ -564,7 +555,7 @@ def test_a_name_without_letters_still_gets_a_slug(alice: AbstractBaseUser) -> No
     ],
 )
 def test_private_room_is_readable_by_members_and_staff_only(
-    alice: AbstractBaseUser, bob: AbstractBaseUser, who: str, can_read: bool, role: str
+    alice: Account, bob: Account, who: str, can_read: bool, role: str
 ) -> None:
     secret = private_room()
     people = {
@@ -580,7 +571,7 @@ def test_private_room_is_readable_by_members_and_staff_only(
     assert (viewer.can_read, viewer.role) == (can_read, role)
 
 
-def test_banned_user_cannot_read_a_public_room(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_banned_user_cannot_read_a_public_room(lobby: Room, alice: Account) -> None:
     Ban.objects.create(room=lobby, user=alice)
 
     viewer = standing(lobby, alice)
@@ -588,7 +579,7 @@ def test_banned_user_cannot_read_a_public_room(lobby: Room, alice: AbstractBaseU
     assert (viewer.can_read, viewer.banned) == (False, True)
 
 
-def test_banned_member_cannot_read_a_private_room(alice: AbstractBaseUser) -> None:
+def test_banned_member_cannot_read_a_private_room(alice: Account) -> None:
     secret = private_room()
     make_member(secret, alice)
     Ban.objects.create(room=secret, user=alice)
@@ -601,7 +592,7 @@ def test_banned_member_cannot_read_a_private_room(alice: AbstractBaseUser) -> No
     [("visitor", False), ("member", False), ("invited member", False), ("proposer", True), ("staff", True)],
 )
 def test_pending_room_is_invisible_except_to_staff_and_its_proposer(
-    alice: AbstractBaseUser, bob: AbstractBaseUser, carol: AbstractBaseUser, who: str, can_read: bool
+    alice: Account, bob: Account, carol: Account, who: str, can_read: bool
 ) -> None:
     garden = pending_room(carol)
     people = {
@@ -615,7 +606,7 @@ def test_pending_room_is_invisible_except_to_staff_and_its_proposer(
     assert standing(garden, people[who]).can_read is can_read
 
 
-def test_a_mute_that_ran_out_no_longer_counts(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_a_mute_that_ran_out_no_longer_counts(lobby: Room, alice: Account) -> None:
     Mute.objects.create(room=lobby, user=alice, until=timezone.now() - timedelta(seconds=1))
 
     assert standing(lobby, alice).is_muted is False
@@ -629,7 +620,7 @@ def refusal_of(outcome: services.PostOutcome) -> str:
     return " ".join(outcome.form.non_field_errors())
 
 
-def test_locked_room_refuses_members(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_locked_room_refuses_members(lobby: Room, alice: Account) -> None:
     Room.objects.filter(pk=lobby.pk).update(is_locked=True)
     lobby.refresh_from_db()
 
@@ -651,7 +642,7 @@ def test_locked_room_still_takes_moderators_posts(lobby: Room, who: str) -> None
     assert list(Message.objects.values_list("body", flat=True)) == ["announcement"]
 
 
-def test_muted_user_is_refused_with_the_time_the_mute_ends(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_muted_user_is_refused_with_the_time_the_mute_ends(lobby: Room, alice: Account) -> None:
     mute = Mute.objects.create(room=lobby, user=alice, until=timezone.now() + timedelta(minutes=10))
 
     outcome = services.post_message(lobby, alice, {"message": "let me talk"})
@@ -661,21 +652,19 @@ def test_muted_user_is_refused_with_the_time_the_mute_ends(lobby: Room, alice: A
     assert not Message.objects.exists()
 
 
-def test_user_muted_in_another_room_may_post_here(
-    lobby: Room, other_room: Room, alice: AbstractBaseUser
-) -> None:
+def test_user_muted_in_another_room_may_post_here(lobby: Room, other_room: Room, alice: Account) -> None:
     Mute.objects.create(room=other_room, user=alice, until=timezone.now() + timedelta(minutes=10))
 
     assert services.post_message(lobby, alice, {"message": "fine here"}).message is not None
 
 
-def test_user_may_post_once_the_mute_ran_out(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_user_may_post_once_the_mute_ran_out(lobby: Room, alice: Account) -> None:
     Mute.objects.create(room=lobby, user=alice, until=timezone.now() - timedelta(seconds=1))
 
     assert services.post_message(lobby, alice, {"message": "back again"}).message is not None
 
 
-def test_banned_user_cannot_post(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_banned_user_cannot_post(lobby: Room, alice: Account) -> None:
     Ban.objects.create(room=lobby, user=alice)
 
     assert (
@@ -689,7 +678,7 @@ def slow_room(lobby: Room, seconds: int = 30) -> Room:
     return lobby
 
 
-def test_slow_mode_refuses_a_second_message_with_the_wait(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_slow_mode_refuses_a_second_message_with_the_wait(lobby: Room, alice: Account) -> None:
     room = slow_room(lobby, 30)
     assert services.post_message(room, alice, {"message": "first"}).message is not None
     Message.objects.update(created_at=timezone.now() - timedelta(seconds=10))
@@ -702,7 +691,7 @@ def test_slow_mode_refuses_a_second_message_with_the_wait(lobby: Room, alice: Ab
     assert list(Message.objects.values_list("body", flat=True)) == ["first"]
 
 
-def test_slow_mode_lets_the_next_message_through_after_the_wait(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_slow_mode_lets_the_next_message_through_after_the_wait(lobby: Room, alice: Account) -> None:
     room = slow_room(lobby, 30)
     services.post_message(room, alice, {"message": "first"})
     Message.objects.update(created_at=timezone.now() - timedelta(seconds=31))
@@ -710,7 +699,7 @@ def test_slow_mode_lets_the_next_message_through_after_the_wait(lobby: Room, ali
     assert services.post_message(room, alice, {"message": "second"}).message is not None
 
 
-def test_slow_mode_counts_per_user(lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser) -> None:
+def test_slow_mode_counts_per_user(lobby: Room, alice: Account, bob: Account) -> None:
     room = slow_room(lobby, 30)
     services.post_message(room, alice, {"message": "first"})
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
 
 from chat.models import Message, Room
+from chat.standing import Account
 
 REPO = Path(django_settings.BASE_DIR)
 
@@ -54,7 +54,7 @@ def csp_directives(header: str) -> dict[str, list[str]]:
 
 
 @pytest.fixture(params=["anonymous", "signed-in"])
-def room_page(request, client: Client, lobby: Room, alice: AbstractBaseUser, settings):
+def room_page(request, client: Client, lobby: Room, alice: Account, settings):
     """The lobby page with a message in it, in DEBUG so django-htmx's debug script is on the page too."""
     settings.DEBUG = True
     Message.objects.create(room=lobby, author=alice, body="<img src=x onerror=alert(1)> hi")

@@ -3,21 +3,18 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from chat import queries, services
 from chat.models import Message, Presence, Room
+from chat.standing import Account
+from chat.tests.support import add_messages
 
 pytestmark = pytest.mark.django_db
 
 
-def add_messages(room: Room, author: AbstractBaseUser, count: int) -> list[Message]:
-    Message.objects.bulk_create(Message(room=room, author=author, body=f"message {n}") for n in range(count))
-    return list(room.messages.order_by("pk"))
-
-
-def present(room: Room, user: AbstractBaseUser | None, channel: str, age_seconds: float = 0) -> None:
+def present(room: Room, user: Account | None, channel: str, age_seconds: float = 0) -> None:
     Presence.objects.create(
         room=room, user=user, channel_name=channel, last_seen=timezone.now() - timedelta(seconds=age_seconds)
     )
@@ -27,7 +24,7 @@ def present(room: Room, user: AbstractBaseUser | None, channel: str, age_seconds
 
 
 def test_history_pages_walk_back_through_120_messages_without_gaps_or_duplicates(
-    lobby: Room, alice: AbstractBaseUser
+    lobby: Room, alice: Account
 ) -> None:
     stored = add_messages(lobby, alice, 120)
 
@@ -44,7 +41,7 @@ def test_history_pages_walk_back_through_120_messages_without_gaps_or_duplicates
 
 
 def test_history_page_is_oldest_first_and_has_no_older_link_when_everything_fits(
-    lobby: Room, alice: AbstractBaseUser
+    lobby: Room, alice: Account
 ) -> None:
     stored = add_messages(lobby, alice, 50)
 
@@ -55,9 +52,7 @@ def test_history_page_is_oldest_first_and_has_no_older_link_when_everything_fits
     assert page.older_than is None
 
 
-def test_history_only_shows_the_rooms_own_messages(
-    lobby: Room, other_room: Room, alice: AbstractBaseUser
-) -> None:
+def test_history_only_shows_the_rooms_own_messages(lobby: Room, other_room: Room, alice: Account) -> None:
     add_messages(other_room, alice, 3)
     Message.objects.create(room=lobby, author=alice, body="lobby only")
 
@@ -67,9 +62,7 @@ def test_history_only_shows_the_rooms_own_messages(
 # Posting ----------------------------------------------------------------------------------
 
 
-def test_post_message_stores_the_text_without_surrounding_whitespace(
-    lobby: Room, alice: AbstractBaseUser
-) -> None:
+def test_post_message_stores_the_text_without_surrounding_whitespace(lobby: Room, alice: Account) -> None:
     outcome = services.post_message(lobby, alice, {"message": "  hello there \n"})
 
     assert outcome.message is not None
@@ -78,7 +71,7 @@ def test_post_message_stores_the_text_without_surrounding_whitespace(
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t "])
-def test_post_message_refuses_blank_text(lobby: Room, alice: AbstractBaseUser, text: str) -> None:
+def test_post_message_refuses_blank_text(lobby: Room, alice: Account, text: str) -> None:
     outcome = services.post_message(lobby, alice, {"message": text})
 
     assert outcome.message is None
@@ -86,7 +79,7 @@ def test_post_message_refuses_blank_text(lobby: Room, alice: AbstractBaseUser, t
     assert not Message.objects.exists()
 
 
-def test_post_message_refuses_a_missing_message_field(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_post_message_refuses_a_missing_message_field(lobby: Room, alice: Account) -> None:
     outcome = services.post_message(lobby, alice, {})
 
     assert outcome.message is None
@@ -94,14 +87,14 @@ def test_post_message_refuses_a_missing_message_field(lobby: Room, alice: Abstra
     assert not Message.objects.exists()
 
 
-def test_post_message_accepts_exactly_2000_characters(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_post_message_accepts_exactly_2000_characters(lobby: Room, alice: Account) -> None:
     outcome = services.post_message(lobby, alice, {"message": "x" * 2000})
 
     assert outcome.message is not None
     assert len(Message.objects.get().body) == 2000
 
 
-def test_post_message_refuses_2001_characters_and_says_why(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_post_message_refuses_2001_characters_and_says_why(lobby: Room, alice: Account) -> None:
     outcome = services.post_message(lobby, alice, {"message": "x" * 2001})
 
     assert outcome.message is None
@@ -118,7 +111,7 @@ def test_post_message_refuses_anonymous_visitors(lobby: Room) -> None:
 
 
 def test_flood_limit_refuses_the_next_message_and_keeps_its_text(
-    lobby: Room, alice: AbstractBaseUser, settings
+    lobby: Room, alice: Account, settings
 ) -> None:
     settings.CHAT_FLOOD_MESSAGES = 3
     settings.CHAT_FLOOD_WINDOW_SECONDS = 60
@@ -135,9 +128,7 @@ def test_flood_limit_refuses_the_next_message_and_keeps_its_text(
     assert Message.objects.count() == 3
 
 
-def test_flood_limit_is_per_user(
-    lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, settings
-) -> None:
+def test_flood_limit_is_per_user(lobby: Room, alice: Account, bob: Account, settings) -> None:
     settings.CHAT_FLOOD_MESSAGES = 1
     settings.CHAT_FLOOD_WINDOW_SECONDS = 60
     assert services.post_message(lobby, alice, {"message": "first"}).message is not None
@@ -146,9 +137,7 @@ def test_flood_limit_is_per_user(
     assert services.post_message(lobby, alice, {"message": "second"}).message is None
 
 
-def test_flood_limit_forgets_messages_older_than_the_window(
-    lobby: Room, alice: AbstractBaseUser, settings
-) -> None:
+def test_flood_limit_forgets_messages_older_than_the_window(lobby: Room, alice: Account, settings) -> None:
     settings.CHAT_FLOOD_MESSAGES = 1
     settings.CHAT_FLOOD_WINDOW_SECONDS = 5
     earlier = services.post_message(lobby, alice, {"message": "a while ago"}).message
@@ -162,7 +151,7 @@ def test_flood_limit_forgets_messages_older_than_the_window(
 
 
 def test_online_members_lists_a_user_with_two_tabs_once_and_counts_guests(
-    lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    lobby: Room, alice: Account, bob: Account
 ) -> None:
     present(lobby, alice, "tab-1")
     present(lobby, alice, "tab-2")
@@ -178,7 +167,7 @@ def test_online_members_lists_a_user_with_two_tabs_once_and_counts_guests(
 
 
 def test_online_members_ignores_presences_older_than_the_ttl(
-    lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, settings
+    lobby: Room, alice: Account, bob: Account, settings
 ) -> None:
     settings.CHAT_PRESENCE_TTL_SECONDS = 90
     present(lobby, alice, "fresh", age_seconds=60)
@@ -192,7 +181,7 @@ def test_online_members_ignores_presences_older_than_the_ttl(
 
 
 def test_online_members_only_counts_the_rooms_own_presences(
-    lobby: Room, other_room: Room, alice: AbstractBaseUser
+    lobby: Room, other_room: Room, alice: Account
 ) -> None:
     present(other_room, alice, "elsewhere")
     present(other_room, None, "guest-elsewhere")
@@ -203,7 +192,7 @@ def test_online_members_only_counts_the_rooms_own_presences(
     assert members.guests == 0
 
 
-def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: AbstractBaseUser) -> None:
+def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: Account) -> None:
     services.join_room(lobby, alice, "tab-1")
     services.join_room(lobby, AnonymousUser(), "guest-1")
     assert queries.online_members(lobby).usernames == ["alice"]
@@ -215,9 +204,7 @@ def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: Abstr
     assert queries.online_members(lobby).guests == 1
 
 
-def test_touch_presence_keeps_a_long_open_socket_online(
-    lobby: Room, alice: AbstractBaseUser, settings
-) -> None:
+def test_touch_presence_keeps_a_long_open_socket_online(lobby: Room, alice: Account, settings) -> None:
     settings.CHAT_PRESENCE_TTL_SECONDS = 90
     present(lobby, alice, "tab-1", age_seconds=200)
     assert queries.online_members(lobby).usernames == []
@@ -228,7 +215,7 @@ def test_touch_presence_keeps_a_long_open_socket_online(
 
 
 def test_rooms_with_online_counts_counts_distinct_users_plus_guests(
-    lobby: Room, other_room: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, settings
+    lobby: Room, other_room: Room, alice: Account, bob: Account, settings
 ) -> None:
     settings.CHAT_PRESENCE_TTL_SECONDS = 90
     present(lobby, alice, "tab-1")

@@ -4,24 +4,16 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
 from chat.models import Message, Presence, Room
+from chat.standing import Account
+from chat.tests.support import add_messages, message_ids
 
 pytestmark = pytest.mark.django_db
-
-
-def add_messages(room: Room, author: AbstractBaseUser, count: int) -> list[Message]:
-    Message.objects.bulk_create(Message(room=room, author=author, body=f"message {n}") for n in range(count))
-    return list(room.messages.order_by("pk"))
-
-
-def message_ids(html: str) -> list[int]:
-    return [int(pk) for pk in re.findall(r'id="message-(\d+)"', html)]
 
 
 def messages_block(html: str) -> str:
@@ -40,7 +32,7 @@ def room_card(html: str, slug: str) -> str:
 
 
 def test_room_list_shows_each_room_with_how_many_are_online(
-    client: Client, lobby: Room, other_room: Room, alice: AbstractBaseUser, bob: AbstractBaseUser
+    client: Client, lobby: Room, other_room: Room, alice: Account, bob: Account
 ) -> None:
     now = timezone.now()
     Presence.objects.create(room=lobby, user=alice, channel_name="a1", last_seen=now)
@@ -60,7 +52,7 @@ def test_room_list_shows_each_room_with_how_many_are_online(
 
 
 def test_room_page_shows_the_last_50_messages_oldest_at_top(
-    client: Client, lobby: Room, alice: AbstractBaseUser
+    client: Client, lobby: Room, alice: Account
 ) -> None:
     stored = add_messages(lobby, alice, 60)
 
@@ -71,7 +63,7 @@ def test_room_page_shows_the_last_50_messages_oldest_at_top(
 
 
 def test_room_page_offers_older_messages_and_the_link_returns_the_next_page(
-    client: Client, lobby: Room, alice: AbstractBaseUser
+    client: Client, lobby: Room, alice: Account
 ) -> None:
     stored = add_messages(lobby, alice, 60)
     html = client.get("/rooms/lobby/").content.decode()
@@ -90,7 +82,7 @@ def test_room_page_offers_older_messages_and_the_link_returns_the_next_page(
 
 
 def test_older_messages_page_links_further_back_when_there_is_more(
-    client: Client, lobby: Room, alice: AbstractBaseUser
+    client: Client, lobby: Room, alice: Account
 ) -> None:
     stored = add_messages(lobby, alice, 120)
 
@@ -123,7 +115,7 @@ def test_unknown_room_is_not_found(client: Client, db: None, path: str) -> None:
 
 
 def test_anonymous_visitor_reads_but_is_asked_to_sign_in_to_post(
-    client: Client, lobby: Room, alice: AbstractBaseUser
+    client: Client, lobby: Room, alice: Account
 ) -> None:
     Message.objects.create(room=lobby, author=alice, body="welcome, reader")
 
@@ -136,9 +128,7 @@ def test_anonymous_visitor_reads_but_is_asked_to_sign_in_to_post(
     assert '<input type="text" name="message"' not in html
 
 
-def test_signed_in_user_gets_the_websocket_message_form(
-    client: Client, lobby: Room, alice: AbstractBaseUser
-) -> None:
+def test_signed_in_user_gets_the_websocket_message_form(client: Client, lobby: Room, alice: Account) -> None:
     client.force_login(alice)
 
     html = client.get("/rooms/lobby/").content.decode()
@@ -151,7 +141,7 @@ def test_signed_in_user_gets_the_websocket_message_form(
     assert "Sign in to post" not in html
 
 
-def test_html_in_a_message_is_shown_as_text(client: Client, lobby: Room, alice: AbstractBaseUser) -> None:
+def test_html_in_a_message_is_shown_as_text(client: Client, lobby: Room, alice: Account) -> None:
     Message.objects.create(room=lobby, author=alice, body='<script>alert("hi")</script><b>bold</b>')
 
     html = client.get("/rooms/lobby/").content.decode()
@@ -160,7 +150,7 @@ def test_html_in_a_message_is_shown_as_text(client: Client, lobby: Room, alice: 
     assert "<b>bold</b>" not in html
 
 
-def test_room_page_lists_who_is_online(client: Client, lobby: Room, alice: AbstractBaseUser) -> None:
+def test_room_page_lists_who_is_online(client: Client, lobby: Room, alice: Account) -> None:
     Presence.objects.create(room=lobby, user=alice, channel_name="a1", last_seen=timezone.now())
     Presence.objects.create(room=lobby, user=None, channel_name="g1", last_seen=timezone.now())
 
@@ -226,7 +216,7 @@ def test_signup_with_mismatched_passwords_shows_the_form_again(
     assert not django_user_model.objects.filter(username="dora").exists()
 
 
-def test_login_with_username_and_password(client: Client, alice: AbstractBaseUser, lobby: Room) -> None:
+def test_login_with_username_and_password(client: Client, alice: Account, lobby: Room) -> None:
     assert client.get("/accounts/login/").status_code == 200
 
     response = client.post(
@@ -239,14 +229,14 @@ def test_login_with_username_and_password(client: Client, alice: AbstractBaseUse
     assert '<span class="whoami">alice</span>' in client.get("/").content.decode()
 
 
-def test_login_with_a_wrong_password_is_refused(client: Client, alice: AbstractBaseUser) -> None:
+def test_login_with_a_wrong_password_is_refused(client: Client, alice: Account) -> None:
     response = client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
 
     assert response.status_code == 200
     assert "whoami" not in client.get("/").content.decode()
 
 
-def test_logout_needs_a_post(client: Client, alice: AbstractBaseUser) -> None:
+def test_logout_needs_a_post(client: Client, alice: Account) -> None:
     client.force_login(alice)
 
     assert client.get("/accounts/logout/").status_code == 405
@@ -258,7 +248,7 @@ def test_logout_needs_a_post(client: Client, alice: AbstractBaseUser) -> None:
     assert "whoami" not in client.get("/").content.decode()
 
 
-def test_page_offers_logout_as_a_post_form(client: Client, alice: AbstractBaseUser) -> None:
+def test_page_offers_logout_as_a_post_form(client: Client, alice: Account) -> None:
     client.force_login(alice)
 
     html = client.get("/").content.decode()

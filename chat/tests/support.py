@@ -1,0 +1,216 @@
+"""What the tests share: people with a role, messages, ws-send frames, reading sockets, DB snapshots.
+
+Fixtures live in conftest.py; everything a test imports comes from here.
+"""
+
+import asyncio
+import json
+import re
+from collections.abc import Awaitable, Callable
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
+from chat.standing import Account
+
+ORIGIN = b"http://127.0.0.1"
+HOST = b"127.0.0.1"
+
+# Markers that identify each kind of fragment the consumer sends.
+HISTORY = 'id="messages"'
+FORM = 'id="message-form"'
+MEMBERS = 'id="members"'
+NOTICE = 'id="chat-notice"'
+NEW_MESSAGE = 'hx-swap-oob="beforeend:#messages"'
+HEADER = 'id="room-header"'
+TOMBSTONE = "Message removed by a moderator"
+REMOVED_FROM_ROOM = 4403
+
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+SocketOpener = Callable[..., Awaitable[WebsocketCommunicator]]
+
+
+# People and rooms ---------------------------------------------------------------------------
+
+
+def make_user(username: str, **extra: object) -> Account:
+    """A user who signs in with force_login (no password: hashing one takes a noticeable while)."""
+    return Account.objects.create_user(username=username, **extra)  # type: ignore[arg-type]
+
+
+def make_staff(username: str = "sam") -> Account:
+    """A staff member who can also use the admin."""
+    return make_user(username, is_staff=True, is_superuser=True)
+
+
+def make_moderator(room: Room, username: str = "mona") -> Account:
+    user = make_user(username)
+    Membership.objects.create(room=room, user=user, role=Role.MODERATOR)
+    return user
+
+
+def make_member(room: Room, user: Account) -> Account:
+    Membership.objects.create(room=room, user=user, role=Role.MEMBER)
+    return user
+
+
+def private_room(slug: str = "secret", name: str = "Secret") -> Room:
+    return Room.objects.create(slug=slug, name=name, is_public=False)
+
+
+def pending_room(proposer: Account, slug: str = "garden", name: str = "Garden") -> Room:
+    room = Room.objects.create(slug=slug, name=name, status=Room.Status.PENDING, proposed_by=proposer)
+    Membership.objects.create(room=room, user=proposer, role=Role.MODERATOR)
+    return room
+
+
+def client_for(user: Account | None) -> Client:
+    """A browser, signed in as `user` if one is given."""
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def session_cookie(user: Account) -> bytes:
+    return f"sessionid={client_for(user).cookies['sessionid'].value}".encode()
+
+
+# Messages -----------------------------------------------------------------------------------
+
+
+def add_messages(room: Room, author: Account, count: int) -> list[Message]:
+    Message.objects.bulk_create(Message(room=room, author=author, body=f"message {n}") for n in range(count))
+    return list(room.messages.order_by("pk"))
+
+
+@database_sync_to_async
+def new_message(room: Room, author: Account, body: str) -> Message:
+    return Message.objects.create(room=room, author=author, body=body)
+
+
+@database_sync_to_async
+def stored_message(pk: int) -> Message:
+    return Message.objects.get(pk=pk)
+
+
+@database_sync_to_async
+def stored_bodies() -> list[str]:
+    return list(Message.objects.order_by("pk").values_list("body", flat=True))
+
+
+# Reading HTML -------------------------------------------------------------------------------
+
+
+def message_ids(html: str) -> list[int]:
+    return [int(pk) for pk in re.findall(r'id="message-(\d+)"', html)]
+
+
+def member_names(html: str) -> list[str]:
+    return re.findall(r'<span class="member-name">([^<]*)</span>', html)
+
+
+def message_input(html: str) -> str:
+    match = re.search(r'<input type="text" name="message"[^>]*>', html)
+    assert match, f"no message input in {html!r}"
+    return match.group(0)
+
+
+# Sockets ------------------------------------------------------------------------------------
+
+
+def ws_send_frame(message: str | None = None, *, slug: str = "lobby", **fields: object) -> str:
+    """The text frame htmx's ws extension sends for `<form id="message-form" ws-send>`."""
+    payload: dict[str, object] = dict(fields)
+    if message is not None:
+        payload["message"] = message
+    payload["HEADERS"] = {
+        "HX-Request": "true",
+        "HX-Trigger": "message-form",
+        "HX-Trigger-Name": None,
+        "HX-Target": "message-form",
+        "HX-Current-URL": f"http://127.0.0.1/rooms/{slug}/",
+    }
+    return json.dumps(payload)
+
+
+async def receive_until(socket: WebsocketCommunicator, marker: str, timeout: float = 3.0) -> str:
+    """Read frames, skipping others, until one containing `marker` arrives; fail after `timeout` s.
+
+    If the consumer crashed meanwhile, its exception is raised here.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen: list[str] = []
+    while True:
+        try:
+            frame = await socket.receive_from(timeout=max(deadline - loop.time(), 0.01))
+        except TimeoutError:
+            pytest.fail(f"no frame containing {marker!r} within {timeout} s; got instead: {seen!r}")
+        if marker in frame:
+            return frame
+        seen.append(frame)
+
+
+async def receive_message_frame(socket: WebsocketCommunicator, body: str) -> str:
+    frame = await receive_until(socket, NEW_MESSAGE)
+    assert body in frame
+    return frame
+
+
+async def drain(socket: WebsocketCommunicator, quiet: float = 0.2) -> list[str]:
+    """Every frame already sent or arriving until the socket has been quiet for `quiet` s."""
+    frames: list[str] = []
+    while not await socket.receive_nothing(timeout=quiet):
+        frames.append(await socket.receive_from())
+    return frames
+
+
+async def settle(*sockets: WebsocketCommunicator) -> None:
+    """Let the member-list updates from everyone joining pass."""
+    for socket in sockets:
+        await drain(socket)
+
+
+async def receive_close(socket: WebsocketCommunicator, timeout: float = 3.0) -> tuple[list[str], int]:
+    """The frames sent until the server closes the socket, and the close code; fail if it stays open."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    frames: list[str] = []
+    while True:
+        try:
+            output = await socket.receive_output(timeout=max(deadline - loop.time(), 0.01))
+        except TimeoutError:
+            pytest.fail(f"the socket was not closed within {timeout} s; it got {frames!r}")
+        if output["type"] == "websocket.close":
+            return frames, output.get("code", 1000)
+        frames.append(output.get("text", ""))
+
+
+# The database as a snapshot -----------------------------------------------------------------
+
+
+def snapshot() -> dict[str, list[dict]]:
+    """Everything moderation can change, to compare before and after a refused action."""
+    return {
+        "rooms": list(Room.objects.order_by("pk").values()),
+        "messages": list(Message.objects.order_by("pk").values()),
+        "memberships": list(Membership.objects.order_by("pk").values("room", "user", "role")),
+        "mutes": list(Mute.objects.order_by("pk").values("room", "user", "until", "reason")),
+        "bans": list(Ban.objects.order_by("pk").values("room", "user", "reason")),
+        "reports": list(Report.objects.order_by("pk").values()),
+        "audit": list(AuditEntry.objects.order_by("pk").values()),
+    }
+
+
+def audit_rows() -> list[tuple]:
+    """The audit log, oldest first, as (actor, action, room, target user, message, reason, detail)."""
+    return list(
+        AuditEntry.objects.order_by("pk").values_list(
+            "actor__username", "action", "room__slug", "target_user__username", "message", "reason", "detail"
+        )
+    )
