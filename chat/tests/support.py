@@ -76,6 +76,13 @@ def client_for(user: Account | None) -> Client:
     return client
 
 
+def room_links(client: Client) -> str:
+    """The room list as `client` sees it."""
+    response = client.get("/")
+    assert response.status_code == 200
+    return response.text
+
+
 def session_cookie(user: Account) -> bytes:
     return f"sessionid={client_for(user).cookies['sessionid'].value}".encode()
 
