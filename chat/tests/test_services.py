@@ -1,4 +1,4 @@
-"""The chat's rules, independent of transport: history paging, posting, presence."""
+"""The chat's rules, independent of transport: posting and presence."""
 
 from datetime import timedelta
 
@@ -9,7 +9,6 @@ from django.utils import timezone
 from chat import queries, services
 from chat.models import Message, Presence, Room
 from chat.standing import Account
-from chat.tests.support import add_messages
 
 pytestmark = pytest.mark.django_db
 
@@ -18,45 +17,6 @@ def present(room: Room, user: Account | None, channel: str, age_seconds: float =
     Presence.objects.create(
         room=room, user=user, channel_name=channel, last_seen=timezone.now() - timedelta(seconds=age_seconds)
     )
-
-
-# History ----------------------------------------------------------------------------------
-
-
-def test_history_pages_walk_back_through_120_messages_without_gaps_or_duplicates(
-    lobby: Room, alice: Account
-) -> None:
-    stored = add_messages(lobby, alice, 120)
-
-    newest = queries.history_page(lobby)
-    middle = queries.history_page(lobby, before=newest.older_than)
-    oldest = queries.history_page(lobby, before=middle.older_than)
-
-    assert [m.pk for m in newest.messages] == [m.pk for m in stored[70:]]
-    assert [m.pk for m in middle.messages] == [m.pk for m in stored[20:70]]
-    assert [m.pk for m in oldest.messages] == [m.pk for m in stored[:20]]
-    assert newest.older_than == stored[70].pk
-    assert middle.older_than == stored[20].pk
-    assert oldest.older_than is None
-
-
-def test_history_page_is_oldest_first_and_has_no_older_link_when_everything_fits(
-    lobby: Room, alice: Account
-) -> None:
-    stored = add_messages(lobby, alice, 50)
-
-    page = queries.history_page(lobby)
-
-    assert [m.body for m in page.messages] == [m.body for m in stored]
-    assert page.messages[0].body == "message 0"
-    assert page.older_than is None
-
-
-def test_history_only_shows_the_rooms_own_messages(lobby: Room, other_room: Room, alice: Account) -> None:
-    add_messages(other_room, alice, 3)
-    Message.objects.create(room=lobby, author=alice, body="lobby only")
-
-    assert [m.body for m in queries.history_page(lobby).messages] == ["lobby only"]
 
 
 # Posting ----------------------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""Who someone is in a room at this moment: the one place read and post rights are decided."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+
+from chat.models import Ban, Membership, Mute, Role, Room
+from chat.standing import Account, readable_rooms, standing
+from chat.tests.support import make_member, make_moderator, make_staff, pending_room, private_room
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_visitor_reads_public_rooms_only(lobby: Room) -> None:
+    assert standing(lobby, AnonymousUser()).role == Role.VISITOR
+    assert standing(lobby, AnonymousUser()).can_read
+    assert not standing(private_room(), AnonymousUser()).can_read
+
+
+def test_a_signed_in_user_is_a_member_of_public_rooms_and_of_private_ones_they_belong_to(
+    lobby: Room, alice: Account
+) -> None:
+    secret = private_room()
+
+    assert standing(lobby, alice).role == Role.MEMBER and standing(lobby, alice).can_read
+    assert not standing(secret, alice).can_read
+    make_member(secret, alice)
+    assert standing(secret, alice).can_read
+
+
+def test_moderators_and_staff_moderate(lobby: Room) -> None:
+    assert standing(lobby, make_moderator(lobby)).is_moderator
+    assert standing(private_room(), make_staff()).is_moderator
+
+
+def test_a_banned_member_cannot_read_and_is_told_why(lobby: Room, alice: Account) -> None:
+    Ban.objects.create(room=lobby, user=alice)
+
+    viewer = standing(lobby, alice)
+
+    assert viewer.banned and not viewer.can_read
+
+
+def test_a_mute_lasts_until_it_runs_out(lobby: Room, alice: Account) -> None:
+    Mute.objects.create(room=lobby, user=alice, until=timezone.now() + timedelta(minutes=5))
+    assert standing(lobby, alice).is_muted
+
+    Mute.objects.update(until=timezone.now() - timedelta(seconds=1))
+    assert not standing(lobby, alice).is_muted
+
+
+def test_a_proposer_moderates_their_pending_room_but_not_once_it_is_rejected(carol: Account) -> None:
+    garden = pending_room(carol)
+    assert standing(garden, carol).can_read
+
+    Room.objects.filter(pk=garden.pk).update(status=Room.Status.REJECTED)
+    garden.refresh_from_db()
+    assert not standing(garden, carol).can_read
+
+
+def test_readable_rooms_are_what_the_room_list_may_show(lobby: Room, alice: Account, bob: Account) -> None:
+    secret = private_room()
+    Membership.objects.create(room=secret, user=alice, role=Role.MEMBER)
+    Ban.objects.create(room=lobby, user=alice)
+    pending_room(bob)
+
+    assert list(readable_rooms(alice).values_list("slug", flat=True)) == ["secret"]
+    assert list(readable_rooms(bob).values_list("slug", flat=True)) == ["lobby"]
+    assert list(readable_rooms(AnonymousUser()).values_list("slug", flat=True)) == ["lobby"]
