@@ -7,7 +7,7 @@ service that does the work (and broadcasts), and returns HTML for the sender alo
 
 from collections.abc import Callable
 
-from django.forms import Form
+from django.forms import BaseForm, Form
 from django.utils import timezone
 
 from chat import fragments, moderation, queries, services
@@ -15,17 +15,21 @@ from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm
 from chat.models import Message, Room
 from chat.standing import Account, User
 
-Handler = Callable[[Room, User, dict], str]
+# Every action but posting needs an account; posting tells visitors itself how to join in.
+Handler = Callable[[Room, Account, dict], str]
 
 
 def handle(room: Room, user: User, data: dict) -> str:
     room = queries.reload(room, user)
     if user.is_authenticated and not user.is_active:
         return fragments.notice_html("This account is disabled.", error=True)
-    handler = HANDLERS.get(data.get("action") or "post")
+    action = data.get("action") or "post"
+    if action == "post":
+        return post(room, user, data)
+    handler = HANDLERS.get(action)
     if handler is None:
         return fragments.notice_html("That action is not something this page can do.", error=True)
-    if handler is not post and not user.is_authenticated:
+    if not isinstance(user, Account):
         return fragments.notice_html("Sign in first.", error=True)
     try:
         return handler(room, user, data)
@@ -41,14 +45,15 @@ def post(room: Room, user: User, data: dict) -> str:
     return fragments.form_html(room, user) + fragments.notice_html("")
 
 
-def current_form(room: Room, user: User, data: dict) -> str:
+def current_form(room: Room, user: Account, data: dict) -> str:
     """The form as the user may use it now, e.g. when a mute has run out."""
     return fragments.form_html(room, user)
 
 
-def _valid(form: Form) -> dict:
+def _valid(form: BaseForm) -> dict:
     if not form.is_valid():
-        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        errors = form.errors.items()
+        problems = "; ".join(f"{field}: {' '.join(map(str, messages))}" for field, messages in errors)
         raise moderation.NotAllowed(f"That request was incomplete ({problems}).")
     return form.cleaned_data
 
@@ -69,60 +74,60 @@ def _target(data: dict, form_class: type[Form] = UserActionForm) -> tuple[Accoun
     return target, fields
 
 
-def remove(room: Room, user: User, data: dict) -> str:
+def remove(room: Room, user: Account, data: dict) -> str:
     message, reason = _message(room, data)
     moderation.remove_message(user, message, reason)
     return fragments.notice_html(f"Removed a message by {message.author}.")
 
 
-def report(room: Room, user: User, data: dict) -> str:
+def report(room: Room, user: Account, data: dict) -> str:
     message, reason = _message(room, data)
     moderation.report_message(user, message, reason)
     return fragments.notice_html("Thanks for reporting it. A moderator will take a look.")
 
 
-def mute(room: Room, user: User, data: dict) -> str:
+def mute(room: Room, user: Account, data: dict) -> str:
     target, fields = _target(data, MuteForm)
     muted = moderation.mute(user, room, target, fields["minutes"], fields["reason"])
     return fragments.notice_html(f"{target} is muted until {timezone.localtime(muted.until):%H:%M}.")
 
 
-def unmute(room: Room, user: User, data: dict) -> str:
+def unmute(room: Room, user: Account, data: dict) -> str:
     target, _ = _target(data)
     moderation.unmute(user, room, target)
     return fragments.notice_html(f"{target} can post again.")
 
 
-def ban(room: Room, user: User, data: dict) -> str:
+def ban(room: Room, user: Account, data: dict) -> str:
     target, fields = _target(data)
     moderation.ban(user, room, target, fields["reason"])
     return fragments.notice_html(f"{target} is banned from this room.")
 
 
-def unban(room: Room, user: User, data: dict) -> str:
+def unban(room: Room, user: Account, data: dict) -> str:
     target, _ = _target(data)
     moderation.unban(user, room, target)
     return fragments.notice_html(f"{target} is no longer banned.")
 
 
-def lock(room: Room, user: User, data: dict) -> str:
+def lock(room: Room, user: Account, data: dict) -> str:
     moderation.update_room(user, room, is_locked=True)
     return fragments.notice_html("Locked: only moderators can post now.")
 
 
-def unlock(room: Room, user: User, data: dict) -> str:
+def unlock(room: Room, user: Account, data: dict) -> str:
     moderation.update_room(user, room, is_locked=False)
     return fragments.notice_html("Unlocked: everyone can post again.")
 
 
-def room_settings(room: Room, user: User, data: dict) -> str:
+def room_settings(room: Room, user: Account, data: dict) -> str:
     moderation.require_moderator(room, user)
     fields = _valid(RoomSettingsForm(data, instance=room))
     moderation.update_room(user, room, **fields)
     return fragments.notice_html("Room settings saved.")
 
 
-def invite(room: Room, user: User, data: dict) -> str:
+def invite(room: Room, user: Account, data: dict) -> str:
     username = _valid(InviteForm(data))["username"]
     target = Account.objects.filter(username=username).first()
     if target is None:
@@ -132,7 +137,6 @@ def invite(room: Room, user: User, data: dict) -> str:
 
 
 HANDLERS: dict[str, Handler] = {
-    "post": post,
     "remove": remove,
     "report": report,
     "mute": mute,

@@ -12,7 +12,14 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from chat import moderation
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Room, Sanction
+from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room, Sanction
+from chat.standing import Account
+
+
+def staff_member(request: HttpRequest) -> Account:
+    """The signed-in staff member acting: the admin site lets nobody else in."""
+    assert isinstance(request.user, Account), "the admin site only serves signed-in staff"
+    return request.user
 
 
 class MembershipInline(admin.TabularInline):
@@ -44,7 +51,9 @@ class RoomAdmin(admin.ModelAdmin):
             if field in form.changed_data
         }
         if change and changed:
-            moderation.room_settings_changed(request.user, room, changed, reason="changed in the admin")
+            moderation.room_settings_changed(
+                staff_member(request), room, changed, reason="changed in the admin"
+            )
 
     def save_formset(self, request, form, formset, change: bool) -> None:
         """Roles go through the service, so a promoted or removed user's open page redraws."""
@@ -52,20 +61,20 @@ class RoomAdmin(admin.ModelAdmin):
             return super().save_formset(request, form, formset, change)
         memberships = formset.save(commit=False)
         for membership in formset.deleted_objects:
-            moderation.set_role(request.user, membership.room, membership.user, None)
+            moderation.set_role(staff_member(request), membership.room, membership.user, None)
         for membership in memberships:
-            moderation.set_role(request.user, form.instance, membership.user, membership.role)
+            moderation.set_role(staff_member(request), form.instance, membership.user, Role(membership.role))
 
     @admin.action(description="Approve selected rooms")
     def approve(self, request: HttpRequest, rooms: QuerySet[Room]) -> None:
         for room in rooms:
-            moderation.review_room(request.user, room, approve=True)
+            moderation.review_room(staff_member(request), room, approve=True)
         self.message_user(request, f"Approved {len(rooms)} room(s).")
 
     @admin.action(description="Reject selected rooms")
     def reject(self, request: HttpRequest, rooms: QuerySet[Room]) -> None:
         for room in rooms:
-            moderation.review_room(request.user, room, approve=False)
+            moderation.review_room(staff_member(request), room, approve=False)
         self.message_user(request, f"Rejected {len(rooms)} room(s).")
 
 
@@ -84,15 +93,15 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.action(description="Remove selected messages (leave a tombstone)")
     def remove(self, request: HttpRequest, selected: QuerySet[Message]) -> None:
         for message in selected.select_related("room", "author"):
-            moderation.remove_message(request.user, message, reason="removed in the admin")
+            moderation.remove_message(staff_member(request), message, reason="removed in the admin")
         self.message_user(request, f"Removed {len(selected)} message(s).")
 
     def delete_model(self, request: HttpRequest, message: Message) -> None:
-        moderation.delete_message(request.user, message, reason="deleted in the admin")
+        moderation.delete_message(staff_member(request), message, reason="deleted in the admin")
 
     def delete_queryset(self, request: HttpRequest, selected: QuerySet[Message]) -> None:
         for message in selected.select_related("room", "author"):
-            moderation.delete_message(request.user, message, reason="deleted in the admin")
+            moderation.delete_message(staff_member(request), message, reason="deleted in the admin")
 
 
 class OpenReportsFilter(admin.SimpleListFilter):
@@ -129,7 +138,8 @@ class ReportAdmin(admin.ModelAdmin):
     list_filter = [OpenReportsFilter, "message__room"]
     list_select_related = ["message__room", "message__author", "reporter"]
     search_fields = ["message__body", "reason", "reporter__username", "message__author__username"]
-    fields = [
+    # Reports are read here, never edited: every field shows, none is a form input.
+    readonly_fields = (
         "reported_message",
         "context",
         "reporter",
@@ -139,8 +149,8 @@ class ReportAdmin(admin.ModelAdmin):
         "resolved_by",
         "resolved_at",
         "queue_actions",
-    ]
-    readonly_fields = fields
+    )
+    fields = readonly_fields
     ACTIONS = {"resolve": "Resolve", "remove": "Remove message", "ban": "Ban author"}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -207,11 +217,11 @@ class ReportAdmin(admin.ModelAdmin):
             )
             message, room = report.message, report.message.room
             if name == "remove":
-                moderation.remove_message(request.user, message, reason=f"report #{report.pk}")
+                moderation.remove_message(staff_member(request), message, reason=f"report #{report.pk}")
             elif name == "ban":
-                moderation.ban(request.user, room, message.author, reason=f"report #{report.pk}")
+                moderation.ban(staff_member(request), room, message.author, reason=f"report #{report.pk}")
             else:
-                moderation.resolve_report(request.user, report, "no action needed")
+                moderation.resolve_report(staff_member(request), report, "no action needed")
             self.message_user(
                 request, f"Report #{report.pk}: {self.ACTIONS[name].lower()} done.", messages.SUCCESS
             )
@@ -243,10 +253,10 @@ class MembershipAdmin(admin.ModelAdmin):
         return ["room", "user", "created_at"] if membership else ["created_at"]
 
     def save_model(self, request, membership: Membership, form, change: bool) -> None:
-        moderation.set_role(request.user, membership.room, membership.user, membership.role)
+        moderation.set_role(staff_member(request), membership.room, membership.user, Role(membership.role))
 
     def delete_model(self, request: HttpRequest, membership: Membership) -> None:
-        moderation.set_role(request.user, membership.room, membership.user, None)
+        moderation.set_role(staff_member(request), membership.room, membership.user, None)
 
     def delete_queryset(self, request: HttpRequest, selected: QuerySet[Membership]) -> None:
         for membership in selected.select_related("room", "user"):
@@ -275,10 +285,10 @@ class MuteAdmin(SanctionAdmin):
     fields = ["room", "user", "until", "reason", "created_by", "created_at"]
 
     def save_model(self, request, mute: Mute, form, change: bool) -> None:
-        moderation.mute_until(request.user, mute.room, mute.user, mute.until, mute.reason)
+        moderation.mute_until(staff_member(request), mute.room, mute.user, mute.until, mute.reason)
 
     def delete_model(self, request: HttpRequest, mute: Mute) -> None:
-        moderation.unmute(request.user, mute.room, mute.user)
+        moderation.unmute(staff_member(request), mute.room, mute.user)
 
 
 @admin.register(Ban)
@@ -287,10 +297,10 @@ class BanAdmin(SanctionAdmin):
     fields = ["room", "user", "reason", "created_by", "created_at"]
 
     def save_model(self, request, ban: Ban, form, change: bool) -> None:
-        moderation.ban(request.user, ban.room, ban.user, ban.reason)
+        moderation.ban(staff_member(request), ban.room, ban.user, ban.reason)
 
     def delete_model(self, request: HttpRequest, ban: Ban) -> None:
-        moderation.unban(request.user, ban.room, ban.user)
+        moderation.unban(staff_member(request), ban.room, ban.user)
 
 
 @admin.register(AuditEntry)

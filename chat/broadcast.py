@@ -14,7 +14,9 @@ from chat.models import Message, Role, Room
 
 
 def _send(group: str, event: dict) -> None:
-    async_to_sync(get_channel_layer().group_send)(group, event)
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS always has a default layer"
+    async_to_sync(layer.group_send)(group, event)
 
 
 def _after_commit(group: str, event: dict) -> None:

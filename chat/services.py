@@ -27,8 +27,11 @@ class PostOutcome:
 def post_message(room: Room, user: User, data: dict) -> PostOutcome:
     """Check the poster may post, validate, store, then show it to the room."""
     form = MessageForm(data)
+    if not isinstance(user, Account):
+        form.add_error(None, "Sign in to post messages.")
+        return PostOutcome(form, None)
     viewer = standing(room, user)
-    refusal = why_not_post(room, user, viewer)
+    refusal = why_not_post(room, viewer)
     if refusal is None and form.is_valid():
         refusal = why_wait(room, user, viewer)
     if refusal:
@@ -40,10 +43,8 @@ def post_message(room: Room, user: User, data: dict) -> PostOutcome:
     return PostOutcome(form, message)
 
 
-def why_not_post(room: Room, user: User, viewer: Standing) -> str | None:
-    """Why this user may not post in the room at all right now, or None if they may."""
-    if not user.is_authenticated:
-        return "Sign in to post messages."
+def why_not_post(room: Room, viewer: Standing) -> str | None:
+    """Why this signed-in user may not post in the room at all right now, or None if they may."""
     if not viewer.can_read:
         return "You can't post in this room."
     if viewer.is_moderator:

@@ -10,16 +10,18 @@ from django.views.decorators.http import require_GET
 from chat import fragments, moderation, queries
 from chat.forms import ProposeRoomForm
 from chat.models import Room
-from chat.standing import Standing, ban_notice, standing
+from chat.standing import Account, Standing, ban_notice, standing
 
 
 def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
     """The room and the viewer's standing; 404 for rooms they may not know of, 403 if banned."""
     room = queries.find_room(slug)
-    viewer = standing(room, request.user) if room else None
-    if viewer is None or not viewer.can_read:
-        if viewer is not None and viewer.banned:
-            raise PermissionDenied(ban_notice(room))
+    if room is None:
+        raise Http404("No such room.")
+    viewer = standing(room, request.user)
+    if viewer.banned:
+        raise PermissionDenied(ban_notice(room))
+    if not viewer.can_read:
         raise Http404("No such room.")
     return room, viewer
 
@@ -63,13 +65,14 @@ def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
 def propose_room(request: HttpRequest) -> HttpResponse:
     form = ProposeRoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        assert isinstance(request.user, Account)  # login_required
         moderation.propose_room(request.user, **form.cleaned_data)
         return redirect("room-list")
     return render(request, "chat/propose_room.html", {"form": form})
 
 
 def signup(request: HttpRequest) -> HttpResponse:
-    form = UserCreationForm(request.POST or None)
+    form: UserCreationForm = UserCreationForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         login(request, form.save())
         next_url = request.GET.get("next", "")

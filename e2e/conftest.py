@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    Playwright,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from testsupport.servers import DaphneServer, RedisServer, manage, production_like_env
 
@@ -95,7 +103,7 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
     """Opens a new browser context and signs up a fresh user in it; returns its page."""
     contexts: list[BrowserContext] = []
 
-    def open_as(base_url: str, name: str = "user", viewport: dict | None = None) -> Page:
+    def open_as(base_url: str, name: str = "user", viewport: ViewportSize | None = None) -> Page:
         context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
         contexts.append(context)
         page = context.new_page()

@@ -123,7 +123,7 @@ def test_visitor_reads_live_but_is_asked_to_sign_in(server, new_user, browser):
 def test_the_browser_runs_only_htmx_and_reports_no_policy_violations(server, new_user):
     alice = new_user(server.url, "alice")
     problems: list[str] = []
-    alice.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+    alice.on("console", lambda msg: problems.extend([msg.text] if msg.type == "error" else []))
     alice.on("pageerror", lambda error: problems.append(str(error)))
     open_room(alice, server.url)
     send(alice, "Checking the policy")

@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -155,12 +156,19 @@ async def receive_until(socket: WebsocketCommunicator, marker: str, timeout: flo
     seen: list[str] = []
     while True:
         try:
-            frame = await socket.receive_from(timeout=max(deadline - loop.time(), 0.01))
+            frame = await receive_text(socket, timeout=max(deadline - loop.time(), 0.01))
         except TimeoutError:
             pytest.fail(f"no frame containing {marker!r} within {timeout} s; got instead: {seen!r}")
         if marker in frame:
             return frame
         seen.append(frame)
+
+
+async def receive_text(socket: WebsocketCommunicator, timeout: float = 1.0) -> str:
+    """The next frame, which must be text: the chat sends nothing else."""
+    frame = await socket.receive_from(timeout=timeout)
+    assert isinstance(frame, str), f"a binary frame arrived: {frame!r}"
+    return frame
 
 
 async def receive_message_frame(socket: WebsocketCommunicator, body: str) -> str:
@@ -173,7 +181,7 @@ async def drain(socket: WebsocketCommunicator, quiet: float = 0.2) -> list[str]:
     """Every frame already sent or arriving until the socket has been quiet for `quiet` s."""
     frames: list[str] = []
     while not await socket.receive_nothing(timeout=quiet):
-        frames.append(await socket.receive_from())
+        frames.append(await receive_text(socket))
     return frames
 
 
@@ -201,7 +209,7 @@ async def receive_close(socket: WebsocketCommunicator, timeout: float = 3.0) -> 
 # The database as a snapshot -----------------------------------------------------------------
 
 
-def snapshot() -> dict[str, list[dict]]:
+def snapshot() -> dict[str, list[Any]]:
     """Everything moderation can change, to compare before and after a refused action."""
     return {
         "rooms": list(Room.objects.order_by("pk").values()),

@@ -22,6 +22,7 @@ from chat.tests.support import (
     member_names,
     message_ids,
     message_input,
+    receive_text,
     receive_until,
     stored_bodies,
     ws_send_frame,
@@ -39,8 +40,8 @@ async def test_connecting_sends_history_then_the_member_list_and_leaves_the_form
     earlier = await database_sync_to_async(Message.objects.create)(room=lobby, author=alice, body="earlier")
     socket = await open_socket(user=alice, settle=False)
 
-    first = await socket.receive_from()
-    second = await socket.receive_from()
+    first = await receive_text(socket)
+    second = await receive_text(socket)
 
     assert 'id="messages"' in first and 'hx-swap-oob="true"' in first
     assert f'id="message-{earlier.pk}"' in first

@@ -6,7 +6,7 @@ from channels.layers import channel_layers, get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
 from chat import fragments
-from chat.models import Message, Room
+from chat.models import Message, Role, Room
 from chat.standing import Account
 from chat.tests.support import NEW_MESSAGE, SocketOpener, drain, receive_until, ws_send_frame
 from testsupport.servers import RedisServer
@@ -29,10 +29,10 @@ async def test_one_post_is_rendered_once_for_every_socket_in_the_room(
     ]
     for socket in sockets:
         await drain(socket)
-    renders: list[int] = []
+    renders: list[Role] = []
     real_render = fragments.new_message_html
 
-    def counting_render(message: Message, role: str) -> str:
+    def counting_render(message: Message, role: Role) -> str:
         renders.append(role)
         return real_render(message, role)
 
@@ -74,10 +74,10 @@ async def test_sockets_on_two_server_processes_exchange_messages_through_redis(
     channel_layers.backends = {}
     second_process = get_channel_layer()
     reader = await open_socket(user=bob)
+    assert isinstance(first_process, RedisChannelLayer)
+    assert isinstance(second_process, RedisChannelLayer)
+    assert first_process is not second_process
     try:
-        assert isinstance(first_process, RedisChannelLayer)
-        assert isinstance(second_process, RedisChannelLayer)
-        assert first_process is not second_process
         assert "bob" in await receive_until(sender, 'member-name">bob')
         await drain(reader)
 

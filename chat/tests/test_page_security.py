@@ -131,6 +131,7 @@ def test_htmx_is_configured_to_never_eval(room_page) -> None:
         if tag == "meta" and attributes.get("name") == "htmx-config"
     )
 
+    assert config is not None
     assert '"allowEval":false' in config
     assert '"allowScriptTags":false' in config
 
