@@ -51,9 +51,12 @@ test: $(VENV)/.installed system-deps lint
 test-postgres: $(VENV)/.installed system-deps
 	$(PY) -m testsupport.with_postgres $(PY) -m pytest chat/tests -q
 
+# Style, types (mypy + django-stubs), one-way layers (import-linter) and migrations in step with models.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
 bench: $(VENV)/.installed
