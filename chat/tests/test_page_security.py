@@ -22,6 +22,7 @@ class PageScan(HTMLParser):
         self.scripts: list[dict[str, str | None]] = []
         self.styles: list[dict[str, str | None]] = []
         self.script_bodies: list[str] = []
+        self.style_bodies: list[str] = []
         self._in: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -30,8 +31,7 @@ class PageScan(HTMLParser):
         if tag in ("script", "style"):
             (self.scripts if tag == "script" else self.styles).append(attributes)
             self._in = tag
-            if tag == "script":
-                self.script_bodies.append("")
+            (self.script_bodies if tag == "script" else self.style_bodies).append("")
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
@@ -43,6 +43,8 @@ class PageScan(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in == "script":
             self.script_bodies[-1] += data
+        elif self._in == "style":
+            self.style_bodies[-1] += data
 
 
 def csp_directives(header: str) -> dict[str, list[str]]:
@@ -144,3 +146,14 @@ def test_the_project_ships_no_javascript_of_its_own() -> None:
     ]
 
     assert own_scripts == []
+
+
+def test_the_own_message_style_names_the_viewer_by_numeric_id_only(client: Client, lobby: Room) -> None:
+    """Nothing a user chooses (a username) may reach a stylesheet, where it could break out of the rule."""
+    sneaky = Account.objects.create_user(username="x]{}*{display:none}")
+    client.force_login(sneaky)
+
+    styles = "".join(scan(client.get("/rooms/lobby/")).style_bodies)
+
+    assert f'.message[data-author-id="{sneaky.pk}"]' in styles
+    assert "display:none" not in styles
