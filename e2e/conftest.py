@@ -128,9 +128,18 @@ def open_room(page: Page, base_url: str, slug: str = "lobby") -> None:
     expect(page.locator("#members")).to_contain_text(page.username)  # type: ignore[attr-defined]
 
 
-def send(page: Page, text: str) -> None:
-    page.fill("#message-form input[name=message]", text)
-    page.press("#message-form input[name=message]", "Enter")
+def send(page: Page, text: str, *, answered: bool = True) -> None:
+    """Type and send; by default wait for the server's answer, as a person waits to see it sent.
+
+    The answer is a fresh form swapped in for the old one (empty, or with the reason it was
+    refused), so the old input leaving the page marks it.
+    """
+    box = page.locator("#message-form input[name=message]")
+    box.fill(text)
+    sent_input = box.element_handle()
+    box.press("Enter")
+    if answered:
+        page.wait_for_function("input => !input.isConnected", arg=sent_input)
 
 
 def grant(site_env: dict[str, str], username: str, *, moderator_of: str = "", staff: bool = False) -> None:

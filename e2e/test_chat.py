@@ -96,7 +96,7 @@ def test_reconnect_after_server_restart_loses_nothing(server, new_user):
 
     server.stop()
     # Typed while the server is down: htmx queues it and sends it on reconnect.
-    send(alice, "Sent while the server was down")
+    send(alice, "Sent while the server was down", answered=False)
     server.start()
 
     expect(bob.locator("#messages")).to_contain_text("Sent while the server was down", timeout=20_000)
