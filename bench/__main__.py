@@ -83,8 +83,10 @@ async def measure_server(server: Server, plan: Plan) -> dict[str, Figure]:
     for rows, scenario, applies in SCENARIOS:
         if applies(server) and (plan.wrk_seconds or scenario.__name__ != "pages"):
             await wait_idle(server)
+            started = time.perf_counter()
             results |= await guarded(server, rows, scenario(server, plan))
-            print(f"  {server.key} {scenario.__name__} done", file=sys.stderr, flush=True)
+            took = time.perf_counter() - started
+            print(f"  {server.key} {scenario.__name__}: {took:.1f} s", file=sys.stderr, flush=True)
     return results
 
 
@@ -126,11 +128,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller numbers, about 2 minutes")
     parser.add_argument("--servers", default=",".join(ALL_SERVERS), help="which columns, e.g. ceil,p1")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' logs and database")
     arguments = parser.parse_args()
     plan = QUICK if arguments.quick else Plan()
     prepare_client()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="parley-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="parley-bench-", delete=not arguments.keep) as folder:
+        print(f"servers' logs and database in {folder}", file=sys.stderr)
         servers, results = asyncio.run(run(plan, arguments.servers.split(","), Path(folder)))
     print(table(servers, results, plan))
     kind = "quick" if arguments.quick else "full"

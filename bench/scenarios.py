@@ -7,6 +7,7 @@ wait is bounded, and the server is restarted afterwards so its backlog does not 
 import asyncio
 import re
 import statistics
+import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -80,12 +81,19 @@ async def wait_idle(server: Server, timeout: float = 30.0) -> None:
             return
 
 
+async def settled(server: Server, members: list[Member]) -> None:
+    """Joins done: the member-list updates they set off have all been sent and the server rests."""
+    await quiet(members)
+    await wait_idle(server)
+
+
 async def guarded(server: Server, rows: list[str], scenario: Awaitable[Rows]) -> Rows:
     """A scenario's rows, or each of them failed with the reason; the server restarts after a failure."""
     try:
         return await scenario
     except Exception as problem:
         reason = f"{type(problem).__name__}: {problem}".strip().rstrip(":")[:120]
+        print(f"  {server.key}: {reason}; restarting it", file=sys.stderr, flush=True)
         server.restart()
         return {row: Figure.fail(reason) for row in rows}
 
@@ -115,8 +123,7 @@ async def joins(server: Server, plan: Plan) -> Rows:
     await wait_idle(server)
     memory = (server.rss_kib() - before) / plan.joins
     rows = {"joins": Figure(seconds, "s", listed), "memory": Figure(memory, "KiB")}
-    rows["storm"] = await guarded(server, ["storm"], storm(server, room, members, plan))
-    return rows
+    return rows | await guarded(server, ["storm"], storm(server, room, members, plan))
 
 
 def fetch(url: str, session: str, gzip: bool = False) -> tuple[bytes, str]:
@@ -208,9 +215,10 @@ async def fan_out(server: Server, plan: Plan) -> Rows:
     rows: Rows = {}
     try:
         for size in plan.fan_sizes:
-            members += [Member(server, room, index) for index in range(len(members), size)]
-            await opened(members, plan.join_timeout)
-            await quiet(members)
+            joining = [Member(server, room, index) for index in range(len(members), size)]
+            members += joining
+            await opened(joining, plan.join_timeout)
+            await settled(server, members)
             rows |= await latency_rows(size, members, senders[:1], plan)
             if size == 100:
                 rows["sustained"] = await sustained(server, members, senders, plan)

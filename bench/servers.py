@@ -83,6 +83,7 @@ class Server:
     def restart(self) -> None:
         """After a scenario that failed: drop whatever backlog the server still works through."""
         self.stop()
+        self.ports = []  # fresh ports: the old ones may linger in TIME_WAIT or with dying connections
         self.start()
 
     def rss_kib(self) -> int:
