@@ -122,9 +122,20 @@ class Member:
             self.reader.cancel()
 
 
+class OpenFailed(RuntimeError):
+    pass
+
+
 async def open_all(members: list[Member]) -> None:
+    """Open every socket (and wait for Parley's history); raise once, counting the sockets that failed."""
     handshakes = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
-    await asyncio.gather(*(member.open(handshakes) for member in members))
+    outcomes = await asyncio.gather(*(member.open(handshakes) for member in members), return_exceptions=True)
+    problems = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if problems:
+        for member in members:
+            member.drop()
+        first = f"{type(problems[0]).__name__}: {problems[0]}"[:80]
+        raise OpenFailed(f"{len(problems)}/{len(members)} handshakes failed, e.g. {first}")
     await asyncio.gather(*(member.ready() for member in members))
 
 

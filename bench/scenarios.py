@@ -81,8 +81,14 @@ async def wait_idle(server: Server, timeout: float = 30.0) -> None:
             return
 
 
-async def settled(server: Server, members: list[Member]) -> None:
-    """Joins done: the member-list updates they set off have all been sent and the server rests."""
+async def settled(server: Server, room: str, members: list[Member], listed: int) -> None:
+    """Joins done: every socket is listed, the member-list updates have been sent, the server rests.
+
+    Parley sends the history before it writes the presence row, and a socket gets no live
+    message until that write is done, which can wait on SQLite's lock with the CPU idle.
+    """
+    if server.kind == "parley":
+        await member_list_note(server, room, listed, timeout=60)
     await quiet(members)
     await wait_idle(server)
 
@@ -140,13 +146,13 @@ def online_count(server: Server, room: str) -> int:
     return int(found.group(1)) if found else -1
 
 
-async def member_list_note(server: Server, room: str, expected: int) -> str:
+async def member_list_note(server: Server, room: str, expected: int, timeout: float = 15) -> str:
     """Parley: does the member list count every socket (as a guest) once joins are done?"""
     if server.kind != "parley":
         return ""
     started = time.perf_counter()
     count = -1
-    while time.perf_counter() - started < 15:
+    while time.perf_counter() - started < timeout:
         count = await asyncio.to_thread(online_count, server, room)
         if count == expected:
             lag = time.perf_counter() - started
@@ -218,7 +224,7 @@ async def fan_out(server: Server, plan: Plan) -> Rows:
             joining = [Member(server, room, index) for index in range(len(members), size)]
             members += joining
             await opened(joining, plan.join_timeout)
-            await settled(server, members)
+            await settled(server, room, members, listed=len(members) + len(senders))
             rows |= await latency_rows(size, members, senders[:1], plan)
             if size == 100:
                 rows["sustained"] = await sustained(server, members, senders, plan)
