@@ -139,6 +139,11 @@ async def open_all(members: list[Member]) -> None:
     await asyncio.gather(*(member.ready() for member in members))
 
 
+def drop_all(members: list[Member]) -> None:
+    for member in members:
+        member.drop()
+
+
 async def close_all(members: list[Member]) -> None:
     await asyncio.gather(*(member.close() for member in members), return_exceptions=True)
 

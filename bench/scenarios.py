@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bench.clients import Member, Tracker, close_all, open_all, post, quiet, wait_until
+from bench.clients import Member, Tracker, close_all, drop_all, open_all, post, quiet, wait_until
 from bench.servers import CLIENT_CORE, Server, can_pin, run_parley_db
 
 SCENARIO_ROOMS = ("joins", "fan", "post", "page")
@@ -23,7 +23,7 @@ HISTORY_MARK = 'id="messages"'
 @dataclass(frozen=True)
 class Plan:
     joins: int = 1000
-    join_timeout: float = 240.0
+    join_timeout: float = 90.0
     fan_sizes: tuple[int, ...] = (10, 100, 500)
     fan_rate: float = 2.0
     fan_messages: int = 10
@@ -40,8 +40,10 @@ QUICK = Plan(
     joins=200,
     join_timeout=60,
     fan_sizes=(10, 100),
+    fan_rate=4.0,
     fan_messages=6,
-    step_seconds=1.0,
+    rates=(20, 40, 80, 160, 320, 640),
+    step_seconds=0.5,
     posting_seconds=2,
     wrk_seconds=2,
 )
@@ -176,7 +178,7 @@ async def storm(server: Server, room: str, members: list[Member], plan: Plan) ->
         seconds = await opened(back, plan.join_timeout)
         note = await history_note(back, marker, live_copies) if sender else "no history to check"
     finally:
-        await close_all([*back, *([sender] if sender else [])])
+        drop_all([*back, *([sender] if sender else [])])
     return {"storm": Figure(seconds, "s", note)}
 
 
@@ -229,7 +231,7 @@ async def fan_out(server: Server, plan: Plan) -> Rows:
             if size == 100:
                 rows["sustained"] = await sustained(server, members, senders, plan)
     finally:
-        await close_all(members + senders)
+        drop_all(members + senders)
     return rows
 
 
