@@ -58,7 +58,7 @@ def cell(figure: Figure | None, baselines: dict[str, Figure | None], key: str) -
     if figure.failed:
         return f"failed: {figure.failed}"
     ratios = [
-        f"{figure.value / base.value:.1f}× {name}"  # noqa: RUF001
+        f"{figure.value / base.value:.2g}× {name}"  # noqa: RUF001
         for name, base in baselines.items()
         if name != key and base and base.value and not base.failed
     ]

@@ -78,8 +78,8 @@ async def wait_idle(server: Server, timeout: float = 30.0) -> None:
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
         before = server.cpu_seconds()
-        await asyncio.sleep(0.5)
-        if server.cpu_seconds() - before < 0.025:
+        await asyncio.sleep(0.3)
+        if server.cpu_seconds() - before < 0.02:
             return
 
 
