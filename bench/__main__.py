@@ -81,7 +81,9 @@ def table(servers: list[Server], results: dict[str, dict[str, Figure]], plan: Pl
 async def measure_server(server: Server, plan: Plan) -> dict[str, Figure]:
     results: dict[str, Figure] = {}
     for rows, scenario, applies in SCENARIOS:
-        if applies(server) and (plan.wrk_seconds or scenario.__name__ != "pages"):
+        if server.broken:
+            results |= {row: Figure.fail(server.broken) for row in rows}
+        elif applies(server) and (plan.wrk_seconds or scenario.__name__ != "pages"):
             await wait_idle(server)
             started = time.perf_counter()
             results |= await guarded(server, rows, scenario(server, plan))

@@ -62,7 +62,9 @@ class Server:
     processes: list[subprocess.Popen] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)  # signed-in senders' session keys (Parley)
 
-    def start(self) -> "Server":
+    broken: str = ""  # why the server could not be restarted; its remaining rows fail with this
+
+    def start(self, timeout: float = 20.0) -> "Server":
         if not self.ports:
             self.ports = [free_port() for _ in self.commands]
         with open(self.log, "a") as log:
@@ -72,7 +74,7 @@ class Server:
                     subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
                 )
         for process, port in zip(self.processes, self.ports, strict=True):
-            wait_for_port(port, process)
+            wait_for_port(port, process, timeout)
         return self
 
     def stop(self) -> None:
@@ -87,7 +89,10 @@ class Server:
             process.wait()
         self.processes = []
         self.ports = []  # fresh ports: the old ones may linger in TIME_WAIT or with dying connections
-        self.start()
+        try:
+            self.start(timeout=60)
+        except (RuntimeError, TimeoutError) as problem:
+            self.broken = f"did not restart: {problem}"
 
     def rss_kib(self) -> int:
         return sum(rss_kib(process.pid) for process in self.processes)
