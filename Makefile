@@ -10,12 +10,12 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run test test-postgres lint bench screenshots system-deps clean
+.PHONY: help run test test-postgres lint bench bench-deps screenshots system-deps clean
 
 help:
 	@echo "make run     serve the chat at http://127.0.0.1:8000 (SQLite, in-memory channel layer)"
 	@echo "make test    lint, unit, consumer, PostgreSQL and Playwright end-to-end tests"
-	@echo "make bench   fan-out benchmark: render once per event vs once per receiver"
+	@echo "make bench   real-socket benchmark, Parley beside its baselines (QUICK=1: about 2 minutes)"
 
 $(VENV)/.installed: requirements/base.txt requirements/test.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed: install it (e.g. apt-get install python3.12 or pyenv install 3.12)"; exit 1; }
@@ -59,8 +59,19 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 	$(PY) manage.py makemigrations --check --dry-run
 
-bench: $(VENV)/.installed
-	$(PY) -m bench.fanout
+# wrk drives the HTTP rows of `make bench`.
+bench-deps:
+	@command -v wrk >/dev/null || { \
+		if command -v apt-get >/dev/null; then \
+			echo "Installing wrk"; \
+			$(SUDO) apt-get update -qq && $(SUDO) $(APT_INSTALL) wrk; \
+		else \
+			echo "Please install: wrk (e.g. brew install wrk)"; exit 1; \
+		fi; \
+	}
+
+bench: $(VENV)/.installed system-deps bench-deps
+	$(PY) -m bench $(if $(QUICK),--quick)
 
 screenshots: $(VENV)/.installed system-deps
 	$(PY) -m pytest e2e/test_look.py -q

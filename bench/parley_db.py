@@ -1,0 +1,77 @@
+"""Parley's side of the benchmark database, run in a subprocess with the servers' environment.
+
+    python -m bench.parley_db setup '{"senders": 16, "rooms": ["a", "b"], "seeded": {"page": 50}}'
+    python -m bench.parley_db count '{"room": "a", "prefix": "post-"}'
+
+Each prints one line of JSON: the senders' session keys, or how often each body is stored.
+"""
+
+import json
+import sys
+
+import django
+
+django.setup()
+
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY  # noqa: E402
+from django.contrib.auth.hashers import make_password  # noqa: E402
+from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
+from django.db import transaction  # noqa: E402
+from django.db.models import Count  # noqa: E402
+
+from chat.models import Message, Room  # noqa: E402
+from chat.standing import Account  # noqa: E402
+
+BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def signed_in_session(user: Account) -> str:
+    """A session as a login leaves it, without the password hashing a real login costs."""
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = BACKEND
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def make_senders(count: int) -> list[str]:
+    password = make_password(None)  # unusable: nobody logs in with it
+    users = [Account(username=f"sender{i:02d}", password=password) for i in range(count)]
+    Account.objects.bulk_create(users)
+    return [
+        signed_in_session(user)
+        for user in Account.objects.filter(username__startswith="sender").order_by("username")
+    ]
+
+
+def seed(slug: str, count: int, author: Account) -> None:
+    room = Room.objects.get(slug=slug)
+    Message.objects.bulk_create(
+        Message(room=room, author=author, body=f"Seed message {i} with a few words in it")
+        for i in range(count)
+    )
+
+
+@transaction.atomic
+def setup(senders: int, rooms: list[str], seeded: dict[str, int]) -> dict:
+    sessions = make_senders(senders)
+    Room.objects.bulk_create(Room(slug=slug, name=slug) for slug in rooms)
+    for slug, count in seeded.items():
+        seed(slug, count, Account.objects.get(username="sender00"))
+    return {"sessions": sessions}
+
+
+def count(room: str, prefix: str) -> dict:
+    rows = (
+        Message.objects.filter(room__slug=room, body__startswith=prefix)
+        .values("body")
+        .annotate(n=Count("id"))
+        .values_list("body", "n")
+    )
+    return {"stored": dict(rows)}
+
+
+if __name__ == "__main__":
+    command, arguments = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps({"setup": setup, "count": count}[command](**arguments)))

@@ -1,0 +1,407 @@
+"""The table's rows: each scenario runs against one server and returns a Figure per row.
+
+A scenario that fails or times out yields "failed: reason" in its cells, never a hang: every
+wait is bounded, and the server is restarted afterwards so its backlog does not spill over.
+"""
+
+import asyncio
+import re
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bench.clients import Member, Tracker, close_all, drop_all, open_all, post, quiet, wait_until
+from bench.servers import CLIENT_CORE, Server, can_pin, run_parley_db
+
+SCENARIO_ROOMS = ("joins", "fan", "post", "page")
+HISTORY_MARK = 'id="messages"'
+
+
+@dataclass(frozen=True)
+class Plan:
+    joins: int = 1000
+    join_timeout: float = 90.0
+    fan_sizes: tuple[int, ...] = (10, 100, 500)
+    fan_rate: float = 2.0
+    fan_messages: int = 10
+    rates: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640)
+    step_seconds: float = 3.0
+    rate_senders: int = 4
+    posting_seconds: float = 5.0
+    wrk_seconds: int = 5
+    page_messages: int = 50
+    senders: int = 16
+
+
+QUICK = Plan(
+    joins=200,
+    join_timeout=60,
+    fan_sizes=(10, 100),
+    fan_rate=4.0,
+    fan_messages=6,
+    rates=(20, 40, 80, 160, 320, 640),
+    step_seconds=0.5,
+    posting_seconds=2,
+    wrk_seconds=2,
+)
+
+
+@dataclass
+class Figure:
+    value: float | None = None
+    unit: str = ""
+    note: str = ""
+    failed: str = ""
+
+    @classmethod
+    def fail(cls, reason: str) -> "Figure":
+        return cls(failed=reason)
+
+
+Rows = dict[str, Figure]
+
+
+def room_of(server: Server, scenario: str) -> str:
+    """Parley's rooms are rows in the one shared database: one set per Parley column."""
+    return f"{server.key}-{scenario}"
+
+
+def percentile(values: list[float], share: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * share))]
+
+
+async def wait_idle(server: Server, timeout: float = 30.0) -> None:
+    """Until the server uses under 5% of a core: the previous scenario's backlog is done."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        before = server.cpu_seconds()
+        await asyncio.sleep(0.3)
+        if server.cpu_seconds() - before < 0.02:
+            return
+
+
+async def settled(server: Server, room: str, members: list[Member], listed: int) -> None:
+    """Joins done: every socket is listed, the member-list updates have been sent, the server rests.
+
+    Parley sends the history before it writes the presence row, and a socket gets no live
+    message until that write is done, which can wait on SQLite's lock with the CPU idle.
+    """
+    if server.kind == "parley":
+        await member_list_note(server, room, listed, timeout=60)
+    await quiet(members)
+    await wait_idle(server)
+
+
+async def guarded(server: Server, rows: list[str], scenario: Awaitable[Rows]) -> Rows:
+    """A scenario's rows, or each of them failed with the reason; the server restarts after a failure."""
+    try:
+        return await scenario
+    except Exception as problem:
+        reason = f"{type(problem).__name__}: {problem}".strip().rstrip(":")[:120]
+        print(f"  {server.key}: {reason}; restarting it", file=sys.stderr, flush=True)
+        server.restart()
+        return {row: Figure.fail(reason) for row in rows}
+
+
+async def opened(members: list[Member], timeout: float) -> float:
+    """Seconds until every socket is open (and, for Parley, has its history)."""
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(open_all(members), timeout)
+    except TimeoutError:
+        ready = sum(1 for member in members if member.first_frame and member.first_frame.done())
+        for member in members:
+            member.drop()
+        raise TimeoutError(f"{ready}/{len(members)} ready after {timeout:.0f} s") from None
+    return time.perf_counter() - started
+
+
+# Joins, memory and the reconnect storm ------------------------------------------------------
+
+
+async def joins(server: Server, plan: Plan) -> Rows:
+    room = room_of(server, "joins")
+    members = [Member(server, room, index) for index in range(plan.joins)]
+    before = server.rss_kib()
+    seconds = await opened(members, plan.join_timeout)
+    listed = await member_list_note(server, room, plan.joins)
+    await wait_idle(server)
+    memory = (server.rss_kib() - before) / plan.joins
+    rows = {"joins": Figure(seconds, "s", listed), "memory": Figure(memory, "KiB")}
+    return rows | await guarded(server, ["storm"], storm(server, room, members, plan))
+
+
+def fetch(url: str, session: str, gzip: bool = False) -> tuple[bytes, str]:
+    """Body as it came over the wire, and its Content-Encoding."""
+    headers = {"Cookie": f"sessionid={session}"} | ({"Accept-Encoding": "gzip"} if gzip else {})
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
+        return response.read(), response.headers.get("Content-Encoding", "")
+
+
+def online_count(server: Server, room: str) -> int:
+    """The count in the room page's member list, seen by a sender who is not in that room."""
+    page, _ = fetch(f"http://127.0.0.1:{server.ports[0]}/rooms/{room}/", server.sessions[-1])
+    found = re.search(r'class="count">(\d+)<', page.decode())
+    return int(found.group(1)) if found else -1
+
+
+async def member_list_note(server: Server, room: str, expected: int, timeout: float = 15) -> str:
+    """Parley: does the member list count every socket (as a guest) once joins are done?"""
+    if server.kind != "parley":
+        return ""
+    started = time.perf_counter()
+    count = -1
+    while time.perf_counter() - started < timeout:
+        count = await asyncio.to_thread(online_count, server, room)
+        if count == expected:
+            lag = time.perf_counter() - started
+            return "list ✓" + (f" after +{lag:.1f} s" if lag > 0.5 else "")
+        await asyncio.sleep(0.5)
+    return f"list shows {count}, not {expected}"
+
+
+async def storm(server: Server, room: str, members: list[Member], plan: Plan) -> Rows:
+    """Every socket drops at once and reconnects at once; Parley must resend a history with the message
+    posted meanwhile, exactly once."""
+    sender = await storm_sender(server, room, plan)
+    for member in members:
+        member.drop()
+    marker = f"storm-{server.key}-0-0~"
+    if sender and not await post(sender, marker, timeout=60):
+        raise RuntimeError("the message posted during the storm was refused")
+    back = [Member(server, room, index) for index in range(plan.joins)]
+    live_copies = watch_for(back, marker)
+    try:
+        seconds = await opened(back, plan.join_timeout)
+        note = await history_note(back, marker, live_copies) if sender else "no history to check"
+    finally:
+        drop_all([*back, *([sender] if sender else [])])
+    return {"storm": Figure(seconds, "s", note)}
+
+
+async def storm_sender(server: Server, room: str, plan: Plan) -> Member | None:
+    if server.kind != "parley":
+        return None
+    sender = Member(server, room, plan.joins, server.sessions[0])
+    await opened([sender], 30)
+    return sender
+
+
+def watch_for(members: list[Member], marker: str) -> list[int]:
+    """How often each socket receives `marker`, in its history and live."""
+    copies = [0] * len(members)
+    for position, member in enumerate(members):
+        member.watch = lambda frame, position=position: add_copies(copies, position, frame.count(marker))
+    return copies
+
+
+def add_copies(copies: list[int], position: int, count: int) -> None:
+    copies[position] += count
+
+
+async def history_note(members: list[Member], marker: str, copies: list[int]) -> str:
+    await asyncio.sleep(0.5)  # a double would arrive live right after the history
+    missing = sum(1 for member in members if marker not in member.first_frame.result())
+    doubled = sum(1 for count in copies if count > 1)
+    if missing or doubled:
+        return f"history: {missing} without the message posted meanwhile, {doubled} got it twice"
+    return "history ✓ once each"
+
+
+# Fan-out latency and the sustained rate ---------------------------------------------------
+
+
+async def fan_out(server: Server, plan: Plan) -> Rows:
+    """One room grown step by step; at each size one sender posts at a modest rate."""
+    room = room_of(server, "fan")
+    senders = [Member(server, room, index, session) for index, session in enumerate(senders_of(server, plan))]
+    await opened(senders, 30)
+    members: list[Member] = []
+    rows: Rows = {}
+    try:
+        for size in plan.fan_sizes:
+            joining = [Member(server, room, index) for index in range(len(members), size)]
+            members += joining
+            await opened(joining, plan.join_timeout)
+            await settled(server, room, members, listed=len(members) + len(senders))
+            rows |= await latency_rows(size, members, senders[:1], plan)
+            if size == 100:
+                rows["sustained"] = await sustained(server, members, senders, plan)
+    finally:
+        drop_all(members + senders)
+    return rows
+
+
+def senders_of(server: Server, plan: Plan) -> list[str]:
+    """Session keys for Parley's signed-in senders; the others need none."""
+    return server.sessions[: plan.rate_senders] if server.kind == "parley" else [""] * plan.rate_senders
+
+
+async def latency_rows(size: int, members: list[Member], senders: list[Member], plan: Plan) -> Rows:
+    tracker = Tracker(f"f{size}", len(members))
+    await measure(tracker, members, senders, plan.fan_rate, plan.fan_messages, drain=10)
+    latencies = tracker.latencies()
+    if not latencies:
+        failed = Figure.fail(f"no message reached all {size}; {loss_note(tracker)}")
+        return {f"fan{size}_p50": failed, f"fan{size}_p99": failed}
+    note = loss_note(tracker)
+    return {
+        f"fan{size}_p50": Figure(statistics.median(latencies) * 1000, "ms", note),
+        f"fan{size}_p99": Figure(percentile(latencies, 0.99) * 1000, "ms", note),
+    }
+
+
+def loss_note(tracker: Tracker) -> str:
+    problems = {"lost": tracker.lost(), "doubled": tracker.doubles, "out of order": tracker.reordered}
+    return ", ".join(f"{count} {what}" for what, count in problems.items() if count)
+
+
+async def measure(
+    tracker: Tracker, receivers: list[Member], senders: list[Member], rate: float, count: int, drain: float
+) -> float:
+    """Send `count` messages round-robin at `rate` per second, wait for them all; the rate achieved."""
+    for member in receivers:
+        member.tracker = tracker
+    started = time.perf_counter()
+    try:
+        for number in range(count):
+            await asyncio.sleep(max(0.0, started + number / rate - time.perf_counter()))
+            sender, seq = number % len(senders), number // len(senders)
+            tracker.sending(sender, seq)
+            await senders[sender].send(tracker.text(sender, seq))
+        sending = time.perf_counter() - started
+        await wait_until(tracker.complete, drain)
+    finally:
+        for member in receivers:
+            member.tracker = None
+    return count / max(sending, 1 / rate) if count > 1 else rate
+
+
+async def sustained(server: Server, members: list[Member], senders: list[Member], plan: Plan) -> Figure:
+    """Step the rate up until a step loses, doubles or reorders a message, or its p99 reaches 1 s."""
+    best: tuple[float, float] | None = None
+    stopped = "every rate tried passed"
+    for rate in plan.rates:
+        tracker = Tracker(f"r{rate}", len(members))
+        achieved = await measure(tracker, members, senders, rate, int(rate * plan.step_seconds), drain=1.5)
+        latencies = tracker.latencies()
+        p99 = percentile(latencies, 0.99) if latencies else float("inf")
+        problems = loss_note(tracker) or (f"p99 {p99:.2f} s" if p99 >= 1 else "")
+        if problems:
+            stopped = f"at {rate} msg/s: {problems}"
+            break
+        best = (achieved, p99)
+        await quiet(members, timeout=5)
+    await wait_idle(server)
+    if best is None:
+        return Figure.fail(stopped)
+    achieved, p99 = best
+    note = f"{achieved:.0f} msg/s, p99 {p99 * 1000:.0f} ms; {stopped}"
+    return Figure(achieved * len(members), "/s", note)
+
+
+# Posting ---------------------------------------------------------------------------------
+
+
+async def posting(server: Server, plan: Plan) -> Rows:
+    """16 signed-in senders, each waiting for its acknowledgement before the next post."""
+    room = room_of(server, "post")
+    sessions = server.sessions[: plan.senders] if server.kind == "parley" else [""] * plan.senders
+    senders = [Member(server, room, index, session) for index, session in enumerate(sessions)]
+    await opened(senders, 30)
+    acked: list[str] = []
+    refused: list[str] = []
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(
+            *(
+                post_until(sender, index, started + plan.posting_seconds, acked, refused)
+                for index, sender in enumerate(senders)
+            )
+        )
+    finally:
+        await close_all(senders)
+    rate = len(acked) / (time.perf_counter() - started)
+    note = await stored_note(server, room, acked) + (f", {len(refused)} refused" if refused else "")
+    return {"posting": Figure(rate, "/s", note)}
+
+
+async def post_until(
+    sender: Member, index: int, deadline: float, acked: list[str], refused: list[str]
+) -> None:
+    seq = 0
+    while time.perf_counter() < deadline:
+        text = f"post-{index}-{seq}~"
+        (acked if await post(sender, text, timeout=30) else refused).append(text)
+        seq += 1
+
+
+async def stored_note(server: Server, room: str, acked: list[str]) -> str:
+    """Parley: is every acknowledged post stored exactly once?"""
+    if server.kind != "parley":
+        return f"{len(acked)} echoed"
+    stored = (await asyncio.to_thread(run_parley_db, server.env, "count", {"room": room, "prefix": "post-"}))[
+        "stored"
+    ]
+    missing = sum(1 for text in acked if stored.get(text, 0) == 0)
+    doubled = sum(1 for text in acked if stored.get(text, 0) > 1)
+    if missing or doubled:
+        return f"{len(acked)} acked: {missing} not stored, {doubled} stored twice"
+    return f"all {len(acked)} stored once"
+
+
+# Pages -----------------------------------------------------------------------------------
+
+
+async def pages(server: Server, plan: Plan) -> Rows:
+    """wrk at 16 connections with one signed-in session, gzip accepted as browsers do."""
+    base = f"http://127.0.0.1:{server.ports[0]}"
+    return {
+        "page": await wrk_figure(server, f"{base}/rooms/{room_of(server, 'page')}/", plan),
+        "list": await wrk_figure(server, f"{base}/", plan),
+    }
+
+
+async def wrk_figure(server: Server, url: str, plan: Plan) -> Figure:
+    session = server.sessions[-1]
+    body, encoding = await asyncio.to_thread(fetch, url, session, True)
+    requests, p99 = await run_wrk(url, session, plan.wrk_seconds)
+    size = f"{len(body) / 1000:.0f} KB {'gzipped' if encoding == 'gzip' else 'uncompressed'}"
+    return Figure(requests, "/s", f"p99 {p99:.0f} ms, {size}")
+
+
+async def run_wrk(url: str, session: str, seconds: int) -> tuple[float, float]:
+    """Requests per second and p99 latency in ms."""
+    pin = ["taskset", "-c", str(CLIENT_CORE)] if can_pin() else []
+    command = [*pin, "wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-H", f"Cookie: sessionid={session}"]
+    command += ["-H", "Accept-Encoding: gzip", url]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    output, _ = await asyncio.wait_for(process.communicate(), seconds + 30)
+    text = output.decode()
+    requests = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
+    if not requests or not p99:
+        raise RuntimeError(f"unreadable wrk output: {text[-200:]}")
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if non_2xx:
+        raise RuntimeError(f"{non_2xx.group(1)} error responses")
+    return float(requests.group(1)), float(p99.group(1)) * scale
+
+
+Scenario = Callable[[Server, Plan], Awaitable[Rows]]
+# (rows it fills, the scenario, which servers it makes sense for)
+SCENARIOS: list[tuple[list[str], Scenario, Callable[[Server], bool]]] = [
+    (["joins", "memory", "storm"], joins, lambda server: True),
+    (
+        ["fan10_p50", "fan10_p99", "fan100_p50", "fan100_p99", "sustained", "fan500_p50", "fan500_p99"],
+        fan_out,
+        lambda server: True,
+    ),
+    (["posting"], posting, lambda server: True),
+    # Pages are Parley's alone; the second process would serve them exactly like the first.
+    (["page", "list"], pages, lambda server: server.key == "p1"),
+]

@@ -1,0 +1,199 @@
+"""The four servers under test, each started here as its own process(es) on free loopback ports.
+
+Servers run pinned to core 0 and the client to core 1 when the machine has two cores or more,
+so that the client's work does not eat into the server's measured time.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testsupport.servers import REPO, RedisServer, free_port, manage, production_like_env, stop, wait_for_port
+
+SERVER_CORE, CLIENT_CORE = 0, 1
+# Parley's flood control (5 per 5 s) would refuse a benchmark's posts: it is measured elsewhere.
+PARLEY_ENV = {"CHAT_FLOOD_MESSAGES": "1000000000", "LOG_LEVEL": "WARNING"}
+
+
+def can_pin() -> bool:
+    return os.cpu_count() >= 2 and shutil.which("taskset") is not None
+
+
+def pinned(command: list[str]) -> list[str]:
+    return ["taskset", "-c", str(SERVER_CORE), *command] if can_pin() else command
+
+
+def pin_all_threads(pid: int) -> None:
+    """For a process started elsewhere (redis-server): move it and its threads to the server core."""
+    if can_pin():
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", str(SERVER_CORE), str(pid)], capture_output=True, check=False
+        )
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Server:
+    """One column of the table: one or more processes serving the same rooms."""
+
+    key: str
+    title: str
+    kind: str  # "relay", "tutorial" or "parley": what the client sends and expects
+    commands: list[list[str]]
+    env: dict[str, str]
+    log: Path
+    ports: list[int] = field(default_factory=list)
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    sessions: list[str] = field(default_factory=list)  # signed-in senders' session keys (Parley)
+
+    broken: str = ""  # why the server could not be restarted; its remaining rows fail with this
+
+    def start(self, timeout: float = 20.0) -> "Server":
+        if not self.ports:
+            self.ports = [free_port() for _ in self.commands]
+        with open(self.log, "a") as log:
+            for command, port in zip(self.commands, self.ports, strict=True):
+                argv = pinned([arg.replace("{port}", str(port)) for arg in command])
+                self.processes.append(
+                    subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                )
+        for process, port in zip(self.processes, self.ports, strict=True):
+            wait_for_port(port, process, timeout)
+        return self
+
+    def stop(self) -> None:
+        for process in self.processes:
+            stop(process)
+        self.processes = []
+
+    def restart(self) -> None:
+        """Drop whatever backlog the server still works through (a failure, hundreds of leaves)."""
+        for process in self.processes:
+            process.kill()
+            process.wait()
+        self.processes = []
+        self.ports = []  # fresh ports: the old ones may linger in TIME_WAIT or with dying connections
+        try:
+            self.start(timeout=60)
+        except (RuntimeError, TimeoutError) as problem:
+            self.broken = f"did not restart: {problem}"
+
+    def rss_kib(self) -> int:
+        return sum(rss_kib(process.pid) for process in self.processes)
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(process.pid) for process in self.processes)
+
+    def port_for(self, index: int) -> int:
+        """Sockets are split evenly across the processes."""
+        return self.ports[index % len(self.ports)]
+
+
+def daphne(app: str) -> list[str]:
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", app]
+
+
+def relay(folder: Path) -> Server:
+    command = [sys.executable, "-m", "bench.relay", "{port}"]
+    return Server(
+        "ceil", "ceiling: `websockets` relay", "relay", [command], dict(os.environ), folder / "relay.log"
+    )
+
+
+def tutorial(folder: Path) -> Server:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.tutorial.settings"}
+    return Server(
+        "tut",
+        "Channels tutorial",
+        "tutorial",
+        [daphne("bench.tutorial.asgi:application")],
+        env,
+        folder / "tutorial.log",
+    )
+
+
+def parley(folder: Path, processes: int, redis_url: str = "") -> Server:
+    extra = PARLEY_ENV | ({"REDIS_URL": redis_url} if redis_url else {})
+    env = production_like_env(folder, **extra)
+    title = "Parley, 1 process, memory layer" if processes == 1 else f"Parley, {processes} processes, Redis"
+    command = daphne("site_config.asgi:application")
+    return Server(
+        f"p{processes}", title, "parley", [command] * processes, env, folder / f"parley{processes}.log"
+    )
+
+
+def prepare_parley_db(server: Server, setup: dict) -> list[str]:
+    """Migrate the shared SQLite file, collect static files, add senders and rooms; the senders' sessions."""
+    manage(server.env, "migrate", "--noinput")
+    manage(server.env, "collectstatic", "--noinput")
+    return run_parley_db(server.env, "setup", setup)["sessions"]
+
+
+def run_parley_db(env: dict[str, str], command: str, arguments: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.parley_db", command, json.dumps(arguments)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"bench.parley_db {command} failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+class Fleet:
+    """Every server of one run, sharing one temporary folder (and Parley's one SQLite file)."""
+
+    def __init__(self, folder: Path, which: list[str], parley_setup: dict) -> None:
+        self.folder = folder
+        self.redis: RedisServer | None = None
+        self.servers: list[Server] = []
+        makers = {
+            "ceil": lambda: relay(folder),
+            "tut": lambda: tutorial(folder),
+            "p1": lambda: parley(folder, 1),
+        }
+        makers["p2"] = lambda: parley(folder, 2, self._redis_url())
+        self.servers = [makers[key]() for key in which]
+        self._prepare_parley(parley_setup)
+
+    def _redis_url(self) -> str:
+        self.redis = RedisServer(self.folder)
+        pin_all_threads(self.redis.process.pid)
+        return self.redis.url
+
+    def _prepare_parley(self, setup: dict) -> None:
+        parleys = [server for server in self.servers if server.kind == "parley"]
+        if parleys:
+            sessions = prepare_parley_db(parleys[0], setup)
+            for server in parleys:
+                server.sessions = sessions
+
+    def start(self) -> None:
+        for server in self.servers:
+            server.start()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        if self.redis:
+            self.redis.stop()
