@@ -57,6 +57,7 @@ def cell(figure: Figure | None, baselines: dict[str, Figure | None], key: str) -
         return "—"
     if figure.failed:
         return f"failed: {figure.failed}"
+    assert figure.value is not None  # only a failed figure lacks a value
     ratios = [
         f"{figure.value / base.value:.2g}× {name}"  # noqa: RUF001
         for name, base in baselines.items()

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from bench.servers import Server
 
@@ -62,18 +63,17 @@ class Member:
         self.session = session
         self.socket: ClientConnection | None = None
         self.reader: asyncio.Task | None = None
-        self.first_frame: asyncio.Future[str] | None = None
+        self.first_frame: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.tracker: Tracker | None = None
         self.watch: Callable[[str], None] | None = None
         self.last_frame_at = 0.0
 
     async def open(self, handshakes: asyncio.Semaphore) -> None:
-        self.first_frame = asyncio.get_running_loop().create_future()
         headers = {"Cookie": f"sessionid={self.session}"} if self.session else None
         async with handshakes:
-            self.socket = await connect(
+            socket = await connect(
                 self.url,
-                origin=f"http://127.0.0.1:{self.server.port_for(self.index)}",
+                origin=Origin(f"http://127.0.0.1:{self.server.port_for(self.index)}"),
                 additional_headers=headers,
                 compression=None,
                 max_queue=None,
@@ -83,11 +83,12 @@ class Member:
                 close_timeout=2,
                 proxy=None,
             )
-        self.reader = asyncio.create_task(self._read())
+        self.socket = socket
+        self.reader = asyncio.create_task(self._read(socket))
 
-    async def _read(self) -> None:
+    async def _read(self, socket: ClientConnection) -> None:
         try:
-            async for frame in self.socket:
+            async for frame in socket:
                 self._saw(frame if isinstance(frame, str) else frame.decode())
         except Exception:
             pass  # a dropped socket just stops reading; the scenario notices what is missing
@@ -102,6 +103,7 @@ class Member:
             self.watch(frame)
 
     async def send(self, text: str) -> None:
+        assert self.socket is not None, "send() before open()"
         await self.socket.send(encode(self.server, text, self.room))
 
     async def ready(self) -> str:

@@ -8,6 +8,7 @@ Each prints one line of JSON: the senders' session keys, or how often each body 
 
 import json
 import sys
+from collections.abc import Callable
 
 import django
 
@@ -32,6 +33,7 @@ def signed_in_session(user: Account) -> str:
     session[BACKEND_SESSION_KEY] = BACKEND
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
+    assert session.session_key is not None  # create() saved it under a fresh key
     return session.session_key
 
 
@@ -72,6 +74,8 @@ def count(room: str, prefix: str) -> dict:
     return {"stored": dict(rows)}
 
 
+COMMANDS: dict[str, Callable[..., dict]] = {"setup": setup, "count": count}
+
 if __name__ == "__main__":
     command, arguments = sys.argv[1], json.loads(sys.argv[2])
-    print(json.dumps({"setup": setup, "count": count}[command](**arguments)))
+    print(json.dumps(COMMANDS[command](**arguments)))

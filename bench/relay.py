@@ -13,6 +13,7 @@ rooms: dict[str, set[ServerConnection]] = defaultdict(set)
 
 
 async def relay(socket: ServerConnection) -> None:
+    assert socket.request is not None  # serve() runs the handler only after the handshake
     room = rooms[socket.request.path]
     room.add(socket)
     try:

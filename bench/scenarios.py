@@ -112,7 +112,7 @@ async def opened(members: list[Member], timeout: float) -> float:
     try:
         await asyncio.wait_for(open_all(members), timeout)
     except TimeoutError:
-        ready = sum(1 for member in members if member.first_frame and member.first_frame.done())
+        ready = sum(1 for member in members if member.first_frame.done())
         for member in members:
             member.drop()
         raise TimeoutError(f"{ready}/{len(members)} ready after {timeout:.0f} s") from None

@@ -20,7 +20,7 @@ PARLEY_ENV = {"CHAT_FLOOD_MESSAGES": "1000000000", "LOG_LEVEL": "WARNING"}
 
 
 def can_pin() -> bool:
-    return os.cpu_count() >= 2 and shutil.which("taskset") is not None
+    return (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
 
 
 def pinned(command: list[str]) -> list[str]:

@@ -16,6 +16,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(self.room_group_name, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        assert text_data is not None  # the tutorial's page sends text frames only
         message = json.loads(text_data)["message"]
         await self.channel_layer.group_send(
             self.room_group_name, {"type": "chat.message", "message": message}
