@@ -1,8 +1,9 @@
 """Page benchmark: the room page, the older-messages page and the room list under wrk.
 
 Starts daphne as in production (DEBUG off, WhiteNoise, SQLite in WAL mode) pinned to core 0,
-seeds a room with 120 messages of typical length, and runs `wrk -t1 -c16` pinned to core 1
-with a signed-in member's (or moderator's) session cookie and a browser's Accept-Encoding.
+seeds a room with 120 messages of typical chat length (4 to 16 words), and runs `wrk -t1 -c16`
+pinned to core 1 with a signed-in member's (or moderator's) session cookie and a browser's
+Accept-Encoding.
 With --baseline DIR, a second daphne serves the same database from another checkout of
 Parley (e.g. `git archive <commit> | tar -x -C DIR`), and the two alternate round by round,
 so every ratio compares figures taken in the same run.
@@ -30,6 +31,7 @@ PIN_CLIENT = ["taskset", "-c", "1"]
 APP = "site_config.asgi:application"
 
 SEED = """
+import random
 from django.contrib.auth.models import User
 from django.test import Client
 from chat.models import Membership, Message, Role, Room
@@ -39,10 +41,13 @@ authors = [User.objects.get_or_create(username=f"writer{n}")[0] for n in range(6
 member = User.objects.get_or_create(username="member")[0]
 moderator = User.objects.get_or_create(username="moderator")[0]
 Membership.objects.get_or_create(room=room, user=moderator, defaults={"role": Role.MODERATOR})
-words = "the quick brown fox jumps over a lazy dog while we talk about plans for lunch today".split()
+words = ("sure lunch meeting moved tomorrow afternoon anyone seen the latest build logs deploy went fine "
+         "thanks looks good to me will check after coffee weekend plans rain again train delayed again "
+         "pushed a fix for the login page review please ping me when you are back").split()
+rng = random.Random(7)
 if not room.messages.exists():
     Message.objects.bulk_create(
-        Message(room=room, author=authors[n % 6], body=" ".join(words[(n * 7) % 9:(n * 7) % 9 + 4 + n % 9]))
+        Message(room=room, author=authors[n % 6], body=" ".join(rng.choices(words, k=rng.randint(4, 16))))
         for n in range(120)
     )
 def cookie(user):
