@@ -6,13 +6,17 @@ update cannot drift apart. Broadcast fragments depend on the event and at most t
 role, never on the viewer, so each is rendered once and sent to every socket of that role.
 """
 
+from functools import lru_cache
+
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import SafeString
 
 from chat import queries
 from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
 from chat.models import Message, Role, Room
+from chat.queries import ShownMessage
 from chat.standing import Standing, User, standing
 
 ROOM_TEMPLATE = "chat/room.html"
@@ -30,16 +34,23 @@ def _partial(template: str, name: str, context: dict) -> str:
 
 
 def message_context(role: Role) -> dict:
-    """Messages differ by role only: moderators get moderation controls, members a report button."""
-    return {
-        "can_moderate": role == Role.MODERATOR,
-        "can_report": role == Role.MEMBER,
-        "mute_choices": MUTE_CHOICES,
-    }
+    """Messages differ by role only: signed-in readers get a menu, loaded when opened."""
+    return {"can_moderate": role == Role.MODERATOR, "can_report": role == Role.MEMBER}
 
 
 def history_context(room: Room, role: Role, before: int | None = None) -> dict:
-    return {"room": room, "history": queries.history_page(room, before)} | message_context(role)
+    history = queries.history_page(room, before)
+    messages = SafeString("".join(_message_html(message, role) for message in history.messages))
+    return {"room": room, "history": history, "messages_html": messages}
+
+
+def menu_context(message: Message, viewer: Standing, user: User) -> dict:
+    return {
+        "message": ShownMessage.of(message),
+        "standing": viewer,
+        "own": message.author_id == user.pk,
+        "mute_choices": MUTE_CHOICES,
+    }
 
 
 def members_context(room: Room) -> dict:
@@ -89,14 +100,26 @@ def older_messages_html(room: Room, role: Role, before: int) -> str:
     return _partial(MESSAGES, "older_messages", history_context(room, role, before))
 
 
+@lru_cache(maxsize=10_000)
+def _message_html(message: ShownMessage, role: Role, oob: bool = False) -> str:
+    """One message as readers of a role see it. Cached: the key holds every field the HTML shows,
+    so a removed or changed message (read fresh with each page) is a new key, never a stale hit."""
+    return _partial(MESSAGES, "message", {"message": message, "oob": oob} | message_context(role))
+
+
 def new_message_html(message: Message, role: Role) -> str:
     """A message appended to the end of #messages, as readers of this role see it."""
-    return _partial(MESSAGES, "new_message", {"message": message} | message_context(role))
+    return _partial(MESSAGES, "new_message", {"message_html": _message_html(ShownMessage.of(message), role)})
 
 
 def message_html(message: Message) -> str:
     """A message replaced in place, e.g. by its tombstone; the same for every viewer."""
-    return _partial(MESSAGES, "message", {"message": message, "oob": True})
+    return _message_html(ShownMessage.of(message), Role.VISITOR, oob=True)
+
+
+def message_menu_html(message: Message, viewer: Standing, user: User) -> str:
+    """The ··· menu of one message for this viewer: moderators act, members report."""
+    return _partial(MESSAGES, "message_menu", menu_context(message, viewer, user))
 
 
 def deleted_message_html(message_id: int) -> str:

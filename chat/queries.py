@@ -1,7 +1,7 @@
 """What the chat reads: rooms, history pages and who is online. Nothing here writes or broadcasts."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
@@ -12,8 +12,34 @@ from chat.standing import User, readable_rooms
 
 
 @dataclass(frozen=True)
+class ShownMessage:
+    """A message as the page shows it: every field its HTML depends on, so it can key a cache."""
+
+    pk: int
+    author_id: int
+    author_name: str
+    body: str
+    created_at: datetime
+    removed_at: datetime | None
+
+    @classmethod
+    def of(cls, message: Message) -> "ShownMessage":
+        return cls(
+            message.pk,
+            message.author_id,
+            message.author.username,
+            message.body,
+            message.created_at,
+            message.removed_at,
+        )
+
+
+SHOWN_FIELDS = ("pk", "author_id", "author__username", "body", "created_at", "removed_at")
+
+
+@dataclass(frozen=True)
 class HistoryPage:
-    messages: list[Message]
+    messages: list[ShownMessage]
     # The pk to pass as `before` for the next older page, or None at the beginning.
     older_than: int | None
 
@@ -32,6 +58,11 @@ def find_room(slug: str) -> Room | None:
     return Room.objects.filter(slug=slug).first()
 
 
+def find_message(pk: int) -> Message | None:
+    """A message still shown (not removed), with its room and author."""
+    return Message.objects.select_related("room", "author").filter(pk=pk, removed_at__isnull=True).first()
+
+
 def reload(room: Room, user: User) -> Room:
     """The room and the user as stored now, for a socket that loaded both when it opened.
 
@@ -45,10 +76,11 @@ def reload(room: Room, user: User) -> Room:
 def history_page(room: Room, before: int | None = None) -> HistoryPage:
     """Up to one page of messages, oldest first, strictly older than `before` if given."""
     size = settings.CHAT_HISTORY_PAGE_SIZE
-    query = room.messages.select_related("author").order_by("-pk")
+    query = room.messages.order_by("-pk")
     if before is not None:
         query = query.filter(pk__lt=before)
-    newest_first = list(query[: size + 1])
+    # Plain rows, no model instances: most pages are joined from cached HTML keyed by these.
+    newest_first = [ShownMessage(*row) for row in query.values_list(*SHOWN_FIELDS)[: size + 1]]
     has_older = len(newest_first) > size
     page = newest_first[:size][::-1]
     return HistoryPage(messages=page, older_than=page[0].pk if has_older else None)

@@ -8,5 +8,6 @@ urlpatterns = [
     path("rooms/propose/", views.propose_room, name="propose-room"),
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
     path("rooms/<slug:slug>/messages/", views.older_messages, name="older-messages"),
+    path("messages/<int:pk>/menu/", views.message_menu, name="message-menu"),
     path("accounts/signup/", views.signup, name="signup"),
 ]

@@ -10,20 +10,24 @@ from django.views.decorators.http import require_GET
 from chat import fragments, moderation, queries
 from chat.forms import ProposeRoomForm
 from chat.models import Room
-from chat.standing import Account, Standing, ban_notice, standing
+from chat.standing import Account, Standing, ban_notice, room_and_standing, standing
 
 
 def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
-    """The room and the viewer's standing; 404 for rooms they may not know of, 403 if banned."""
-    room = queries.find_room(slug)
-    if room is None:
+    """The room and the viewer's standing, read fresh on every request."""
+    found = room_and_standing(slug, request.user)
+    if found is None:
         raise Http404("No such room.")
-    viewer = standing(room, request.user)
-    if viewer.banned:
-        raise PermissionDenied(ban_notice(room))
+    _require_reader(*found)
+    return found
+
+
+def _require_reader(room: Room, viewer: Standing) -> None:
+    """404 for rooms the viewer may not know of, 403 if banned."""
     if not viewer.can_read:
+        if viewer.banned:
+            raise PermissionDenied(ban_notice(room))
         raise Http404("No such room.")
-    return room, viewer
 
 
 @require_GET
@@ -59,6 +63,19 @@ def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
     except (KeyError, ValueError):
         return HttpResponse("Say which message to page back from with ?before=<id>.", status=400)
     return HttpResponse(fragments.older_messages_html(room, viewer.role, before))
+
+
+@require_GET
+def message_menu(request: HttpRequest, pk: int) -> HttpResponse:
+    """A message's ··· menu, for signed-in readers of its room only, as they may act now."""
+    message = queries.find_message(pk)
+    if message is None:
+        raise Http404("No such message.")
+    viewer = standing(message.room, request.user)
+    _require_reader(message.room, viewer)
+    if viewer.is_visitor:
+        raise PermissionDenied("Sign in to report or moderate messages.")
+    return HttpResponse(fragments.message_menu_html(message, viewer, request.user))
 
 
 @login_required

@@ -26,6 +26,8 @@ def open_menu(page: Page, text: str) -> None:
     message = message_by(page, text)
     message.hover()
     message.locator(".message-actions summary").click()
+    # The menu is fetched for whoever opens it: wait until it is there.
+    expect(message.locator(".message-actions .menu")).to_be_visible()
 
 
 def test_moderator_removes_a_message_and_everyone_sees_the_tombstone(server, new_user, site_env, room):

@@ -69,9 +69,9 @@ def pending_room(proposer: Account, slug: str = "garden", name: str = "Garden") 
     return room
 
 
-def client_for(user: Account | None) -> Client:
-    """A browser, signed in as `user` if one is given."""
-    client = Client()
+def client_for(user: Account | None, headers: dict[str, str] | None = None) -> Client:
+    """A browser, signed in as `user` if one is given, sending `headers` with every request."""
+    client = Client(headers=headers)
     if user is not None:
         client.force_login(user)
     return client
@@ -112,6 +112,27 @@ def stored_bodies() -> list[str]:
 
 
 # Reading HTML -------------------------------------------------------------------------------
+
+# Marks a message rendered with a ··· menu (for signed-in readers); visitors' messages have none.
+MENU = 'class="message-actions'
+
+
+def message_id(html: str, body: str) -> int:
+    """The id of the message showing `body` in a page or frame."""
+    match = re.search(rf'id="message-(\d+)"(?:(?!</article>).)*?{re.escape(body)}', html, re.DOTALL)
+    assert match, f"no message showing {body!r}"
+    return int(match.group(1))
+
+
+def menu_status(user: Account | None, message_pk: int) -> int:
+    """The status `user` gets on opening a message's ···: pages carry only a lazy link to the menu."""
+    return client_for(user).get(f"/messages/{message_pk}/menu/").status_code
+
+
+def menu_of(user: Account | None, message_pk: int) -> str:
+    """The menu's HTML as `user` gets it on opening, or "" when refused."""
+    response = client_for(user).get(f"/messages/{message_pk}/menu/")
+    return response.text if response.status_code == 200 else ""
 
 
 def message_ids(html: str) -> list[int]:

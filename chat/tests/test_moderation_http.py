@@ -9,11 +9,13 @@ from chat import moderation
 from chat.models import Ban, Membership, Message, Mute, Role, Room
 from chat.standing import Account
 from chat.tests.support import (
+    MENU,
     TOMBSTONE,
     client_for,
     make_member,
     make_moderator,
     make_staff,
+    menu_of,
     pending_room,
     private_room,
     room_links,
@@ -99,17 +101,18 @@ def test_pending_room_page_opens_for_its_proposer_and_staff(carol: Account, who:
 def test_moderators_page_has_the_moderation_tools_and_members_page_does_not(
     lobby: Room, alice: Account, bob: Account
 ) -> None:
-    Message.objects.create(room=lobby, author=bob, body="hello")
+    hello = Message.objects.create(room=lobby, author=bob, body="hello")
     moderator = make_moderator(lobby)
 
     as_moderator = client_for(moderator).get("/rooms/lobby/").text
     as_member = client_for(alice).get("/rooms/lobby/").text
     as_visitor = client_for(None).get("/rooms/lobby/").text
 
-    assert "Lock room" in as_moderator and "Remove message" in as_moderator
-    assert "Lock room" not in as_member and "Remove message" not in as_member
-    assert "Report message" in as_member
-    assert "Remove message" not in as_visitor and "Report message" not in as_visitor
+    # Message controls come in each message's menu, loaded when the reader opens it.
+    assert "Lock room" in as_moderator and "Remove message" in menu_of(moderator, hello.pk)
+    assert "Lock room" not in as_member and "Remove message" not in as_member + menu_of(alice, hello.pk)
+    assert MENU in as_member and "Report message" in menu_of(alice, hello.pk)
+    assert MENU not in as_visitor and menu_of(None, hello.pk) == ""
 
 
 def test_removed_message_shows_a_tombstone_on_the_page(lobby: Room, bob: Account) -> None:

@@ -17,6 +17,7 @@ from chat.tests.support import (
     FORM,
     HEADER,
     HISTORY,
+    MENU,
     NOTICE,
     REMOVED_FROM_ROOM,
     TOMBSTONE,
@@ -25,6 +26,8 @@ from chat.tests.support import (
     drain,
     make_member,
     make_moderator,
+    menu_of,
+    message_id,
     new_message,
     pending_room,
     receive_close,
@@ -174,9 +177,13 @@ async def test_new_messages_carry_controls_for_the_readers_role(
     as_staff = await receive_message_frame(staff_socket, "hello all")
     as_member = await receive_message_frame(member, "hello all")
     as_visitor = await receive_message_frame(visitor, "hello all")
-    assert "Remove message" in as_moderator and "Ban alice" in as_moderator
     assert as_staff == as_moderator
-    assert "Remove message" not in as_member and "Report message" in as_member
+    assert MENU in as_moderator and MENU in as_member and MENU not in as_visitor
+    hello = message_id(as_member, "hello all")
+    as_moderator_menu = await database_sync_to_async(menu_of)(moderator, hello)
+    assert "Remove message" in as_moderator_menu and "Ban alice" in as_moderator_menu
+    as_member_menu = await database_sync_to_async(menu_of)(bob, hello)
+    assert "Remove message" not in as_member_menu and "Report message" in as_member_menu
     assert "Remove message" not in as_visitor and "Report message" not in as_visitor
 
 
@@ -571,9 +578,11 @@ async def test_promoted_member_gets_the_moderation_controls_at_once(
     await database_sync_to_async(moderation.set_role)(staff, lobby, bob, Role.MODERATOR)
 
     history = await receive_until(promoted, HISTORY)
-    assert "earlier" in history and "Remove message" in history
+    assert "earlier" in history and MENU in history
+    assert "Remove message" in await database_sync_to_async(menu_of)(bob, message_id(history, "earlier"))
     await writer.send_to(text_data=ws_send_frame("after the promotion"))
-    assert "Remove message" in await receive_message_frame(promoted, "after the promotion")
+    after = message_id(await receive_message_frame(promoted, "after the promotion"), "after the promotion")
+    assert "Remove message" in await database_sync_to_async(menu_of)(bob, after)
 
 
 async def test_demoted_moderator_loses_the_controls_at_once(
@@ -590,6 +599,8 @@ async def test_demoted_moderator_loses_the_controls_at_once(
 
     history = await receive_until(demoted, HISTORY)
     assert "earlier" in history and "Remove message" not in history
+    earlier = message_id(history, "earlier")
+    assert "Remove message" not in await database_sync_to_async(menu_of)(moderator, earlier)
     message = await new_message(lobby, bob, "still here")
     await demoted.send_to(text_data=ws_send_frame(action="remove", message_id=str(message.pk)))
     assert "Only this room&#x27;s moderators can do that." in await receive_until(demoted, NOTICE)

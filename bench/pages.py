@@ -1,0 +1,223 @@
+"""Page benchmark: the room page, the older-messages page and the room list under wrk.
+
+Starts daphne as in production (DEBUG off, WhiteNoise, SQLite in WAL mode) pinned to core 0,
+seeds a room with 120 messages of typical chat length (4 to 16 words), and runs `wrk -t1 -c16`
+pinned to core 1 with a signed-in member's (or moderator's) session cookie and a browser's
+Accept-Encoding.
+With --baseline DIR, a second daphne serves the same database from another checkout of
+Parley (e.g. `git archive <commit> | tar -x -C DIR`), and the two alternate round by round,
+so every ratio compares figures taken in the same run.
+
+    python -m bench.pages [--duration 8] [--rounds 3] [--baseline DIR]
+"""
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from testsupport.servers import REPO, free_port, production_like_env, stop, wait_for_port
+
+CLIENTS = 16
+BROWSER_ENCODING = "gzip, deflate, br"
+PIN_SERVER = ["taskset", "-c", "0"]
+PIN_CLIENT = ["taskset", "-c", "1"]
+APP = "site_config.asgi:application"
+
+SEED = """
+import random
+from django.contrib.auth.models import User
+from django.test import Client
+from chat.models import Membership, Message, Role, Room
+room, _ = Room.objects.get_or_create(slug="lobby", defaults={"name": "Lobby", "description": "Say hi"})
+Room.objects.get_or_create(slug="garden", defaults={"name": "Garden", "description": "Plants"})
+authors = [User.objects.get_or_create(username=f"writer{n}")[0] for n in range(6)]
+member = User.objects.get_or_create(username="member")[0]
+moderator = User.objects.get_or_create(username="moderator")[0]
+Membership.objects.get_or_create(room=room, user=moderator, defaults={"role": Role.MODERATOR})
+words = ("sure lunch meeting moved tomorrow afternoon anyone seen the latest build logs deploy went fine "
+         "thanks looks good to me will check after coffee weekend plans rain again train delayed again "
+         "pushed a fix for the login page review please ping me when you are back").split()
+rng = random.Random(7)
+if not room.messages.exists():
+    Message.objects.bulk_create(
+        Message(room=room, author=authors[n % 6], body=" ".join(rng.choices(words, k=rng.randint(4, 16))))
+        for n in range(120)
+    )
+def cookie(user):
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+newest = list(room.messages.order_by("-pk").values_list("pk", flat=True)[:50])[-1]
+print(cookie(member), cookie(moderator), newest)
+"""
+
+
+@dataclass
+class Target:
+    name: str
+    path: str
+    session: str
+
+
+@dataclass
+class Figures:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+
+
+def manage(env: dict[str, str], tree: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=tree, env=env, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+class PinnedDaphne:
+    """daphne on core 0, serving the shared database from one checkout."""
+
+    def __init__(self, tree: Path, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        with open(log, "a") as output:
+            self.process = subprocess.Popen(
+                [*PIN_SERVER, sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), APP],
+                cwd=tree,
+                env=env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for_port(self.port, self.process)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def fetch(url: str, session: str, encoding: str | None) -> tuple[int, bytes]:
+    headers = {"Cookie": f"sessionid={session}"}
+    if encoding:
+        headers["Accept-Encoding"] = encoding
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as response:
+        return response.status, response.read()
+
+
+def page_bytes(url: str, session: str) -> tuple[int, int]:
+    """Bytes on the wire without and with gzip accepted."""
+    _, plain = fetch(url, session, None)
+    _, gzipped = fetch(url, session, "gzip")
+    return len(plain), len(gzipped)
+
+
+def percentile_ms(text: str, label: str) -> float:
+    match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, session: str, seconds: float) -> Figures:
+    headers = ["-H", f"Cookie: sessionid={session}", "-H", f"Accept-Encoding: {BROWSER_ENCODING}"]
+    output = subprocess.run(
+        [*PIN_CLIENT, "wrk", "-t1", f"-c{CLIENTS}", f"-d{round(seconds)}s", "--latency", *headers, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    if "Non-2xx" in output:
+        raise RuntimeError(f"wrk got error responses from {url}:\n{output}")
+    requests = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if requests is None:
+        raise RuntimeError(f"unreadable wrk output from {url}:\n{output}")
+    rate = float(requests.group(1))
+    return Figures(rate, percentile_ms(output, "50"), percentile_ms(output, "99"))
+
+
+def prepare(trees: dict[str, Path], folder: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
+    """One database for every tree, static files collected per tree; returns envs and the seed."""
+    envs = {}
+    for label, tree in trees.items():
+        env = production_like_env(folder, LOG_LEVEL="WARNING", STATIC_ROOT=str(folder / f"static-{label}"))
+        env["PYTHONPATH"] = str(tree)
+        manage(env, tree, "migrate", "--noinput")
+        manage(env, tree, "collectstatic", "--noinput")
+        envs[label] = env
+    seeded = manage(envs["parley"], trees["parley"], "shell", "-c", SEED).split()[-3:]
+    return envs, seeded
+
+
+def median_figures(samples: list[Figures]) -> Figures:
+    return Figures(
+        statistics.median(s.requests_per_second for s in samples),
+        statistics.median(s.p50_ms for s in samples),
+        statistics.median(s.p99_ms for s in samples),
+    )
+
+
+def main(duration: float, rounds: int, baseline: Path | None) -> None:
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    trees = {"parley": REPO} | ({"baseline": baseline} if baseline else {})
+    folder = Path(tempfile.mkdtemp(prefix="bench-pages-"))
+    envs, (member, moderator, newest) = prepare(trees, folder)
+    targets = [
+        Target("room page, member", "/rooms/lobby/", member),
+        Target("room page, moderator", "/rooms/lobby/", moderator),
+        Target("older messages", f"/rooms/lobby/messages/?before={newest}", member),
+        Target("room list", "/", member),
+    ]
+    servers = {
+        label: PinnedDaphne(tree, envs[label], folder / f"{label}.log") for label, tree in trees.items()
+    }
+    samples: dict[tuple[str, str], list[Figures]] = {}
+    try:
+        for target in targets:
+            for server in servers.values():
+                run_wrk(server.url(target.path), target.session, 1)  # warm caches and imports
+        for _ in range(rounds):
+            for target in targets:
+                for label, server in servers.items():
+                    figures = run_wrk(server.url(target.path), target.session, duration)
+                    samples.setdefault((target.name, label), []).append(figures)
+        report(targets, servers, samples, rounds)
+    finally:
+        for server in servers.values():
+            stop(server.process)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(
+    targets: list[Target],
+    servers: dict[str, PinnedDaphne],
+    samples: dict[tuple[str, str], list[Figures]],
+    rounds: int,
+) -> None:
+    print(f"wrk -t1 -c{CLIENTS}, daphne on core 0, wrk on core 1, median of {rounds} rounds")
+    print(f"{'page':<22} {'server':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'bytes':>7} {'gzip':>7}")
+    for target in targets:
+        for label, server in servers.items():
+            figures = median_figures(samples[(target.name, label)])
+            plain, gzipped = page_bytes(server.url(target.path), target.session)
+            print(
+                f"{target.name:<22} {label:<9} {figures.requests_per_second:>7.0f} {figures.p50_ms:>7.1f}"
+                f" {figures.p99_ms:>7.1f} {plain:>7} {gzipped:>7}"
+            )
+        if "baseline" in servers:
+            ours = median_figures(samples[(target.name, "parley")]).requests_per_second
+            theirs = median_figures(samples[(target.name, "baseline")]).requests_per_second
+            print(f"{'':<22} {'ratio':<9} {ours / theirs:>6.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=8, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, help="another checkout of Parley to compare against")
+    arguments = parser.parse_args()
+    main(arguments.duration, arguments.rounds, arguments.baseline)
