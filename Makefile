@@ -46,6 +46,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed system-deps lint
 	$(PY) -m pytest
+	$(PY) -m pytest e2e
 	$(MAKE) test-postgres
 
 # The unit and consumer tests once more on a real PostgreSQL started for the run.
