@@ -15,7 +15,9 @@ SECURE_SSL_REDIRECT, no cached entry) falls through to Django, whose view render
 
 import re
 import secrets
+import struct
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +36,9 @@ from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csp import ContentSecurityPolicyMiddleware, get_nonce
-from django.middleware.csrf import CsrfViewMiddleware, get_token
+from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH, CsrfViewMiddleware
 from django.middleware.gzip import GZipMiddleware
+from django.middleware.gzip import re_accepts_gzip as _ACCEPTS_GZIP
 from django.middleware.security import SecurityMiddleware
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
@@ -63,10 +66,44 @@ class Entry:
     expires: float
     # Literal text at even indexes, slot names at odd ones.
     parts: tuple[str, ...]
+    slots: frozenset[str]
+    # The literal parts encoded, and each compressed on its own (raw deflate, ending on a byte
+    # boundary with a sync flush), so that a hit compresses only its few values.
+    encoded: tuple[bytes, ...]
+    deflated: tuple[bytes, ...]
 
-    @property
-    def slots(self) -> frozenset[str]:
-        return frozenset(self.parts[1::2])
+    @classmethod
+    def of(cls, versions: tuple, expires: float, html: str) -> "Entry":
+        parts = tuple(_SLOTS.split(html))
+        encoded = tuple(part.encode() for part in parts[0::2])
+        return cls(versions, expires, parts, frozenset(parts[1::2]), encoded, tuple(map(_deflate, encoded)))
+
+
+def _deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+_DEFLATE_END = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS).flush(zlib.Z_FINISH)
+
+
+def gzipped(entry: Entry, values: dict[str, str]) -> tuple[bytes, bytes]:
+    """The page spliced, plain and as gzip (RFC 1952) made of the entry's precompressed parts.
+
+    The header carries a random-length file name, as Django's GZipMiddleware does against BREACH;
+    the CSRF token in the page is masked afresh for every response as well.
+    """
+    filled = [values[slot].encode() for slot in entry.parts[1::2]]
+    plain_parts: list[bytes] = [entry.encoded[0]]
+    deflated: list[bytes] = [entry.deflated[0]]
+    for value, literal, literal_deflated in zip(filled, entry.encoded[1:], entry.deflated[1:], strict=True):
+        plain_parts += (value, literal)
+        deflated += (_deflate(value), literal_deflated)
+    plain = b"".join(plain_parts)
+    name = b"a" * secrets.randbelow(GZipMiddleware.max_random_bytes) + b"\x00"
+    header = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff" + name
+    trailer = struct.pack("<II", zlib.crc32(plain), len(plain) & 0xFFFFFFFF)
+    return plain, header + b"".join(deflated) + _DEFLATE_END + trailer
 
 
 _entries: "OrderedDict[tuple, Entry]" = OrderedDict()
@@ -113,7 +150,7 @@ def store(key: tuple, versions: tuple, html: str, valid_until: datetime | None =
     max_age = settings.CHAT_PAGE_CACHE_SECONDS
     if valid_until is not None:
         max_age = min(max_age, (valid_until - timezone.now()).total_seconds())
-    entry = Entry(versions, time.monotonic() + max_age, tuple(_SLOTS.split(html)))
+    entry = Entry.of(versions, time.monotonic() + max_age, html)
     if max_age > 0:
         _entries[key] = entry
         _entries.move_to_end(key)
@@ -141,11 +178,35 @@ def splice(entry: Entry, values: dict[str, Callable[[], str]]) -> str:
 def request_values(request: HttpRequest, user: User) -> dict[str, Callable[[], str]]:
     """What `{% csrf_token %}`, the CSP nonce and `user` would have rendered for this request."""
     return {
-        CSRF: lambda: get_token(request),
+        CSRF: lambda: csrf_token(request),
         NONCE: lambda: str(get_nonce(request)),
         USER_ID: lambda: str(user.pk),
         USERNAME: lambda: escape(user.get_username()),
     }
+
+
+def _random_chars(count: int) -> str:
+    """`count` characters drawn uniformly from CSRF_ALLOWED_CHARS by the system's CSPRNG: what
+    Django's get_random_string does, with one call for all of them instead of one per character."""
+    limit = 256 - 256 % len(CSRF_ALLOWED_CHARS)
+    chars: list[str] = []
+    while len(chars) < count:
+        chars += [
+            CSRF_ALLOWED_CHARS[b % len(CSRF_ALLOWED_CHARS)] for b in secrets.token_bytes(count) if b < limit
+        ]
+    return "".join(chars[:count])
+
+
+def csrf_token(request: HttpRequest) -> str:
+    """django.middleware.csrf.get_token, faster: the cookie's secret (a new one if there is none,
+    sent back as a cookie), masked with a fresh random mask for this response."""
+    secret = request.META.get("CSRF_COOKIE")
+    if secret is None:
+        secret = request.META["CSRF_COOKIE"] = _random_chars(CSRF_SECRET_LENGTH)
+    request.META["CSRF_COOKIE_NEEDS_UPDATE"] = True
+    mask = _random_chars(CSRF_SECRET_LENGTH)
+    pairs = zip(map(CSRF_ALLOWED_CHARS.index, secret), map(CSRF_ALLOWED_CHARS.index, mask), strict=True)
+    return mask + "".join(CSRF_ALLOWED_CHARS[(x + y) % len(CSRF_ALLOWED_CHARS)] for x, y in pairs)
 
 
 def respond(entry: Entry, request: HttpRequest, user: User) -> HttpResponse:
@@ -194,6 +255,7 @@ class FastPages:
             _middleware(CsrfViewMiddleware).process_response,
             _middleware(ContentSecurityPolicyMiddleware).process_response,
             _patch_vary_cookie,
+            _vary_encoding,  # GZipMiddleware leaves a response it finds compressed as it is
             _middleware(GZipMiddleware).process_response,
             _middleware(SecurityMiddleware).process_response,
         ]
@@ -245,12 +307,24 @@ class FastPages:
         request.user = user
         self.csrf.process_request(request)  # reads the CSRF cookie into META
         self.csp.process_request(request)
-        response = respond(entry, request, user)
+        values = request_values(request, user)
+        plain, compressed = gzipped(entry, {slot: values[slot]() for slot in entry.slots})
+        if _ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")):
+            response = HttpResponse(compressed)
+            response.headers["Content-Encoding"] = "gzip"
+        else:
+            response = HttpResponse(plain)
         for finish in self.finishers:
             response = finish(request, response)
         if not response.has_header("Content-Length"):
             response.headers["Content-Length"] = str(len(response.content))
         return response
+
+
+def _vary_encoding(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    if len(response.content) >= 200:
+        patch_vary_headers(response, ("Accept-Encoding",))
+    return response
 
 
 def _patch_vary_cookie(request: HttpRequest, response: HttpResponse) -> HttpResponse:
