@@ -57,15 +57,16 @@ USER_ID = f"uid{_MARK}"
 USERNAME = f"uname{_MARK}"
 _SLOTS = re.compile(f"({CSRF}|{NONCE}|{USER_ID}|{USERNAME})")
 
-MAX_ENTRIES = 2_000
+# A room page keeps ~40 KB (its text and its compressed parts), a room list ~3 KB.
+MAX_ENTRIES = 1_000
 
 
 @dataclass(frozen=True)
 class Entry:
     versions: tuple
     expires: float
-    # Literal text at even indexes, slot names at odd ones.
-    parts: tuple[str, ...]
+    # The slot names, in the order they occur between the literal parts.
+    order: tuple[str, ...]
     slots: frozenset[str]
     # The literal parts encoded, and each compressed on its own (raw deflate, ending on a byte
     # boundary with a sync flush), so that a hit compresses only its few values.
@@ -74,9 +75,17 @@ class Entry:
 
     @classmethod
     def of(cls, versions: tuple, expires: float, html: str) -> "Entry":
-        parts = tuple(_SLOTS.split(html))
+        parts = _SLOTS.split(html)  # literal text at even indexes, slot names at odd ones
         encoded = tuple(part.encode() for part in parts[0::2])
-        return cls(versions, expires, parts, frozenset(parts[1::2]), encoded, tuple(map(_deflate, encoded)))
+        order = tuple(parts[1::2])
+        return cls(versions, expires, order, frozenset(order), encoded, tuple(map(_deflate, encoded)))
+
+    def plain(self, values: dict[str, str]) -> bytes:
+        filled = [values[slot].encode() for slot in self.order]
+        joined: list[bytes] = [self.encoded[0]]
+        for value, literal in zip(filled, self.encoded[1:], strict=True):
+            joined += (value, literal)
+        return b"".join(joined)
 
 
 def _deflate(data: bytes) -> bytes:
@@ -93,13 +102,10 @@ def gzipped(entry: Entry, values: dict[str, str]) -> tuple[bytes, bytes]:
     The header carries a random-length file name, as Django's GZipMiddleware does against BREACH;
     the CSRF token in the page is masked afresh for every response as well.
     """
-    filled = [values[slot].encode() for slot in entry.parts[1::2]]
-    plain_parts: list[bytes] = [entry.encoded[0]]
+    plain = entry.plain(values)
     deflated: list[bytes] = [entry.deflated[0]]
-    for value, literal, literal_deflated in zip(filled, entry.encoded[1:], entry.deflated[1:], strict=True):
-        plain_parts += (value, literal)
-        deflated += (_deflate(value), literal_deflated)
-    plain = b"".join(plain_parts)
+    for slot, literal_deflated in zip(entry.order, entry.deflated[1:], strict=True):
+        deflated += (_deflate(values[slot].encode()), literal_deflated)
     name = b"a" * secrets.randbelow(GZipMiddleware.max_random_bytes) + b"\x00"
     header = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff" + name
     trailer = struct.pack("<II", zlib.crc32(plain), len(plain) & 0xFFFFFFFF)
@@ -167,12 +173,9 @@ def placeholders(user: User) -> dict:
     return context
 
 
-def splice(entry: Entry, values: dict[str, Callable[[], str]]) -> str:
+def splice(entry: Entry, values: dict[str, Callable[[], str]]) -> bytes:
     """The page with this request's values; each is computed only if the page has its slot."""
-    filled = {slot: values[slot]() for slot in entry.slots}
-    parts = list(entry.parts)
-    parts[1::2] = [filled[slot] for slot in entry.parts[1::2]]
-    return "".join(parts)
+    return entry.plain({slot: values[slot]() for slot in entry.slots})
 
 
 def request_values(request: HttpRequest, user: User) -> dict[str, Callable[[], str]]:
