@@ -5,12 +5,81 @@ the admin shows in open browsers exactly like one taken from the room page. Send
 for the database commit: nobody sees what was not stored.
 """
 
+import time
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 
 from chat import fragments
-from chat.models import Message, Role, Room
+from chat.models import Ban, Membership, Message, Mute, Role, Room
+
+# Versions of what pages show, for the page cache (chat/pagecache.py): a rendered page is served
+# again only while the versions it was rendered under are unchanged. Bumped after the commit,
+# so a page rendered from the old data is always stored under an old version.
+ALL_PAGES = "pages:all"  # everything: users renamed, deactivated, promoted to staff
+ROOM_LIST = "pages:list"  # the room list: any room's name, access or online count
+
+
+def room_version_key(room_id: int) -> str:
+    return f"pages:room:{room_id}"
+
+
+def versions(*keys: str) -> tuple:
+    """The current versions of these keys. One that is missing (evicted, or never set) starts at
+    the clock in nanoseconds, never at a number an old page may have been stored under."""
+    found = cache.get_many(keys)
+    for key in keys:
+        if key not in found:
+            cache.add(key, time.time_ns(), timeout=None)
+            found[key] = cache.get(key)
+    return tuple(found[key] for key in keys)
+
+
+def _bump_now(*keys: str) -> None:
+    for key in keys:
+        try:
+            cache.incr(key)
+        except ValueError:  # missing: start afresh, above anything stored before
+            cache.add(key, time.time_ns(), timeout=None)
+
+
+def bump(room: Room | int) -> None:
+    """The room's page and the room list changed: after the commit, no cached copy is served again."""
+    room_id = room if isinstance(room, int) else room.pk
+    _bump(room_version_key(room_id), ROOM_LIST)
+
+
+def bump_all() -> None:
+    _bump(ALL_PAGES, ROOM_LIST)
+
+
+def _bump(*keys: str) -> None:
+    # Now, for readers inside this transaction, and again after the commit: a page rendered
+    # between the two from data read before the commit is stored under the older version.
+    _bump_now(*keys)
+    transaction.on_commit(lambda: _bump_now(*keys), robust=False)
+
+
+def _room_saved(sender: type, instance: Room | Message | Membership | Ban | Mute, **kwargs: object) -> None:
+    bump(instance if isinstance(instance, Room) else instance.room_id)
+
+
+def _user_saved(sender: type, instance: object, **kwargs: object) -> None:
+    bump_all()
+
+
+# A safety net under the live effects below: a change made anywhere (the admin, a shell, a
+# service without a broadcast) to what a page shows invalidates the pages that show it.
+# Presence is not here: who is online is bumped by `members`, never per heartbeat.
+for _model in (Room, Message, Membership, Ban, Mute):
+    post_save.connect(_room_saved, sender=_model, dispatch_uid=f"pages-{_model.__name__}-saved")
+    post_delete.connect(_room_saved, sender=_model, dispatch_uid=f"pages-{_model.__name__}-deleted")
+post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid="pages-user-saved")
+post_delete.connect(_user_saved, sender=get_user_model(), dispatch_uid="pages-user-deleted")
 
 
 def _send(group: str, event: dict) -> None:
@@ -24,11 +93,13 @@ def _after_commit(group: str, event: dict) -> None:
 
 
 def html_to_room(room: Room, html: str) -> None:
+    bump(room)
     _after_commit(room.group_name, {"type": "room.html", "html": html})
 
 
 def new_message(message: Message) -> None:
     """One render per role however many readers: moderators' copy carries their controls."""
+    bump(message.room)
     for role in Role:
         html = fragments.new_message_html(message, role)
         _after_commit(message.room.role_group_name(role), {"type": "room.html", "html": html})
@@ -48,11 +119,13 @@ def members(room: Room) -> None:
 
 def standing_changed(room: Room, user_id: int) -> None:
     """A user was muted, banned, promoted...: their own sockets re-check and redraw."""
+    bump(room)
     _after_commit(room.user_group_name(user_id), {"type": "room.standing"})
 
 
 def room_changed(room: Room, access_narrowed: bool = False) -> None:
     """Settings changed: redraw the header for all and the form for each role (once per role)."""
+    bump(room)
     html_to_room(room, fragments.room_header_html(room))
     _after_commit(
         room.group_name,
@@ -69,6 +142,7 @@ def room_changed(room: Room, access_narrowed: bool = False) -> None:
 
 
 def moderation_panel(room: Room) -> None:
+    bump(room)
     _after_commit(
         room.role_group_name(Role.MODERATOR),
         {"type": "room.html", "html": fragments.moderation_panel_html(room)},

@@ -4,10 +4,11 @@ from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 
-from chat import fragments, moderation, queries
+from chat import fragments, moderation, pagecache, queries
 from chat.forms import ProposeRoomForm
 from chat.models import Room
 from chat.standing import Account, Standing, ban_notice, room_and_standing, standing
@@ -32,26 +33,41 @@ def _require_reader(room: Room, viewer: Standing) -> None:
 
 @require_GET
 def room_list(request: HttpRequest) -> HttpResponse:
-    proposals = request.user.proposed_rooms.order_by("-created_at") if request.user.is_authenticated else []
-    return render(
-        request,
-        "chat/room_list.html",
-        {"rooms": queries.rooms_with_online_counts(request.user), "proposals": proposals},
-    )
+    """The rooms this user may open; a cached copy while no room, user or presence changed."""
+    key, versions = pagecache.list_key(request.user), pagecache.list_versions()
+    entry = pagecache.lookup(key, versions)
+    if entry is None:
+        user = request.user
+        proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
+        context = {"rooms": queries.rooms_with_online_counts(user), "proposals": proposals}
+        html = render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
+        entry = pagecache.store(key, versions, html)
+    return pagecache.respond(entry, request, request.user)
 
 
 @require_GET
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """The room page, authorised afresh every time; rendered once per role and room version."""
     room, viewer = _readable_room(request, slug)
-    context = (
-        fragments.history_context(room, viewer.role)
-        | fragments.members_context(room)
-        | fragments.form_context(room, viewer)
-        | fragments.header_context(room)
-    )
-    if viewer.is_moderator:
-        context |= fragments.moderation_context(room)
-    return render(request, fragments.ROOM_TEMPLATE, context)
+    # Versions first: a change committed while this renders leaves the copy stale, never current.
+    key, versions = pagecache.room_key(room, viewer), pagecache.room_versions(room)
+    entry = pagecache.lookup(key, versions)
+    if entry is None:
+        context = (
+            fragments.history_context(room, viewer.role)
+            | fragments.members_context(room)
+            | fragments.form_context(room, viewer)
+            | fragments.header_context(room)
+        )
+        valid_until = None
+        if viewer.is_moderator:
+            context |= fragments.moderation_context(room)
+            # The moderators' list of running mutes changes when the first one runs out.
+            valid_until = min((mute.until for mute in context["mutes"]), default=None)
+        context |= pagecache.placeholders(request.user)
+        html = render_to_string(fragments.ROOM_TEMPLATE, context, request)
+        entry = pagecache.store(key, versions, html, valid_until)
+    return pagecache.respond(entry, request, request.user)
 
 
 @require_GET

@@ -117,6 +117,22 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The page cache's versions (chat/broadcast.py): per process by default; shared through Redis when
+# several processes serve the same rooms, so a change made through one invalidates pages in all.
+CACHES: dict[str, dict]
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+# Rendered pages are kept at most this long even without a change, for what expires with time
+# alone (presence rows of a crashed process, mutes running out in the moderators' list).
+CHAT_PAGE_CACHE_SECONDS = float(os.environ.get("CHAT_PAGE_CACHE_SECONDS", "10"))
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -40,6 +40,20 @@ def fresh_channel_layer() -> Iterator[None]:
     channel_layers.backends = {}
 
 
+@pytest.fixture(autouse=True)
+def fresh_page_cache() -> Iterator[None]:
+    """Rolled-back tests reuse ids: no page or version may outlive its test."""
+    from django.core.cache import cache
+
+    from chat import pagecache
+
+    pagecache.clear()
+    cache.clear()
+    yield
+    pagecache.clear()
+    cache.clear()
+
+
 @pytest.fixture
 async def open_socket() -> AsyncIterator[SocketOpener]:
     """Open a websocket through site_config.asgi.application, as a browser on 127.0.0.1 would.

@@ -4,14 +4,17 @@ Fixtures live in conftest.py; everything a test imports comes from here.
 """
 
 import asyncio
+import gzip
 import json
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.http import HttpResponseBase
 from django.test import Client
 
 from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
@@ -75,6 +78,43 @@ def client_for(user: Account | None, headers: dict[str, str] | None = None) -> C
     if user is not None:
         client.force_login(user)
     return client
+
+
+@dataclass
+class Page:
+    status: int
+    html: str
+    cached: bool  # served from the page cache before Django's middleware (chat.pagecache.FastPages)
+    response: HttpResponseBase
+
+
+def get_page(client: Client, path: str) -> Page:
+    """GET `path` as daphne would serve it: the page cache's fast path first, Django when that
+    passes. The client keeps the cookies either sets, like a browser."""
+    from site_config.asgi import application
+
+    cookies = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": b"",
+        "scheme": "http",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 40000),
+        "root_path": "",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookies.encode()), (b"accept-encoding", b"gzip")],
+    }
+    response = application.application_mapping["http"].serve(scope)
+    cached = response is not None
+    if response is None:
+        response = client.get(path, headers={"accept-encoding": "gzip"})
+    else:
+        client.cookies.update(response.cookies)
+    body = response.content
+    if response.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    return Page(response.status_code, body.decode(), cached, response)
 
 
 def room_links(client: Client) -> str:

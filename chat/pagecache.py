@@ -1,0 +1,379 @@
+"""Whole rendered pages, kept per process and served again while nothing they show has changed.
+
+A page is rendered once per (room, role, standing) [room list: per user], with placeholders for
+what differs per request: the CSRF token, the CSP nonce, the viewer's id and name. Each request
+splices its own values in. An entry is served only while the versions it was rendered under
+(chat/broadcast.py, bumped after every commit that changes what a page shows) are unchanged, and
+for at most CHAT_PAGE_CACHE_SECONDS.
+
+Authorisation is never cached: every request, hit or miss, reads the session, the user, the
+room and the viewer's standing afresh. A hit is served by `FastPages` in front of Django's
+middleware (which costs more than the rest of a hit); anything unusual (no valid session, a
+room the viewer may not read, HEAD, a query string, a host not allowed, plain HTTP under
+SECURE_SSL_REDIRECT, no cached entry) falls through to Django, whose view renders and stores.
+"""
+
+import re
+import secrets
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from io import BytesIO
+from types import SimpleNamespace
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.core.handlers.asgi import ASGIRequest
+from django.db import close_old_connections, connection
+from django.http import HttpRequest, HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.csp import ContentSecurityPolicyMiddleware, get_nonce
+from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH, CsrfViewMiddleware
+from django.middleware.gzip import GZipMiddleware
+from django.middleware.gzip import re_accepts_gzip as _ACCEPTS_GZIP
+from django.middleware.security import SecurityMiddleware
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.crypto import constant_time_compare
+from django.utils.html import escape
+
+from chat import broadcast
+from chat.models import Room
+from chat.standing import Account, Standing, User, room_and_standing
+
+# Per process and unguessable, so no text a user types can be mistaken for one.
+_MARK = secrets.token_hex(12)
+CSRF = f"csrf{_MARK}"
+NONCE = f"nonce{_MARK}"
+USER_ID = f"uid{_MARK}"
+USERNAME = f"uname{_MARK}"
+_SLOTS = re.compile(f"({CSRF}|{NONCE}|{USER_ID}|{USERNAME})")
+
+# A room page keeps ~40 KB (its text and its compressed parts), a room list ~3 KB.
+MAX_ENTRIES = 1_000
+
+
+@dataclass(frozen=True)
+class Entry:
+    versions: tuple
+    expires: float
+    # The slot names, in the order they occur between the literal parts.
+    order: tuple[str, ...]
+    slots: frozenset[str]
+    # The literal parts encoded, and each compressed on its own (raw deflate, ending on a byte
+    # boundary with a sync flush), so that a hit compresses only its few values.
+    encoded: tuple[bytes, ...]
+    deflated: tuple[bytes, ...]
+
+    @classmethod
+    def of(cls, versions: tuple, expires: float, html: str) -> "Entry":
+        parts = _SLOTS.split(html)  # literal text at even indexes, slot names at odd ones
+        encoded = tuple(part.encode() for part in parts[0::2])
+        order = tuple(parts[1::2])
+        return cls(versions, expires, order, frozenset(order), encoded, tuple(map(_deflate, encoded)))
+
+    def plain(self, values: dict[str, str]) -> bytes:
+        filled = [values[slot].encode() for slot in self.order]
+        joined: list[bytes] = [self.encoded[0]]
+        for value, literal in zip(filled, self.encoded[1:], strict=True):
+            joined += (value, literal)
+        return b"".join(joined)
+
+
+def _deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+_DEFLATE_END = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS).flush(zlib.Z_FINISH)
+
+
+def gzipped(entry: Entry, values: dict[str, str]) -> tuple[bytes, bytes]:
+    """The page spliced, plain and as gzip (RFC 1952) made of the entry's precompressed parts.
+
+    The header carries a random-length file name, as Django's GZipMiddleware does against BREACH;
+    the CSRF token in the page is masked afresh for every response as well.
+    """
+    plain = entry.plain(values)
+    deflated: list[bytes] = [entry.deflated[0]]
+    for slot, literal_deflated in zip(entry.order, entry.deflated[1:], strict=True):
+        deflated += (_deflate(values[slot].encode()), literal_deflated)
+    name = b"a" * secrets.randbelow(GZipMiddleware.max_random_bytes) + b"\x00"
+    header = b"\x1f\x8b\x08\x08\x00\x00\x00\x00\x00\xff" + name
+    trailer = struct.pack("<II", zlib.crc32(plain), len(plain) & 0xFFFFFFFF)
+    return plain, header + b"".join(deflated) + _DEFLATE_END + trailer
+
+
+_entries: "OrderedDict[tuple, Entry]" = OrderedDict()
+
+
+def clear() -> None:
+    _entries.clear()
+
+
+# Keys and versions --------------------------------------------------------------------------
+
+
+def room_key(room: Room, viewer: Standing) -> tuple:
+    """The room page depends on the room and the viewer's role and mute (the form), nothing else."""
+    return ("room", room.pk, viewer.role, viewer.muted_until if viewer.is_muted else None)
+
+
+def room_versions(room: Room) -> tuple:
+    return broadcast.versions(broadcast.room_version_key(room.pk), broadcast.ALL_PAGES)
+
+
+def list_key(user: User) -> tuple:
+    """The room list shows the rooms this user may open and their own proposals."""
+    return ("list", user.pk, user.is_staff) if user.is_authenticated else ("list", None, False)
+
+
+def list_versions() -> tuple:
+    return broadcast.versions(broadcast.ROOM_LIST, broadcast.ALL_PAGES)
+
+
+# Entries ------------------------------------------------------------------------------------
+
+
+def lookup(key: tuple, versions: tuple) -> Entry | None:
+    entry = _entries.get(key)
+    if entry is None or entry.versions != versions or entry.expires <= time.monotonic():
+        return None
+    _entries.move_to_end(key)
+    return entry
+
+
+def store(key: tuple, versions: tuple, html: str, valid_until: datetime | None = None) -> Entry:
+    """Keep a page rendered with `placeholders()` under the versions read before rendering it."""
+    max_age = settings.CHAT_PAGE_CACHE_SECONDS
+    if valid_until is not None:
+        max_age = min(max_age, (valid_until - timezone.now()).total_seconds())
+    entry = Entry.of(versions, time.monotonic() + max_age, html)
+    if max_age > 0:
+        _entries[key] = entry
+        _entries.move_to_end(key)
+        while len(_entries) > MAX_ENTRIES:
+            _entries.popitem(last=False)
+    return entry
+
+
+def placeholders(user: User) -> dict:
+    """Context that makes a template render the per-request values as placeholders."""
+    context: dict[str, Any] = {"csrf_token": CSRF, "csp_nonce": NONCE}
+    if user.is_authenticated:
+        context["user"] = SimpleNamespace(is_authenticated=True, pk=USER_ID, id=USER_ID, username=USERNAME)
+    return context
+
+
+def splice(entry: Entry, values: dict[str, Callable[[], str]]) -> bytes:
+    """The page with this request's values; each is computed only if the page has its slot."""
+    return entry.plain({slot: values[slot]() for slot in entry.slots})
+
+
+def request_values(request: HttpRequest, user: User) -> dict[str, Callable[[], str]]:
+    """What `{% csrf_token %}`, the CSP nonce and `user` would have rendered for this request."""
+    return {
+        CSRF: lambda: csrf_token(request),
+        NONCE: lambda: str(get_nonce(request)),
+        USER_ID: lambda: str(user.pk),
+        USERNAME: lambda: escape(user.get_username()),
+    }
+
+
+def _random_chars(count: int) -> str:
+    """`count` characters drawn uniformly from CSRF_ALLOWED_CHARS by the system's CSPRNG: what
+    Django's get_random_string does, with one call for all of them instead of one per character."""
+    limit = 256 - 256 % len(CSRF_ALLOWED_CHARS)
+    chars: list[str] = []
+    while len(chars) < count:
+        chars += [
+            CSRF_ALLOWED_CHARS[b % len(CSRF_ALLOWED_CHARS)] for b in secrets.token_bytes(count) if b < limit
+        ]
+    return "".join(chars[:count])
+
+
+def csrf_token(request: HttpRequest) -> str:
+    """django.middleware.csrf.get_token, faster: the cookie's secret (a new one if there is none,
+    sent back as a cookie), masked with a fresh random mask for this response."""
+    secret = request.META.get("CSRF_COOKIE")
+    if secret is None:
+        secret = request.META["CSRF_COOKIE"] = _random_chars(CSRF_SECRET_LENGTH)
+    request.META["CSRF_COOKIE_NEEDS_UPDATE"] = True
+    mask = _random_chars(CSRF_SECRET_LENGTH)
+    pairs = zip(map(CSRF_ALLOWED_CHARS.index, secret), map(CSRF_ALLOWED_CHARS.index, mask), strict=True)
+    return mask + "".join(CSRF_ALLOWED_CHARS[(x + y) % len(CSRF_ALLOWED_CHARS)] for x, y in pairs)
+
+
+def respond(entry: Entry, request: HttpRequest, user: User) -> HttpResponse:
+    return HttpResponse(splice(entry, request_values(request, user)))
+
+
+# Serving hits before Django's middleware ----------------------------------------------------
+
+
+_ROOM_PATH = re.compile(r"^/rooms/(?P<slug>[-a-zA-Z0-9_]+)/$")
+_NOT_ROOMS = {"propose"}
+_USER_SQL = "SELECT id, password, username, is_active, is_staff, is_superuser FROM {table} WHERE id = %s"
+_SESSION_SQL = "SELECT session_data FROM {table} WHERE session_key = %s AND expire_date > %s"
+_MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def _passes(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("only the middleware's process_request/process_response are used")
+
+
+def _middleware(cls: type) -> Any:
+    return cls(_passes)
+
+
+class FastPages:
+    """ASGI middleware: serves the room page and the room list from the cache when it can.
+
+    It does for a hit what Django's middleware would (host check, session, user with its
+    session hash, CSRF cookie, CSP nonce, security headers, gzip), using Django's own
+    middleware for the response headers, and hands everything else to Django unchanged.
+    """
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+        self.enabled = (
+            settings.SESSION_ENGINE == "django.contrib.sessions.backends.db"
+            and not settings.SESSION_SAVE_EVERY_REQUEST
+            and not settings.CSRF_USE_SESSIONS
+            and _MODEL_BACKEND in settings.AUTHENTICATION_BACKENDS
+        )
+        self.csrf = CsrfViewMiddleware(_passes)
+        self.csp = ContentSecurityPolicyMiddleware(_passes)
+        # process_response of the middleware a page passes through, innermost first.
+        self.finishers = [
+            _middleware(XFrameOptionsMiddleware).process_response,
+            _middleware(CsrfViewMiddleware).process_response,
+            _middleware(ContentSecurityPolicyMiddleware).process_response,
+            _patch_vary_cookie,
+            _vary_encoding,  # GZipMiddleware leaves a response it finds compressed as it is
+            _middleware(GZipMiddleware).process_response,
+            _middleware(SecurityMiddleware).process_response,
+        ]
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if (
+            self.enabled
+            and scope["type"] == "http"
+            and scope["method"] == "GET"
+            and not scope.get("query_string")
+            and (scope["path"] == "/" or _ROOM_PATH.match(scope["path"]))
+        ):
+            response = await sync_to_async(self.serve, thread_sensitive=True)(scope)
+            if response is not None:
+                await _send(response, send)
+                return
+        await self.app(scope, receive, send)
+
+    def serve(self, scope: dict) -> HttpResponse | None:
+        close_old_connections()
+        try:
+            return self._serve(scope)
+        finally:
+            close_old_connections()
+
+    def _serve(self, scope: dict) -> HttpResponse | None:
+        request = ASGIRequest(scope, BytesIO())
+        if settings.SECURE_SSL_REDIRECT and not request.is_secure():
+            return None
+        try:
+            request.get_host()
+        except Exception:  # DisallowedHost and friends: Django answers those
+            return None
+        user = _session_user(request)
+        if user is None:
+            return None
+        match = _ROOM_PATH.match(request.path)
+        if match:
+            if match["slug"] in _NOT_ROOMS:
+                return None
+            found = room_and_standing(match["slug"], user)
+            if found is None or not found[1].can_read:
+                return None  # 404 or 403: Django says why
+            entry = lookup(room_key(*found), room_versions(found[0]))
+        else:
+            entry = lookup(list_key(user), list_versions())
+        if entry is None:
+            return None
+        request.user = user
+        self.csrf.process_request(request)  # reads the CSRF cookie into META
+        self.csp.process_request(request)
+        values = request_values(request, user)
+        plain, compressed = gzipped(entry, {slot: values[slot]() for slot in entry.slots})
+        if _ACCEPTS_GZIP.search(request.headers.get("Accept-Encoding", "")):
+            response = HttpResponse(compressed)
+            response.headers["Content-Encoding"] = "gzip"
+        else:
+            response = HttpResponse(plain)
+        for finish in self.finishers:
+            response = finish(request, response)
+        if not response.has_header("Content-Length"):
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
+
+
+def _vary_encoding(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    if len(response.content) >= 200:
+        patch_vary_headers(response, ("Accept-Encoding",))
+    return response
+
+
+def _patch_vary_cookie(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """What SessionMiddleware adds for a page that read the session."""
+    patch_vary_headers(response, ("Cookie",))
+    return response
+
+
+def _session_user(request: HttpRequest) -> User | None:
+    """The signed-in user as Django's session and auth middleware would find them, or a visitor
+    if there is no session cookie; None for anything else (Django handles it)."""
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if session_key is None:
+        return AnonymousUser()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _SESSION_SQL.format(table=connection.ops.quote_name("django_session")),
+            [session_key, connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        data = SessionStore().decode(row[0])
+        if data.get(BACKEND_SESSION_KEY) != _MODEL_BACKEND or SESSION_KEY not in data:
+            return None
+        cursor.execute(_USER_SQL.format(table=Account._meta.db_table), [data[SESSION_KEY]])
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    user = Account(
+        id=found[0],
+        password=found[1],
+        username=found[2],
+        is_active=bool(found[3]),
+        is_staff=bool(found[4]),
+        is_superuser=bool(found[5]),
+    )
+    verified = constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
+    if not user.is_active or not verified:
+        return None
+    return user
+
+
+async def _send(response: HttpResponse, send: Callable) -> None:
+    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+    cookies = response.cookies.values()
+    headers += [(b"Set-Cookie", cookie.OutputString().encode("ascii")) for cookie in cookies]
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": response.content})
