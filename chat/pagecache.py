@@ -36,7 +36,7 @@ from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csp import ContentSecurityPolicyMiddleware, get_nonce
-from django.middleware.csrf import CSRF_ALLOWED_CHARS, CSRF_SECRET_LENGTH, CsrfViewMiddleware
+from django.middleware.csrf import CsrfViewMiddleware, get_token
 from django.middleware.gzip import GZipMiddleware
 from django.middleware.gzip import re_accepts_gzip as _ACCEPTS_GZIP
 from django.middleware.security import SecurityMiddleware
@@ -181,35 +181,11 @@ def splice(entry: Entry, values: dict[str, Callable[[], str]]) -> bytes:
 def request_values(request: HttpRequest, user: User) -> dict[str, Callable[[], str]]:
     """What `{% csrf_token %}`, the CSP nonce and `user` would have rendered for this request."""
     return {
-        CSRF: lambda: csrf_token(request),
+        CSRF: lambda: get_token(request),
         NONCE: lambda: str(get_nonce(request)),
         USER_ID: lambda: str(user.pk),
         USERNAME: lambda: escape(user.get_username()),
     }
-
-
-def _random_chars(count: int) -> str:
-    """`count` characters drawn uniformly from CSRF_ALLOWED_CHARS by the system's CSPRNG: what
-    Django's get_random_string does, with one call for all of them instead of one per character."""
-    limit = 256 - 256 % len(CSRF_ALLOWED_CHARS)
-    chars: list[str] = []
-    while len(chars) < count:
-        chars += [
-            CSRF_ALLOWED_CHARS[b % len(CSRF_ALLOWED_CHARS)] for b in secrets.token_bytes(count) if b < limit
-        ]
-    return "".join(chars[:count])
-
-
-def csrf_token(request: HttpRequest) -> str:
-    """django.middleware.csrf.get_token, faster: the cookie's secret (a new one if there is none,
-    sent back as a cookie), masked with a fresh random mask for this response."""
-    secret = request.META.get("CSRF_COOKIE")
-    if secret is None:
-        secret = request.META["CSRF_COOKIE"] = _random_chars(CSRF_SECRET_LENGTH)
-    request.META["CSRF_COOKIE_NEEDS_UPDATE"] = True
-    mask = _random_chars(CSRF_SECRET_LENGTH)
-    pairs = zip(map(CSRF_ALLOWED_CHARS.index, secret), map(CSRF_ALLOWED_CHARS.index, mask), strict=True)
-    return mask + "".join(CSRF_ALLOWED_CHARS[(x + y) % len(CSRF_ALLOWED_CHARS)] for x, y in pairs)
 
 
 def respond(entry: Entry, request: HttpRequest, user: User) -> HttpResponse:

@@ -18,6 +18,7 @@ from django.http import HttpResponseBase
 from django.test import Client
 
 from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
+from chat.pagecache import FastPages
 from chat.standing import Account
 
 ORIGIN = b"http://127.0.0.1"
@@ -105,16 +106,19 @@ def get_page(client: Client, path: str) -> Page:
         "root_path": "",
         "headers": [(b"host", b"testserver"), (b"cookie", cookies.encode()), (b"accept-encoding", b"gzip")],
     }
-    response = application.application_mapping["http"].serve(scope)
-    cached = response is not None
-    if response is None:
+    fast_pages = application.application_mapping["http"]
+    assert isinstance(fast_pages, FastPages)
+    hit = fast_pages.serve(scope)
+    response: HttpResponseBase
+    if hit is None:
         response = client.get(path, headers={"accept-encoding": "gzip"})
     else:
-        client.cookies.update(response.cookies)
+        response = hit
+        client.cookies.update(hit.cookies)
     body = response.content
     if response.get("Content-Encoding") == "gzip":
         body = gzip.decompress(body)
-    return Page(response.status_code, body.decode(), cached, response)
+    return Page(response.status_code, body.decode(), hit is not None, response)
 
 
 def room_links(client: Client) -> str:
