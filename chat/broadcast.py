@@ -14,7 +14,8 @@ from chat.models import Message, Role, Room
 
 
 def _send(group: str, event: dict) -> None:
-    async_to_sync(get_channel_layer().group_send)(group, event)
+    # Each process's hub subscribes once to many groups: the event says which one it is for.
+    async_to_sync(get_channel_layer().group_send)(group, event | {"group": group})
 
 
 def _after_commit(group: str, event: dict) -> None:
@@ -40,8 +41,10 @@ def message_deleted(room: Room, message_id: int) -> None:
     html_to_room(room, fragments.deleted_message_html(message_id))
 
 
-def members(room: Room) -> None:
-    html_to_room(room, fragments.members_html(room))
+def members_event(room: Room) -> tuple[str, dict]:
+    """The member list, rendered once; chat.hub sends it at most once per room per second."""
+    group = room.group_name
+    return group, {"type": "room.members", "group": group, "html": fragments.members_html(room)}
 
 
 def standing_changed(room: Room, user_id: int) -> None:

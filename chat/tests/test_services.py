@@ -7,7 +7,8 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.utils import timezone
 
 from chat import queries, services
-from chat.models import Message, Presence, Room
+from chat.models import Message, Room
+from chat.tests.presence_support import present
 
 pytestmark = pytest.mark.django_db
 
@@ -15,12 +16,6 @@ pytestmark = pytest.mark.django_db
 def add_messages(room: Room, author: AbstractBaseUser, count: int) -> list[Message]:
     Message.objects.bulk_create(Message(room=room, author=author, body=f"message {n}") for n in range(count))
     return list(room.messages.order_by("pk"))
-
-
-def present(room: Room, user: AbstractBaseUser | None, channel: str, age_seconds: float = 0) -> None:
-    Presence.objects.create(
-        room=room, user=user, channel_name=channel, last_seen=timezone.now() - timedelta(seconds=age_seconds)
-    )
 
 
 # History ----------------------------------------------------------------------------------
@@ -204,8 +199,9 @@ def test_online_members_only_counts_the_rooms_own_presences(
 
 
 def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: AbstractBaseUser) -> None:
-    services.join_room(lobby, alice, "tab-1")
-    services.join_room(lobby, AnonymousUser(), "guest-1")
+    process_id = services.register_process()
+    services.join_room(services.SocketPresence(lobby, alice, "tab-1"), process_id)
+    services.join_room(services.SocketPresence(lobby, AnonymousUser(), "guest-1"), process_id)
     assert queries.online_members(lobby).usernames == ["alice"]
     assert queries.online_members(lobby).guests == 1
 
@@ -215,14 +211,14 @@ def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: Abstr
     assert queries.online_members(lobby).guests == 1
 
 
-def test_touch_presence_keeps_a_long_open_socket_online(
+def test_the_process_heartbeat_keeps_a_long_open_socket_online(
     lobby: Room, alice: AbstractBaseUser, settings
 ) -> None:
     settings.CHAT_PRESENCE_TTL_SECONDS = 90
-    present(lobby, alice, "tab-1", age_seconds=200)
-    assert queries.online_members(lobby).usernames == []
+    presence = present(lobby, alice, "tab-1", age_seconds=80)
+    assert queries.online_members(lobby).usernames == ["alice"]
 
-    services.touch_presence("tab-1")
+    assert services.beat(presence.process_id)
 
     assert queries.online_members(lobby).usernames == ["alice"]
 
