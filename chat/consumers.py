@@ -66,8 +66,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
         await self.send(await self.hub.reconnect_html(room, viewer.role))
-        await database_sync_to_async(services.join_room)(self.presence(), self.hub.process_id)
-        self.hub.members_changed(room)
+        self.hub.arrived(self.presence())
         self._give_form_back_when_mute_ends()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -194,8 +193,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room, self.room = self.room, None
         try:
             if room is not None:
-                await database_sync_to_async(services.leave_room)(self.socket_id)
-                self.hub.members_changed(room)
+                self.hub.departed(self.socket_id, room)
             if self.groups_joined:
                 await self._leave_groups()
         except Exception:

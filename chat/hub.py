@@ -64,6 +64,10 @@ class Hub:
         self.history: dict[HistoryKey, str] = {}
         self.history_renders: dict[HistoryKey, asyncio.Future] = {}
         self.history_generation: dict[int, int] = defaultdict(int)
+        self.arrivals: dict[str, services.SocketPresence] = {}
+        self.departures: set[str] = set()
+        self.rooms_touched: dict[int, Room] = {}
+        self.presence_writer: asyncio.Task | None = None
         self.members_due: dict[int, asyncio.Task] = {}
         self.members_sent_at: dict[int, float] = {}
 
@@ -80,6 +84,8 @@ class Hub:
     async def stop(self) -> None:
         """The last local socket left: stop listening and beating; this process holds no presence."""
         async with self.start_lock:
+            if self.presence_writer:
+                await asyncio.shield(self.presence_writer)
             if self.local:
                 return  # a socket joined meanwhile
             tasks, self.tasks = self.tasks, []
@@ -171,6 +177,37 @@ class Hub:
             self.history.pop((room_id, str(role)), None)
             # Sockets waiting on a render that started before this event render their own.
             self.history_renders.pop((room_id, str(role)), None)
+
+    # Presence rows, written in batches ------------------------------------------------------
+
+    def arrived(self, presence: services.SocketPresence) -> None:
+        """A socket joined the room's member list (written with others in one batch)."""
+        self.arrivals[presence.socket_id] = presence
+        self._touched(presence.room)
+
+    def departed(self, socket_id: str, room: Room) -> None:
+        if self.arrivals.pop(socket_id, None) is None:
+            self.departures.add(socket_id)
+        self._touched(room)
+
+    def _touched(self, room: Room) -> None:
+        self.rooms_touched[room.pk] = room
+        if self.presence_writer is None:
+            self.presence_writer = asyncio.create_task(self._write_presence())
+
+    async def _write_presence(self) -> None:
+        """One database write for every join and leave of the last moment, then announce the rooms."""
+        await asyncio.sleep(settings.CHAT_PRESENCE_BATCH_SECONDS)
+        arrivals, departures, rooms = list(self.arrivals.values()), self.departures, self.rooms_touched
+        self.arrivals, self.departures, self.rooms_touched = {}, set(), {}
+        try:
+            await database_sync_to_async(services.record_presence)(self.process_id, arrivals, departures)
+        except Exception:
+            log.exception("Could not record %d arrivals and %d departures", len(arrivals), len(departures))
+        finally:
+            self.presence_writer = None
+        for room in rooms.values():
+            self.members_changed(room)
 
     # Member list, coalesced -----------------------------------------------------------------
 

@@ -3,11 +3,12 @@
 Each service checks, writes, then broadcasts after the commit. Reads live in chat.queries.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import time_format
 
@@ -115,12 +116,11 @@ def forget_process(process_id: int) -> None:
     ServerProcess.objects.filter(pk=process_id).delete()
 
 
-def join_room(presence: SocketPresence, process_id: int) -> None:
-    _presence_row(presence, process_id).save(force_insert=True)
-
-
-def leave_room(socket_id: str) -> None:
-    Presence.objects.filter(socket_id=socket_id).delete()
+@transaction.atomic
+def record_presence(process_id: int, arrivals: Sequence[SocketPresence], departures: Iterable[str]) -> None:
+    """Sockets that opened and closed on this process since the last call, in one transaction."""
+    Presence.objects.filter(socket_id__in=list(departures)).delete()
+    Presence.objects.bulk_create(_presence_row(p, process_id) for p in arrivals)
 
 
 def _presence_row(presence: SocketPresence, process_id: int) -> Presence:

@@ -187,6 +187,8 @@ CHAT_PRESENCE_HEARTBEAT_SECONDS = float(os.environ.get("CHAT_PRESENCE_HEARTBEAT_
 CHAT_PRESENCE_TTL_SECONDS = float(os.environ.get("CHAT_PRESENCE_TTL_SECONDS", "90"))
 # The member list is sent to a room at most once per this many seconds, however many join.
 CHAT_MEMBERS_BROADCAST_SECONDS = float(os.environ.get("CHAT_MEMBERS_BROADCAST_SECONDS", "1"))
+# Joins and leaves within this many seconds are written to the database together.
+CHAT_PRESENCE_BATCH_SECONDS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECONDS", "0.05"))
 # A big room lists this many names and counts the rest.
 CHAT_MEMBER_NAMES_SHOWN = int(os.environ.get("CHAT_MEMBER_NAMES_SHOWN", "50"))
 # Largest websocket text frame the consumer reads; larger ones get an error notice.

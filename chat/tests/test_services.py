@@ -200,12 +200,15 @@ def test_online_members_only_counts_the_rooms_own_presences(
 
 def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: AbstractBaseUser) -> None:
     process_id = services.register_process()
-    services.join_room(services.SocketPresence(lobby, alice, "tab-1"), process_id)
-    services.join_room(services.SocketPresence(lobby, AnonymousUser(), "guest-1"), process_id)
+    arrivals = [
+        services.SocketPresence(lobby, alice, "tab-1"),
+        services.SocketPresence(lobby, AnonymousUser(), "guest-1"),
+    ]
+    services.record_presence(process_id, arrivals, departures=[])
     assert queries.online_members(lobby).usernames == ["alice"]
     assert queries.online_members(lobby).guests == 1
 
-    services.leave_room("tab-1")
+    services.record_presence(process_id, arrivals=[], departures=["tab-1"])
 
     assert queries.online_members(lobby).usernames == []
     assert queries.online_members(lobby).guests == 1
