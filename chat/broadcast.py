@@ -13,13 +13,20 @@ from chat import fragments
 from chat.models import Message, Role, Room
 
 
-def _send(group: str, event: dict) -> None:
-    # Each process's hub subscribes once to many groups: the event says which one it is for.
-    async_to_sync(get_channel_layer().group_send)(group, event | {"group": group})
+async def _send(events: list[tuple[str, dict]]) -> None:
+    layer = get_channel_layer()
+    for group, event in events:
+        # Each process's hub subscribes once to many groups: the event says which one it is for.
+        await layer.group_send(group, event | {"group": group})
 
 
 def _after_commit(group: str, event: dict) -> None:
-    transaction.on_commit(lambda: _send(group, event), robust=False)
+    _all_after_commit([(group, event)])
+
+
+def _all_after_commit(events: list[tuple[str, dict]]) -> None:
+    """Several events in one hop to the event loop: each hop from this thread costs a round trip."""
+    transaction.on_commit(lambda: async_to_sync(_send)(events), robust=False)
 
 
 def html_to_room(room: Room, html: str) -> None:
@@ -28,9 +35,15 @@ def html_to_room(room: Room, html: str) -> None:
 
 def new_message(message: Message) -> None:
     """One render per role however many readers: moderators' copy carries their controls."""
-    for role in Role:
-        html = fragments.new_message_html(message, role)
-        _after_commit(message.room.role_group_name(role), {"type": "room.html", "html": html})
+    _all_after_commit(
+        [
+            (
+                message.room.role_group_name(role),
+                {"type": "room.html", "html": fragments.new_message_html(message, role)},
+            )
+            for role in Role
+        ]
+    )
 
 
 def message_removed(message: Message) -> None:

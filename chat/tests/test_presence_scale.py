@@ -22,6 +22,12 @@ from chat.tests.presence_support import present
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def quick_member_list(settings) -> None:
+    """Sockets here settle on their member list; the tests that count intervals set their own."""
+    settings.CHAT_MEMBERS_BROADCAST_SECONDS = 0.05
+
+
 def online_count(html: str) -> int:
     match = re.search(r'<span class="count">(\d+)</span>', html)
     assert match, html
