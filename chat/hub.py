@@ -247,6 +247,9 @@ class Hub:
         alive = await database_sync_to_async(services.beat)(self.process_id)
         if not alive:
             await self._come_back()
+        # A crashed process's sockets leave the lists of the rooms they were in.
+        for room in await database_sync_to_async(services.reap_stale_processes)():
+            self.members_changed(room)
         # Group memberships expire in the layer (group_expiry): renew ours.
         for group in list(self.subscribed):
             await self.layer.group_add(group, self.channel)

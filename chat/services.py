@@ -103,13 +103,19 @@ def register_process(presences: Sequence[SocketPresence] = ()) -> int:
 
 
 def beat(process_id: int) -> bool:
-    """The process's heartbeat: one write, then reap processes that stopped beating.
+    """The process's heartbeat: one write for all its sockets.
 
     False when this process's row is gone (it was reaped): it must register again.
     """
-    alive = ServerProcess.objects.filter(pk=process_id).update(last_seen=timezone.now()) == 1
-    ServerProcess.objects.filter(last_seen__lt=queries.live_processes_cutoff()).delete()
-    return alive
+    return ServerProcess.objects.filter(pk=process_id).update(last_seen=timezone.now()) == 1
+
+
+def reap_stale_processes() -> list[Room]:
+    """Delete processes that stopped beating, and their sockets; returns the rooms they were in."""
+    stale = ServerProcess.objects.filter(last_seen__lt=queries.live_processes_cutoff())
+    rooms = list(Room.objects.filter(presences__process__in=stale).distinct())
+    stale.delete()
+    return rooms
 
 
 def forget_process(process_id: int) -> None:

@@ -129,7 +129,7 @@ async def test_the_heartbeat_writes_once_per_process_not_per_socket(
     assert await database_sync_to_async(ServerProcess.objects.count)() == 1
 
 
-def test_a_crashed_process_stops_counting_and_is_reaped_by_a_live_ones_heartbeat(
+def test_a_crashed_process_stops_counting_and_is_reaped_by_a_live_one(
     lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, settings
 ) -> None:
     settings.CHAT_PRESENCE_TTL_SECONDS = 90
@@ -140,7 +140,8 @@ def test_a_crashed_process_stops_counting_and_is_reaped_by_a_live_ones_heartbeat
     assert queries.online_members(lobby).usernames == ["alice"]
     assert queries.online_members(lobby).guests == 0
 
-    services.beat(alive.process_id)
+    assert services.beat(alive.process_id)
+    assert services.reap_stale_processes() == [lobby]
 
     assert not ServerProcess.objects.filter(pk=crashed.process_id).exists()
     assert list(Presence.objects.values_list("socket_id", flat=True)) == ["alive-tab"]
@@ -173,3 +174,17 @@ def test_a_big_room_lists_the_first_names_and_counts_the_rest(
     assert re.findall(r'<span class="member-name">([^<]*)</span>', html) == ["alice", "bob", "carol"]
     assert "and 2 more" in html and "and 1 guest reading" in html
     assert online_count(html) == 6
+
+
+async def test_a_live_process_takes_a_crashed_ones_sockets_off_the_open_member_lists(
+    open_socket: SocketOpener, lobby: Room, alice: AbstractBaseUser, bob: AbstractBaseUser, settings
+) -> None:
+    settings.CHAT_PRESENCE_TTL_SECONDS = 90
+    watcher = await open_socket(user=alice)
+    await database_sync_to_async(present)(lobby, bob, "crashed-tab", age_seconds=91)
+
+    await hub().beat()
+
+    members = await receive_until(watcher, MEMBERS)
+    assert online_count(members) == 1 and "bob" not in members
+    assert not await database_sync_to_async(Presence.objects.filter(socket_id="crashed-tab").exists)()
