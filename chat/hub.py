@@ -196,18 +196,23 @@ class Hub:
             self.presence_writer = asyncio.create_task(self._write_presence())
 
     async def _write_presence(self) -> None:
-        """One database write for every join and leave of the last moment, then announce the rooms."""
-        await asyncio.sleep(settings.CHAT_PRESENCE_BATCH_SECONDS)
-        arrivals, departures, rooms = list(self.arrivals.values()), self.departures, self.rooms_touched
-        self.arrivals, self.departures, self.rooms_touched = {}, set(), {}
-        try:
-            await database_sync_to_async(services.record_presence)(self.process_id, arrivals, departures)
-        except Exception:
-            log.exception("Could not record %d arrivals and %d departures", len(arrivals), len(departures))
-        finally:
-            self.presence_writer = None
-        for room in rooms.values():
-            self.members_changed(room)
+        """One database write for every join and leave of the last moment, then announce the rooms.
+
+        Loops until nothing is pending, so what arrives during a write goes in the next one.
+        """
+        while self.arrivals or self.departures:
+            await asyncio.sleep(settings.CHAT_PRESENCE_BATCH_SECONDS)
+            arrivals, departures, rooms = list(self.arrivals.values()), self.departures, self.rooms_touched
+            self.arrivals, self.departures, self.rooms_touched = {}, set(), {}
+            try:
+                await database_sync_to_async(services.record_presence)(self.process_id, arrivals, departures)
+            except Exception:
+                log.exception(
+                    "Could not record %d arrivals and %d departures", len(arrivals), len(departures)
+                )
+            for room in rooms.values():
+                self.members_changed(room)
+        self.presence_writer = None
 
     # Member list, coalesced -----------------------------------------------------------------
 

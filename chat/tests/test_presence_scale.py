@@ -5,11 +5,12 @@ Counted in renders, queries, rows and layer subscriptions, never in seconds of w
 
 import asyncio
 import re
+import time
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -188,3 +189,26 @@ async def test_a_live_process_takes_a_crashed_ones_sockets_off_the_open_member_l
     members = await receive_until(watcher, MEMBERS)
     assert online_count(members) == 1 and "bob" not in members
     assert not await database_sync_to_async(Presence.objects.filter(socket_id="crashed-tab").exists)()
+
+
+async def test_a_socket_that_joins_while_presence_is_being_written_is_written_next(
+    lobby: Room, monkeypatch
+) -> None:
+    real_record = services.record_presence
+
+    def slow_record(*args, **kwargs) -> None:
+        time.sleep(0.3)
+        real_record(*args, **kwargs)
+
+    monkeypatch.setattr(services, "record_presence", slow_record)
+    local_hub = hub()
+    local_hub.process_id = await database_sync_to_async(services.register_process)()
+    local_hub.arrived(services.SocketPresence(lobby, AnonymousUser(), "first"))
+    await asyncio.sleep(0.15)  # the first socket's row is being written now
+    local_hub.arrived(services.SocketPresence(lobby, AnonymousUser(), "second"))
+    await asyncio.sleep(1.0)
+
+    rows = await database_sync_to_async(
+        lambda: sorted(Presence.objects.values_list("socket_id", flat=True))
+    )()
+    assert rows == ["first", "second"]
