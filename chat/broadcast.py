@@ -82,14 +82,21 @@ post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid="pages-user
 post_delete.connect(_user_saved, sender=get_user_model(), dispatch_uid="pages-user-deleted")
 
 
-def _send(group: str, event: dict) -> None:
+async def _send(events: list[tuple[str, dict]]) -> None:
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS always has a default layer"
-    async_to_sync(layer.group_send)(group, event)
+    for group, event in events:
+        # Each process's hub subscribes once to many groups: the event says which one it is for.
+        await layer.group_send(group, event | {"group": group})
 
 
 def _after_commit(group: str, event: dict) -> None:
-    transaction.on_commit(lambda: _send(group, event), robust=False)
+    _all_after_commit([(group, event)])
+
+
+def _all_after_commit(events: list[tuple[str, dict]]) -> None:
+    """Several events in one hop to the event loop: each hop from this thread costs a round trip."""
+    transaction.on_commit(lambda: async_to_sync(_send)(events), robust=False)
 
 
 def html_to_room(room: Room, html: str) -> None:
@@ -100,9 +107,15 @@ def html_to_room(room: Room, html: str) -> None:
 def new_message(message: Message) -> None:
     """One render per role however many readers: moderators' copy carries their controls."""
     bump(message.room)
-    for role in Role:
-        html = fragments.new_message_html(message, role)
-        _after_commit(message.room.role_group_name(role), {"type": "room.html", "html": html})
+    _all_after_commit(
+        [
+            (
+                message.room.role_group_name(role),
+                {"type": "room.html", "html": fragments.new_message_html(message, role)},
+            )
+            for role in Role
+        ]
+    )
 
 
 def message_removed(message: Message) -> None:
@@ -113,8 +126,11 @@ def message_deleted(room: Room, message_id: int) -> None:
     html_to_room(room, fragments.deleted_message_html(message_id))
 
 
-def members(room: Room) -> None:
-    html_to_room(room, fragments.members_html(room))
+def members_event(room: Room) -> tuple[str, dict]:
+    """The member list, rendered once; chat.hub sends it at most once per room per second."""
+    bump(room)  # the room page shows the list, the room list the count
+    group = room.group_name
+    return group, {"type": "room.members", "group": group, "html": fragments.members_html(room)}
 
 
 def standing_changed(room: Room, user_id: int) -> None:

@@ -2,18 +2,20 @@
 
 It parses what htmx sends, hands it to chat.actions (the same forms and services the
 HTTP side and the admin use) and sends back the HTML they return. Broadcasts arrive
-already rendered, once per event and role; this consumer only forwards them.
+already rendered, once per event and role, through the process's hub (chat/hub.py), which
+writes them to the socket itself; this consumer has no channel of its own.
 """
 
 import asyncio
 import logging
+import secrets
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 from django.utils import timezone
 
 from chat import actions, fragments, queries, services
+from chat.hub import Hub, hub
 from chat.models import Room
 from chat.payloads import BadFrame, parse_ws_send
 from chat.standing import Standing, ban_notice, standing
@@ -27,11 +29,23 @@ REMOVED_FROM_ROOM = 4403
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
+    # No channel-layer channel per socket: the process's hub subscribes once per group and
+    # writes to every local socket (an alias with no layer configured gives none).
+    channel_layer_alias = "no channel per socket: see chat.hub"
     room: Room | None = None
     standing: Standing | None = None
     groups_joined: tuple[str, ...] = ()
-    heartbeat: asyncio.Task | None = None
     mute_ends: asyncio.Task | None = None
+    hub: Hub
+    # Hub events that arrived while a handler ran, and how many handlers run (see deliver).
+    held: list[dict] = []
+    handlers_running = 0
+    handling: asyncio.Task | None = None
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.socket_id = secrets.token_hex(16)
+        self.hub = hub()
 
     async def connect(self) -> None:
         slug = self.scope["url_route"]["kwargs"]["slug"]
@@ -45,14 +59,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._join_groups(room, viewer)
         except Exception:
             log.exception("Could not join the room's groups; asking the browser to retry")
+            await self._leave_groups()
             await self.close(code=TRY_AGAIN_LATER)
             return
         self.room, self.standing = room, viewer
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
-        await self.send(await database_sync_to_async(fragments.reconnect_html)(room, viewer.role))
-        await database_sync_to_async(services.join_room)(room, self.user, self.channel_name)
-        self.heartbeat = asyncio.create_task(self._keep_presence_fresh())
+        await self.send(await self.hub.reconnect_html(room, viewer.role))
+        self.hub.arrived(self.presence())
         self._give_form_back_when_mute_ends()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -70,11 +84,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return
         await self.send(await database_sync_to_async(actions.handle)(self.room, self.user, data))
 
-    # Group events ------------------------------------------------------------------------
+    # Group events, handed over by the hub (finished HTML it writes to the socket itself) ----
 
-    async def room_html(self, event: dict) -> None:
-        """A fragment rendered once for everyone (or everyone of this socket's role)."""
-        await self.send(event["html"])
+    async def deliver(self, event: dict) -> None:
+        """An event from the hub. Finished HTML is written at once, unless a handler is running:
+        then it waits, so a sender gets its own reply before the broadcasts it caused, as
+        with a channel per socket. Other events run their handler (which may read the database)
+        in a task, so the hub moves on to the next socket.
+        """
+        if self.handlers_running:
+            self.held = [*self.held, event]
+        elif "html" in event:
+            await self.send(event["html"])
+        else:
+            self.handlers_running += 1
+            self.handling = asyncio.create_task(self._handle(event))
+
+    async def dispatch(self, message: dict) -> None:
+        self.handlers_running += 1
+        await self._handle(message)
+
+    async def _handle(self, message: dict) -> None:
+        """Run the handler (its count is already taken), then pass on what the hub held meanwhile."""
+        try:
+            await super().dispatch(message)
+        finally:
+            self.handlers_running -= 1
+            while self.held and not self.handlers_running:
+                event, *self.held = self.held
+                await self.deliver(event)
 
     async def room_form(self, event: dict) -> None:
         """The room's settings changed: take the form rendered for this role."""
@@ -89,8 +127,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._close_for_good(viewer)
             return
         if viewer.role != self.standing.role:
-            await self._leave_groups()
-            await self._join_groups(self.room, viewer)
+            await self._switch_groups(self.room, viewer)
             await self.send(await database_sync_to_async(fragments.history_html)(self.room, viewer.role))
         self.standing = viewer
         await self.send(await database_sync_to_async(fragments.form_html)(self.room, self.user))
@@ -115,22 +152,35 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room = queries.reload(self.room, self.user)
         return standing(self.room, self.user)
 
+    def presence(self) -> services.SocketPresence | None:
+        """This socket in the room's member list, once it has joined."""
+        if self.room is None:
+            return None
+        return services.SocketPresence(self.room, self.user, self.socket_id)
+
     def _room_and_standing(self, slug: str) -> tuple[Room | None, Standing | None]:
         room = queries.find_room(slug)
         return room, standing(room, self.user) if room else None
 
-    async def _join_groups(self, room: Room, viewer: Standing) -> None:
+    def _groups(self, room: Room, viewer: Standing) -> tuple[str, ...]:
         groups = [room.group_name, room.role_group_name(viewer.role)]
         if self.user.is_authenticated:
             groups.append(room.user_group_name(self.user.pk))
-        for group in groups:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_joined = tuple(groups)
+        return tuple(groups)
+
+    async def _join_groups(self, room: Room, viewer: Standing) -> None:
+        self.groups_joined = self._groups(room, viewer)
+        await self.hub.join(self.groups_joined, self)
+
+    async def _switch_groups(self, room: Room, viewer: Standing) -> None:
+        """A new role: join its groups before leaving the old ones, so the socket is never without."""
+        old, self.groups_joined = self.groups_joined, self._groups(room, viewer)
+        await self.hub.join(self.groups_joined, self)
+        await self.hub.leave(tuple(set(old) - set(self.groups_joined)), self, for_good=False)
 
     async def _leave_groups(self) -> None:
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.groups_joined = ()
+        groups, self.groups_joined = self.groups_joined, ()
+        await self.hub.leave(groups, self)
 
     async def _close_for_good(self, viewer: Standing) -> None:
         text = ban_notice(self.room) if viewer.banned else "This room is private."
@@ -138,15 +188,14 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.close(code=REMOVED_FROM_ROOM)
 
     async def _leave(self) -> None:
-        for task in (self.heartbeat, self.mute_ends):
-            if task:
-                task.cancel()
-        if self.room is None:
-            return
+        if self.mute_ends:
+            self.mute_ends.cancel()
         room, self.room = self.room, None
         try:
-            await self._leave_groups()
-            await database_sync_to_async(services.leave_room)(self.channel_name)
+            if room is not None:
+                self.hub.departed(self.socket_id, room)
+            if self.groups_joined:
+                await self._leave_groups()
         except Exception:
             log.exception("Could not announce a departure from %s", room)
 
@@ -163,14 +212,3 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(seconds)
         self.mute_ends = None
         await self.room_standing({"type": "room.standing"})
-
-    async def _keep_presence_fresh(self) -> None:
-        """Refresh this socket's presence; a failed beat is logged and the next one tries again."""
-        while True:
-            await asyncio.sleep(settings.CHAT_PRESENCE_HEARTBEAT_SECONDS)
-            try:
-                await database_sync_to_async(services.touch_presence)(self.channel_name)
-            except Exception:
-                log.exception(
-                    "Presence heartbeat failed for %s; retrying on the next beat", self.channel_name
-                )

@@ -104,18 +104,32 @@ class Message(models.Model):
         return f"{self.author} in {self.room}: {self.body[:40]}"
 
 
+class ServerProcess(models.Model):
+    """One running server process. Its single heartbeat keeps all of its sockets' presence alive.
+
+    A process that crashes stops beating; its presence rows then stop counting and are deleted
+    (with it) by the next heartbeat of any other process.
+    """
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"server process {self.pk}, last seen {self.last_seen:%H:%M:%S}"
+
+
 class Presence(models.Model):
     """One open websocket on a room; a user with two tabs has two rows and is listed once.
 
-    Rows live in the database, not in process memory, so every server process sees
-    the same member list. `last_seen` is refreshed by a heartbeat so rows left behind
-    by a crashed process expire on their own.
+    Rows live in the database, not in process memory, so every server process sees the same
+    member list. A row is written once when the socket opens and deleted when it closes; it
+    counts only while its server process is alive (see ServerProcess).
     """
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="presences")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True)
-    channel_name = models.CharField(max_length=200, unique=True)
-    last_seen = models.DateTimeField(db_index=True)
+    socket_id = models.CharField(max_length=64, unique=True)
+    process = models.ForeignKey(ServerProcess, on_delete=models.CASCADE, related_name="presences")
 
     def __str__(self) -> str:
         return f"{self.user or 'guest'} in {self.room}"

@@ -46,12 +46,16 @@ class HistoryPage:
 
 @dataclass(frozen=True)
 class Members:
+    """Who is online: the first names (alphabetically), how many more signed-in users, and guests."""
+
     usernames: list[str]
     guests: int
+    # Signed-in users beyond `usernames`: a big room lists a page of names and counts the rest.
+    more: int = 0
 
     @property
     def total(self) -> int:
-        return len(self.usernames) + self.guests
+        return len(self.usernames) + self.more + self.guests
 
 
 def find_room(slug: str) -> Room | None:
@@ -86,28 +90,37 @@ def history_page(room: Room, before: int | None = None) -> HistoryPage:
     return HistoryPage(messages=page, older_than=page[0].pk if has_older else None)
 
 
+def live_processes_cutoff():
+    """Server processes whose heartbeat is older than this are gone, and so are their sockets."""
+    return timezone.now() - timedelta(seconds=settings.CHAT_PRESENCE_TTL_SECONDS)
+
+
 def _fresh_presences() -> QuerySet[Presence]:
-    cutoff = timezone.now() - timedelta(seconds=settings.CHAT_PRESENCE_TTL_SECONDS)
-    return Presence.objects.filter(last_seen__gte=cutoff)
+    return Presence.objects.filter(process__last_seen__gte=live_processes_cutoff())
 
 
 def online_members(room: Room) -> Members:
-    """Who has the room open now: each signed-in user once, however many tabs."""
+    """Who has the room open now: each signed-in user once, however many tabs.
+
+    Names beyond CHAT_MEMBER_NAMES_SHOWN are counted, not listed, so the list stays small.
+    """
     present = _fresh_presences().filter(room=room)
+    signed_in = present.filter(user__isnull=False)
+    shown = settings.CHAT_MEMBER_NAMES_SHOWN
     usernames = list(
-        present.filter(user__isnull=False)
-        .values_list("user__username", flat=True)
-        .distinct()
-        .order_by("user__username")
+        signed_in.values_list("user__username", flat=True).distinct().order_by("user__username")[: shown + 1]
     )
+    more = 0
+    if len(usernames) > shown:
+        usernames = usernames[:shown]
+        more = signed_in.values("user").distinct().count() - shown
     guests = present.filter(user__isnull=True).count()
-    return Members(usernames=usernames, guests=guests)
+    return Members(usernames=usernames, guests=guests, more=more)
 
 
 def rooms_with_online_counts(user: User) -> list[Room]:
     """The rooms this user may open, each with `online` = distinct signed-in users plus guests."""
-    cutoff = timezone.now() - timedelta(seconds=settings.CHAT_PRESENCE_TTL_SECONDS)
-    fresh = Q(presences__last_seen__gte=cutoff)
+    fresh = Q(presences__process__last_seen__gte=live_processes_cutoff())
     return list(
         readable_rooms(user).annotate(
             online=Count("presences__user", filter=fresh, distinct=True)

@@ -3,16 +3,18 @@
 Each service checks, writes, then broadcasts after the commit. Reads live in chat.queries.
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import time_format
 
-from chat import broadcast
+from chat import broadcast, queries
 from chat.forms import MessageForm
-from chat.models import Message, Presence, Room
+from chat.models import Message, Presence, Room, ServerProcess
 from chat.standing import Account, Standing, User, standing
 
 
@@ -85,28 +87,52 @@ def is_flooding(user: Account) -> bool:
 
 
 # Presence ---------------------------------------------------------------------------------
+# A socket's row is written when it opens and deleted when it closes. Liveness is per server
+# process (one heartbeat each, see chat/hub.py), never per socket. The member list is announced
+# by the hub, coalesced per room, not by each join.
 
 
-def join_room(room: Room, user: User, channel_name: str) -> None:
-    """A socket opened on the room: everyone's member list updates."""
-    Presence.objects.update_or_create(
-        channel_name=channel_name,
-        defaults={
-            "room": room,
-            "user": user if user.is_authenticated else None,
-            "last_seen": timezone.now(),
-        },
-    )
-    broadcast.members(room)
+@dataclass(frozen=True)
+class SocketPresence:
+    room: Room
+    user: User
+    socket_id: str
 
 
-def leave_room(channel_name: str) -> None:
-    """A socket closed: everyone's member list updates."""
-    presence = Presence.objects.select_related("room").filter(channel_name=channel_name).first()
-    if presence:
-        presence.delete()
-        broadcast.members(presence.room)
+def register_process(presences: Sequence[SocketPresence] = ()) -> int:
+    """A server process starts holding sockets (or comes back after being taken for dead)."""
+    process = ServerProcess.objects.create(last_seen=timezone.now())
+    Presence.objects.bulk_create(_presence_row(p, process.pk) for p in presences)
+    return process.pk
 
 
-def touch_presence(channel_name: str) -> None:
-    Presence.objects.filter(channel_name=channel_name).update(last_seen=timezone.now())
+def beat(process_id: int) -> bool:
+    """The process's heartbeat: one write for all its sockets.
+
+    False when this process's row is gone (it was reaped): it must register again.
+    """
+    return ServerProcess.objects.filter(pk=process_id).update(last_seen=timezone.now()) == 1
+
+
+def reap_stale_processes() -> list[Room]:
+    """Delete processes that stopped beating, and their sockets; returns the rooms they were in."""
+    stale = ServerProcess.objects.filter(last_seen__lt=queries.live_processes_cutoff())
+    rooms = list(Room.objects.filter(presences__process__in=stale).distinct())
+    stale.delete()
+    return rooms
+
+
+def forget_process(process_id: int) -> None:
+    ServerProcess.objects.filter(pk=process_id).delete()
+
+
+@transaction.atomic
+def record_presence(process_id: int, arrivals: Sequence[SocketPresence], departures: Iterable[str]) -> None:
+    """Sockets that opened and closed on this process since the last call, in one transaction."""
+    Presence.objects.filter(socket_id__in=list(departures)).delete()
+    Presence.objects.bulk_create(_presence_row(p, process_id) for p in arrivals)
+
+
+def _presence_row(presence: SocketPresence, process_id: int) -> Presence:
+    user = presence.user if presence.user.is_authenticated else None
+    return Presence(room=presence.room, user=user, socket_id=presence.socket_id, process_id=process_id)

@@ -107,15 +107,19 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                # A busy room must not silently drop messages for slow sockets.
-                "capacity": 1000,
+                # One hub channel per process carries every room's events (chat/hub.py);
+                # a burst must not be dropped silently.
+                "capacity": 10000,
                 # Group membership outlives daphne's default 24 h websocket timeout.
                 "group_expiry": 86400 * 2,
             },
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # One hub channel per process carries every room's events (chat/hub.py): give it room.
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}
+    }
 
 # The page cache's versions (chat/broadcast.py): per process by default; shared through Redis when
 # several processes serve the same rooms, so a change made through one invalidates pages in all.
@@ -203,5 +207,11 @@ CHAT_FLOOD_WINDOW_SECONDS = float(os.environ.get("CHAT_FLOOD_WINDOW_SECONDS", "5
 # (a crashed process never said goodbye) no longer count as online.
 CHAT_PRESENCE_HEARTBEAT_SECONDS = float(os.environ.get("CHAT_PRESENCE_HEARTBEAT_SECONDS", "30"))
 CHAT_PRESENCE_TTL_SECONDS = float(os.environ.get("CHAT_PRESENCE_TTL_SECONDS", "90"))
+# The member list is sent to a room at most once per this many seconds, however many join.
+CHAT_MEMBERS_BROADCAST_SECONDS = float(os.environ.get("CHAT_MEMBERS_BROADCAST_SECONDS", "1"))
+# Joins and leaves within this many seconds are written to the database together.
+CHAT_PRESENCE_BATCH_SECONDS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECONDS", "0.05"))
+# A big room lists this many names and counts the rest.
+CHAT_MEMBER_NAMES_SHOWN = int(os.environ.get("CHAT_MEMBER_NAMES_SHOWN", "50"))
 # Largest websocket text frame the consumer reads; larger ones get an error notice.
 CHAT_MAX_FRAME_BYTES = 16 * 1024

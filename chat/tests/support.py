@@ -9,6 +9,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +17,20 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.http import HttpResponseBase
 from django.test import Client
+from django.utils import timezone
 
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
+from chat.models import (
+    AuditEntry,
+    Ban,
+    Membership,
+    Message,
+    Mute,
+    Presence,
+    Report,
+    Role,
+    Room,
+    ServerProcess,
+)
 from chat.pagecache import FastPages
 from chat.standing import Account
 
@@ -130,6 +143,12 @@ def room_links(client: Client) -> str:
 
 def session_cookie(user: Account) -> bytes:
     return f"sessionid={client_for(user).cookies['sessionid'].value}".encode()
+
+
+def present(room: Room, user: Account | None, socket_id: str, age_seconds: float = 0) -> Presence:
+    """A socket open on `room`, held by a process last heard from `age_seconds` ago."""
+    process = ServerProcess.objects.create(last_seen=timezone.now() - timedelta(seconds=age_seconds))
+    return Presence.objects.create(room=room, user=user, socket_id=socket_id, process=process)
 
 
 # Messages -----------------------------------------------------------------------------------

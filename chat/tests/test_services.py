@@ -7,16 +7,11 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from chat import queries, services
-from chat.models import Message, Presence, Room
+from chat.models import Message, Room
 from chat.standing import Account
+from chat.tests.support import present
 
 pytestmark = pytest.mark.django_db
-
-
-def present(room: Room, user: Account | None, channel: str, age_seconds: float = 0) -> None:
-    Presence.objects.create(
-        room=room, user=user, channel_name=channel, last_seen=timezone.now() - timedelta(seconds=age_seconds)
-    )
 
 
 # Posting ----------------------------------------------------------------------------------
@@ -153,23 +148,27 @@ def test_online_members_only_counts_the_rooms_own_presences(
 
 
 def test_join_and_leave_room_add_and_remove_one_socket(lobby: Room, alice: Account) -> None:
-    services.join_room(lobby, alice, "tab-1")
-    services.join_room(lobby, AnonymousUser(), "guest-1")
+    process_id = services.register_process()
+    arrivals = [
+        services.SocketPresence(lobby, alice, "tab-1"),
+        services.SocketPresence(lobby, AnonymousUser(), "guest-1"),
+    ]
+    services.record_presence(process_id, arrivals, departures=[])
     assert queries.online_members(lobby).usernames == ["alice"]
     assert queries.online_members(lobby).guests == 1
 
-    services.leave_room("tab-1")
+    services.record_presence(process_id, arrivals=[], departures=["tab-1"])
 
     assert queries.online_members(lobby).usernames == []
     assert queries.online_members(lobby).guests == 1
 
 
-def test_touch_presence_keeps_a_long_open_socket_online(lobby: Room, alice: Account, settings) -> None:
+def test_the_process_heartbeat_keeps_a_long_open_socket_online(lobby: Room, alice: Account, settings) -> None:
     settings.CHAT_PRESENCE_TTL_SECONDS = 90
-    present(lobby, alice, "tab-1", age_seconds=200)
-    assert queries.online_members(lobby).usernames == []
+    presence = present(lobby, alice, "tab-1", age_seconds=80)
+    assert queries.online_members(lobby).usernames == ["alice"]
 
-    services.touch_presence("tab-1")
+    assert services.beat(presence.process_id)
 
     assert queries.online_members(lobby).usernames == ["alice"]
 

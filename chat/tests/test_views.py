@@ -1,17 +1,15 @@
 """The pages a browser loads: room list, room page, older history, accounts."""
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
-from django.utils import timezone
 
-from chat.models import Message, Presence, Room
+from chat.models import Message, Room
 from chat.standing import Account
-from chat.tests.support import add_messages, message_ids
+from chat.tests.support import add_messages, message_ids, present
 
 pytestmark = pytest.mark.django_db
 
@@ -34,11 +32,10 @@ def room_card(html: str, slug: str) -> str:
 def test_room_list_shows_each_room_with_how_many_are_online(
     client: Client, lobby: Room, other_room: Room, alice: Account, bob: Account
 ) -> None:
-    now = timezone.now()
-    Presence.objects.create(room=lobby, user=alice, channel_name="a1", last_seen=now)
-    Presence.objects.create(room=lobby, user=alice, channel_name="a2", last_seen=now)
-    Presence.objects.create(room=lobby, user=None, channel_name="g1", last_seen=now)
-    Presence.objects.create(room=other_room, user=bob, channel_name="b1", last_seen=now - timedelta(hours=1))
+    present(lobby, alice, "a1")
+    present(lobby, alice, "a2")
+    present(lobby, None, "g1")
+    present(other_room, bob, "b1", age_seconds=3600)
 
     html = client.get("/").content.decode()
 
@@ -151,8 +148,8 @@ def test_html_in_a_message_is_shown_as_text(client: Client, lobby: Room, alice: 
 
 
 def test_room_page_lists_who_is_online(client: Client, lobby: Room, alice: Account) -> None:
-    Presence.objects.create(room=lobby, user=alice, channel_name="a1", last_seen=timezone.now())
-    Presence.objects.create(room=lobby, user=None, channel_name="g1", last_seen=timezone.now())
+    present(lobby, alice, "a1")
+    present(lobby, None, "g1")
 
     html = client.get("/rooms/lobby/").content.decode()
 

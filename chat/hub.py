@@ -1,0 +1,276 @@
+"""The process-local hub: one channel-layer subscriber per server process, whatever the number of sockets.
+
+Per process (and channel layer) there is one hub. It holds one layer channel and subscribes it
+once to each group that has local sockets, so a broadcast costs one layer message per process,
+not one per member. A finished HTML fragment is written straight to each local socket of the
+group: no per-member copy, queue or consumer dispatch. Events that need the consumer (a user's
+standing changed, the room turned private, the form per role) are handed to each one.
+
+The hub also does what is per process rather than per socket:
+- one heartbeat keeps every local socket's presence alive (ServerProcess.last_seen) and reaps
+  the presence of processes that stopped beating;
+- the member list is announced at most once per room per CHAT_MEMBERS_BROADCAST_SECONDS, rendered
+  once, however many sockets join or leave meanwhile;
+- the history a (re)connecting socket gets is rendered once per room and role, and forgotten
+  as soon as any event that may change it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.conf import settings
+
+from chat import broadcast, fragments, services
+from chat.models import Role, Room
+
+log = logging.getLogger(__name__)
+
+HistoryKey = tuple[int, str]
+
+
+class LocalSocket(Protocol):
+    """What the hub needs from a consumer."""
+
+    socket_id: str
+
+    async def deliver(self, event: dict) -> None: ...
+
+    def presence(self) -> services.SocketPresence | None: ...
+
+
+def room_id_of(group: str) -> int:
+    """Every group name starts with room.<pk> (see Room.group_name)."""
+    return int(group.split(".")[1])
+
+
+class Hub:
+    def __init__(self, layer: BaseChannelLayer) -> None:
+        self.layer = layer
+        self.channel = ""
+        self.process_id = 0
+        self.local: set[LocalSocket] = set()
+        self.members: dict[str, set[LocalSocket]] = defaultdict(set)
+        self.group_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.subscribed: set[str] = set()
+        self.tasks: list[asyncio.Task] = []
+        self.start_lock = asyncio.Lock()
+        self.history: dict[HistoryKey, str] = {}
+        self.history_renders: dict[HistoryKey, asyncio.Future] = {}
+        self.history_generation: dict[int, int] = defaultdict(int)
+        self.arrivals: dict[str, services.SocketPresence] = {}
+        self.departures: set[str] = set()
+        self.rooms_touched: dict[int, Room] = {}
+        self.presence_writer: asyncio.Task | None = None
+        self.members_due: dict[int, asyncio.Task] = {}
+        self.members_sent_at: dict[int, float] = {}
+
+    # Life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        async with self.start_lock:
+            if self.tasks:
+                return
+            self.channel = await self.layer.new_channel("hub.")
+            self.process_id = await database_sync_to_async(services.register_process)()
+            self.tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._keep_alive())]
+
+    async def stop(self) -> None:
+        """The last local socket left: stop listening and beating; this process holds no presence."""
+        async with self.start_lock:
+            if self.presence_writer:
+                await asyncio.shield(self.presence_writer)
+            if self.local:
+                return  # a socket joined meanwhile
+            tasks, self.tasks = self.tasks, []
+            for task in tasks:
+                task.cancel()
+            if self.process_id:
+                process_id, self.process_id = self.process_id, 0
+                await database_sync_to_async(services.forget_process)(process_id)
+
+    # Sockets and groups ---------------------------------------------------------------------
+
+    async def join(self, groups: tuple[str, ...], socket: LocalSocket) -> None:
+        self.local.add(socket)
+        await self.start()
+        for group in groups:
+            async with self.group_locks[group]:
+                self.members[group].add(socket)
+                if group not in self.subscribed:
+                    await self.layer.group_add(group, self.channel)
+                    self.subscribed.add(group)
+
+    async def leave(self, groups: tuple[str, ...], socket: LocalSocket, for_good: bool = True) -> None:
+        """Unsubscribe the socket from these groups; `for_good` when it is closing, not switching role."""
+        for group in groups:
+            async with self.group_locks[group]:
+                self.members[group].discard(socket)
+                if not self.members[group] and group in self.subscribed:
+                    del self.members[group]
+                    self.subscribed.discard(group)
+                    self._forget_history(room_id_of(group))
+                    await self.layer.group_discard(group, self.channel)
+        if for_good:
+            self.local.discard(socket)
+            if not self.local:
+                await self.stop()
+
+    def sockets_in(self, group: str) -> list[LocalSocket]:
+        return list(self.members.get(group, ()))
+
+    # Events from the layer ------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            event = await self.layer.receive(self.channel)
+            try:
+                await self.deliver(event)
+            except Exception:
+                log.exception("The hub could not deliver %s", event.get("type"))
+
+    async def deliver(self, event: dict) -> None:
+        group = event["group"]
+        if event["type"] != "room.members":
+            self._forget_history(room_id_of(group))
+        for socket in self.sockets_in(group):
+            try:
+                await socket.deliver(event)
+            except Exception:
+                log.exception("Socket %s failed on %s", socket.socket_id, event["type"])
+
+    # History cache --------------------------------------------------------------------------
+
+    async def reconnect_html(self, room: Room, role: Role) -> str:
+        """The history and header for a (re)connecting socket, rendered once per room and role.
+
+        Call it after joining the room's groups, so an event that changes the history either
+        is already in the database or reaches this hub and drops the cached copy.
+        """
+        key = (room.pk, str(role))
+        if key in self.history:
+            return self.history[key]
+        if key in self.history_renders:
+            return await asyncio.shield(self.history_renders[key])
+        generation = self.history_generation[room.pk]
+        render = asyncio.ensure_future(database_sync_to_async(fragments.reconnect_html)(room, role))
+        self.history_renders[key] = render
+        try:
+            html = await render
+        finally:
+            if self.history_renders.get(key) is render:
+                del self.history_renders[key]
+        # An event arrived while rendering: the copy may be stale; use it once, don't keep it.
+        if generation == self.history_generation[room.pk] and room.group_name in self.subscribed:
+            self.history[key] = html
+        return html
+
+    def _forget_history(self, room_id: int) -> None:
+        self.history_generation[room_id] += 1
+        for role in Role:
+            self.history.pop((room_id, str(role)), None)
+            # Sockets waiting on a render that started before this event render their own.
+            self.history_renders.pop((room_id, str(role)), None)
+
+    # Presence rows, written in batches ------------------------------------------------------
+
+    def arrived(self, presence: services.SocketPresence) -> None:
+        """A socket joined the room's member list (written with others in one batch)."""
+        self.arrivals[presence.socket_id] = presence
+        self._touched(presence.room)
+
+    def departed(self, socket_id: str, room: Room) -> None:
+        if self.arrivals.pop(socket_id, None) is None:
+            self.departures.add(socket_id)
+        self._touched(room)
+
+    def _touched(self, room: Room) -> None:
+        self.rooms_touched[room.pk] = room
+        if self.presence_writer is None:
+            self.presence_writer = asyncio.create_task(self._write_presence())
+
+    async def _write_presence(self) -> None:
+        """One database write for every join and leave of the last moment, then announce the rooms.
+
+        Loops until nothing is pending, so what arrives during a write goes in the next one.
+        """
+        while self.arrivals or self.departures:
+            await asyncio.sleep(settings.CHAT_PRESENCE_BATCH_SECONDS)
+            arrivals, departures, rooms = list(self.arrivals.values()), self.departures, self.rooms_touched
+            self.arrivals, self.departures, self.rooms_touched = {}, set(), {}
+            try:
+                await database_sync_to_async(services.record_presence)(self.process_id, arrivals, departures)
+            except Exception:
+                log.exception(
+                    "Could not record %d arrivals and %d departures", len(arrivals), len(departures)
+                )
+            for room in rooms.values():
+                self.members_changed(room)
+        self.presence_writer = None
+
+    # Member list, coalesced -----------------------------------------------------------------
+
+    def members_changed(self, room: Room) -> None:
+        """Someone joined or left: announce the list once the room's quiet interval has passed."""
+        if room.pk in self.members_due:
+            return
+        since_last = time.monotonic() - self.members_sent_at.get(room.pk, float("-inf"))
+        delay = max(0.0, settings.CHAT_MEMBERS_BROADCAST_SECONDS - since_last)
+        self.members_due[room.pk] = asyncio.create_task(self._announce_members(room, delay))
+
+    async def _announce_members(self, room: Room, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            # Joins from now on schedule the next announcement, which sees them.
+            self.members_due.pop(room.pk, None)
+        self.members_sent_at[room.pk] = time.monotonic()
+        try:
+            group, event = await database_sync_to_async(broadcast.members_event)(room)
+            await self.layer.group_send(group, event)
+        except Exception:
+            log.exception("Could not announce the members of %s", room)
+
+    # Heartbeat ------------------------------------------------------------------------------
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await asyncio.sleep(settings.CHAT_PRESENCE_HEARTBEAT_SECONDS)
+            try:
+                await self.beat()
+            except Exception:
+                log.exception("Presence heartbeat failed; retrying on the next beat")
+
+    async def beat(self) -> None:
+        """One write per process, whatever the number of sockets; reap processes that stopped."""
+        alive = await database_sync_to_async(services.beat)(self.process_id)
+        if not alive:
+            await self._come_back()
+        # A crashed process's sockets leave the lists of the rooms they were in.
+        for room in await database_sync_to_async(services.reap_stale_processes)():
+            self.members_changed(room)
+        # Group memberships expire in the layer (group_expiry): renew ours.
+        for group in list(self.subscribed):
+            await self.layer.group_add(group, self.channel)
+
+    async def _come_back(self) -> None:
+        """This process was taken for dead (e.g. stalled past the TTL): list its sockets again."""
+        presences = [p for p in (socket.presence() for socket in self.local) if p is not None]
+        self.process_id = await database_sync_to_async(services.register_process)(presences)
+        for room in {p.room.pk: p.room for p in presences}.values():
+            self.members_changed(room)
+
+
+def hub() -> Hub:
+    """This process's hub for the default channel layer (a new layer, e.g. in tests, gets a new hub)."""
+    layer = get_channel_layer()
+    found = getattr(layer, "parley_hub", None)
+    if found is None:
+        found = layer.parley_hub = Hub(layer)
+    return found
