@@ -9,6 +9,7 @@ writes them to the socket itself; this consumer has no channel of its own.
 import asyncio
 import logging
 import secrets
+from typing import cast
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -18,7 +19,7 @@ from chat import actions, fragments, queries, services
 from chat.hub import Hub, hub
 from chat.models import Room
 from chat.payloads import BadFrame, parse_ws_send
-from chat.standing import Standing, ban_notice, standing
+from chat.standing import Standing, User, ban_notice, room_and_standing, standing
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # No channel-layer channel per socket: the process's hub subscribes once per group and
     # writes to every local socket (an alias with no layer configured gives none).
     channel_layer_alias = "no channel per socket: see chat.hub"
-    room: Room | None = None
-    standing: Standing | None = None
+    # Set once the handshake is accepted; `in_room` says whether it has been.
+    room: Room
+    standing: Standing
+    in_room = False
     groups_joined: tuple[str, ...] = ()
     mute_ends: asyncio.Task | None = None
     hub: Hub
@@ -49,11 +52,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         slug = self.scope["url_route"]["kwargs"]["slug"]
-        room, viewer = await database_sync_to_async(self._room_and_standing)(slug)
-        if viewer is None or not viewer.can_read:
+        found = await database_sync_to_async(room_and_standing)(slug, self.user)
+        if found is None or not found[1].can_read:
             # Missing, private to others, or banned: refuse the handshake, as the page answers 404/403.
             await self.close()
             return
+        room, viewer = found
         await self.accept()
         try:
             await self._join_groups(room, viewer)
@@ -62,11 +66,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._leave_groups()
             await self.close(code=TRY_AGAIN_LATER)
             return
-        self.room, self.standing = room, viewer
+        self.room, self.standing, self.in_room = room, viewer, True
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
         await self.send(await self.hub.reconnect_html(room, viewer.role))
-        self.hub.arrived(self.presence())
+        self.hub.arrived(self._socket_presence())
         self._give_form_back_when_mute_ends()
 
     async def __call__(self, scope, receive, send) -> None:
@@ -144,8 +148,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     # Helpers ------------------------------------------------------------------------------
 
     @property
-    def user(self):
-        return self.scope["user"]
+    def user(self) -> User:
+        # AuthMiddlewareStack puts a lazy stand-in for the User or AnonymousUser in the scope.
+        return cast(User, self.scope["user"])
 
     def _refresh(self) -> Standing:
         """The room and this user's standing in it as stored now."""
@@ -154,13 +159,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def presence(self) -> services.SocketPresence | None:
         """This socket in the room's member list, once it has joined."""
-        if self.room is None:
-            return None
-        return services.SocketPresence(self.room, self.user, self.socket_id)
+        return self._socket_presence() if self.in_room else None
 
-    def _room_and_standing(self, slug: str) -> tuple[Room | None, Standing | None]:
-        room = queries.find_room(slug)
-        return room, standing(room, self.user) if room else None
+    def _socket_presence(self) -> services.SocketPresence:
+        return services.SocketPresence(self.room, self.user, self.socket_id)
 
     def _groups(self, room: Room, viewer: Standing) -> tuple[str, ...]:
         groups = [room.group_name, room.role_group_name(viewer.role)]
@@ -190,22 +192,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def _leave(self) -> None:
         if self.mute_ends:
             self.mute_ends.cancel()
-        room, self.room = self.room, None
+        was_in_room, self.in_room = self.in_room, False
         try:
-            if room is not None:
-                self.hub.departed(self.socket_id, room)
+            if was_in_room:
+                self.hub.departed(self.socket_id, self.room)
             if self.groups_joined:
                 await self._leave_groups()
         except Exception:
-            log.exception("Could not announce a departure from %s", room)
+            log.exception("Could not announce a departure from %s", self.room)
 
     def _give_form_back_when_mute_ends(self) -> None:
         """A muted user's form says until when; at that moment it turns back into a form by itself."""
         if self.mute_ends:
             self.mute_ends.cancel()
             self.mute_ends = None
-        if self.standing.is_muted:
-            seconds = (self.standing.muted_until - timezone.now()).total_seconds()
+        until = self.standing.muted_until
+        if until is not None and self.standing.is_muted:
+            seconds = (until - timezone.now()).total_seconds()
             self.mute_ends = asyncio.create_task(self._redraw_after(seconds + 0.5))
 
     async def _redraw_after(self, seconds: float) -> None:

@@ -22,6 +22,7 @@ import logging
 import time
 from collections import defaultdict
 from typing import Protocol
+from weakref import WeakKeyDictionary
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
@@ -77,7 +78,8 @@ class Hub:
         async with self.start_lock:
             if self.tasks:
                 return
-            self.channel = await self.layer.new_channel("hub.")
+            # Every layer Parley runs on (in-memory, channels-redis) takes a prefix; the base class doesn't.
+            self.channel = await self.layer.new_channel("hub.")  # type: ignore[call-arg]
             self.process_id = await database_sync_to_async(services.register_process)()
             self.tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._keep_alive())]
 
@@ -270,7 +272,10 @@ class Hub:
 def hub() -> Hub:
     """This process's hub for the default channel layer (a new layer, e.g. in tests, gets a new hub)."""
     layer = get_channel_layer()
-    found = getattr(layer, "parley_hub", None)
-    if found is None:
-        found = layer.parley_hub = Hub(layer)
-    return found
+    assert layer is not None, "CHANNEL_LAYERS always has a default layer"
+    if layer not in _hubs:
+        _hubs[layer] = Hub(layer)
+    return _hubs[layer]
+
+
+_hubs: WeakKeyDictionary[BaseChannelLayer, Hub] = WeakKeyDictionary()

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
@@ -9,6 +10,13 @@ from django.utils import timezone
 
 from chat.models import Message, Presence, Room
 from chat.standing import User, readable_rooms
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class OnlineCount(TypedDict):
+    online: int
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ def online_members(room: Room) -> Members:
     return Members(usernames=usernames, guests=guests, more=more)
 
 
-def rooms_with_online_counts(user: User) -> list[Room]:
+def rooms_with_online_counts(user: User) -> "list[WithAnnotations[Room, OnlineCount]]":
     """The rooms this user may open, each with `online` = distinct signed-in users plus guests."""
     fresh = Q(presences__process__last_seen__gte=live_processes_cutoff())
     return list(

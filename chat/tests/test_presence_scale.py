@@ -9,14 +9,14 @@ import time
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat import broadcast, fragments, queries, services
 from chat.hub import hub
-from chat.models import Presence, Room, ServerProcess
+from chat.models import Presence, Role, Room, ServerProcess
 from chat.standing import Account
 from chat.tests.support import (
     HISTORY,
@@ -77,6 +77,7 @@ async def test_one_layer_subscription_per_group_and_process_however_many_sockets
     sockets += [await open_socket() for _ in range(5)]
 
     layer = get_channel_layer()
+    assert isinstance(layer, InMemoryChannelLayer)
     assert len(layer.groups[lobby.group_name]) == 1
     await sockets[0].send_to(text_data=ws_send_frame("to all seven"))
     for socket in sockets:
@@ -86,10 +87,10 @@ async def test_one_layer_subscription_per_group_and_process_however_many_sockets
 async def test_history_is_rendered_once_for_many_connects_and_again_after_a_post(
     open_socket: SocketOpener, lobby: Room, alice: Account, monkeypatch
 ) -> None:
-    renders: list[str] = []
+    renders: list[Role] = []
     real_render = fragments.reconnect_html
 
-    def counting_render(room: Room, role: str) -> str:
+    def counting_render(room: Room, role: Role) -> str:
         renders.append(role)
         return real_render(room, role)
 
