@@ -133,7 +133,11 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller numbers, about 2 minutes")
-    parser.add_argument("--servers", default=",".join(ALL_SERVERS), help="which columns, e.g. ceil,p1")
+    parser.add_argument(
+        "--servers",
+        default=",".join(ALL_SERVERS),
+        help="which columns, e.g. ceil,p1 (p2core: two processes on channels-redis's core layer)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs and database")
     arguments = parser.parse_args()
     plan = QUICK if arguments.quick else Plan()

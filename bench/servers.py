@@ -128,14 +128,17 @@ def tutorial(folder: Path) -> Server:
     )
 
 
-def parley(folder: Path, processes: int, redis_url: str = "") -> Server:
-    extra = PARLEY_ENV | ({"REDIS_URL": redis_url} if redis_url else {})
+def parley(folder: Path, processes: int, redis_url: str = "", redis_layer: str = "pubsub") -> Server:
+    extra = PARLEY_ENV | ({"REDIS_URL": redis_url, "REDIS_CHANNEL_LAYER": redis_layer} if redis_url else {})
     env = production_like_env(folder, **extra)
-    title = "Parley, 1 process, memory layer" if processes == 1 else f"Parley, {processes} processes, Redis"
+    key = f"p{processes}" + ("core" if redis_layer == "core" else "")
+    title = "Parley, 1 process, memory layer"
+    if processes > 1:
+        title = f"Parley, {processes} processes, Redis " + (
+            "pub/sub layer" if redis_layer == "pubsub" else "core layer"
+        )
     command = daphne("site_config.asgi:application")
-    return Server(
-        f"p{processes}", title, "parley", [command] * processes, env, folder / f"parley{processes}.log"
-    )
+    return Server(key, title, "parley", [command] * processes, env, folder / f"{key}.log")
 
 
 def prepare_parley_db(server: Server, setup: dict) -> list[str]:
@@ -173,12 +176,14 @@ class Fleet:
             "p1": lambda: parley(folder, 1),
         }
         makers["p2"] = lambda: parley(folder, 2, self._redis_url())
+        makers["p2core"] = lambda: parley(folder, 2, self._redis_url(), redis_layer="core")
         self.servers = [makers[key]() for key in which]
         self._prepare_parley(parley_setup)
 
     def _redis_url(self) -> str:
-        self.redis = RedisServer(self.folder)
-        pin_all_threads(self.redis.process.pid)
+        if self.redis is None:
+            self.redis = RedisServer(self.folder)
+            pin_all_threads(self.redis.process.pid)
         return self.redis.url
 
     def _prepare_parley(self, setup: dict) -> None:

@@ -101,7 +101,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
+# Which channels-redis layer carries events between processes; see README "Performance".
+REDIS_CHANNEL_LAYER = os.environ.get("REDIS_CHANNEL_LAYER", "pubsub")
+if REDIS_URL and REDIS_CHANNEL_LAYER == "pubsub":
+    # One PUBLISH per group send; each process's hub subscribes once per group, and group
+    # membership lives in each process, so nothing expires and nothing is dropped at a capacity.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+elif REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

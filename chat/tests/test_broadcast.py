@@ -4,6 +4,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
 from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from chat import fragments
 from chat.models import Message, Role, Room
@@ -49,14 +50,20 @@ async def test_one_post_is_rendered_once_for_every_socket_in_the_room(
     assert MENU in bob_tab and MENU not in guest_tab
 
 
-@pytest.fixture
-def redis_channel_layer(redis_server: RedisServer, settings) -> str:
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [redis_server.url], "capacity": 1000, "group_expiry": 86400 * 2},
-        }
-    }
+REDIS_LAYERS = {
+    "core": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"capacity": 10000, "group_expiry": 86400 * 2},
+    },
+    "pubsub": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {}},
+}
+
+
+@pytest.fixture(params=sorted(REDIS_LAYERS))
+def redis_channel_layer(request: pytest.FixtureRequest, redis_server: RedisServer, settings) -> str:
+    """Both channels-redis layers: the pub/sub one (the default) and the core one."""
+    layer = REDIS_LAYERS[request.param]
+    settings.CHANNEL_LAYERS = {"default": layer | {"CONFIG": layer["CONFIG"] | {"hosts": [redis_server.url]}}}
     channel_layers.backends = {}
     return redis_server.url
 
@@ -68,14 +75,14 @@ async def test_sockets_on_two_server_processes_exchange_messages_through_redis(
     alice: Account,
     bob: Account,
 ) -> None:
-    """Each socket gets its own RedisChannelLayer, as two daphne processes would: only Redis joins them."""
+    """Each socket gets its own Redis layer, as two daphne processes would: only Redis joins them."""
     first_process = get_channel_layer()
     sender = await open_socket(user=alice)
     channel_layers.backends = {}
     second_process = get_channel_layer()
     reader = await open_socket(user=bob)
-    assert isinstance(first_process, RedisChannelLayer)
-    assert isinstance(second_process, RedisChannelLayer)
+    assert isinstance(first_process, RedisChannelLayer | RedisPubSubChannelLayer)
+    assert isinstance(second_process, RedisChannelLayer | RedisPubSubChannelLayer)
     assert first_process is not second_process
     try:
         assert "bob" in await receive_until(sender, 'member-name">bob')
