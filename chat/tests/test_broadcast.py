@@ -1,5 +1,7 @@
 """Broadcasts: rendered once per event, and carried between sockets by a real Redis channel layer."""
 
+from typing import Any
+
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers, get_channel_layer
@@ -50,7 +52,7 @@ async def test_one_post_is_rendered_once_for_every_socket_in_the_room(
     assert MENU in bob_tab and MENU not in guest_tab
 
 
-REDIS_LAYERS = {
+REDIS_LAYERS: dict[str, dict[str, Any]] = {
     "core": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"capacity": 10000, "group_expiry": 86400 * 2},
