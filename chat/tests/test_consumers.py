@@ -348,12 +348,11 @@ async def test_user_leaves_the_list_when_their_last_socket_closes(
     assert '<span class="count">1</span>' in members
 
 
-async def test_socket_that_ended_without_goodbye_drops_off_the_member_list_after_the_ttl(
-    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account, settings
+async def test_socket_that_ended_without_goodbye_drops_off_the_member_list(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
 ) -> None:
-    """Presence rows expire so a connection that ended abnormally is not shown online forever."""
-    settings.CHAT_PRESENCE_HEARTBEAT_SECONDS = 0.1
-    settings.CHAT_PRESENCE_TTL_SECONDS = 0.5
+    """However a connection ends, its presence goes with it. (The rows of a process that died
+    without saying goodbye expire instead: test_services and test_presence_scale.)"""
     await open_socket(user=alice)
     leaving = await open_socket(user=bob)
 

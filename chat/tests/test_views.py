@@ -161,13 +161,6 @@ def test_room_page_lists_who_is_online(client: Client, lobby: Room, alice: Accou
 # Accounts ---------------------------------------------------------------------------------
 
 
-NEW_ACCOUNT = {
-    "username": "dora",
-    "password1": "a long enough passphrase",
-    "password2": "a long enough passphrase",
-}
-
-
 def test_signup_creates_an_account_and_signs_in(client: Client, django_user_model, lobby: Room) -> None:
     response = client.post(
         "/accounts/signup/?next=/rooms/lobby/",
