@@ -58,8 +58,9 @@ def bump_all() -> None:
 
 
 def _bump(*keys: str) -> None:
-    # After the commit: a page rendered from data read before it was stored under a version
-    # read before the bump, so it is never served again.
+    # Now, for readers inside this transaction, and again after the commit: a page rendered
+    # between the two from data read before the commit is stored under the older version.
+    _bump_now(*keys)
     transaction.on_commit(lambda: _bump_now(*keys), robust=False)
 
 

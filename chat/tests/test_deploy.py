@@ -46,4 +46,6 @@ def test_redis_url_switches_the_channel_layer_to_redis():
         "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND'])",
         **PRODUCTION,
     )
-    assert result.stdout.strip().splitlines()[-1] == "channels_redis.core.RedisChannelLayer", result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "channels_redis.pubsub.RedisPubSubChannelLayer", (
+        result.stderr
+    )
