@@ -13,7 +13,7 @@ from django.utils import timezone
 from chat import fragments, moderation, queries, services
 from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm, UserActionForm
 from chat.models import Message, Room
-from chat.standing import Account, User
+from chat.standing import Account, User, standing
 
 # Every action but posting needs an account; posting tells visitors itself how to join in.
 Handler = Callable[[Room, Account, dict], str]
@@ -40,14 +40,14 @@ def handle(room: Room, user: User, data: dict) -> str:
 def post(room: Room, user: User, data: dict) -> str:
     outcome = services.post_message(room, user, data)
     if outcome.message is None:
-        return fragments.form_html(room, user, outcome.form)
+        return fragments.form_html(room, outcome.viewer, outcome.form)
     # A fresh, empty form for the sender only; it carries autofocus so typing goes on.
-    return fragments.form_html(room, user) + fragments.notice_html("")
+    return fragments.form_html(room, outcome.viewer) + fragments.notice_html("")
 
 
 def current_form(room: Room, user: Account, data: dict) -> str:
     """The form as the user may use it now, e.g. when a mute has run out."""
-    return fragments.form_html(room, user)
+    return fragments.form_html(room, standing(room, user))
 
 
 def _valid(form: BaseForm) -> dict:

@@ -134,7 +134,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._switch_groups(self.room, viewer)
             await self.send(await database_sync_to_async(fragments.history_html)(self.room, viewer.role))
         self.standing = viewer
-        await self.send(await database_sync_to_async(fragments.form_html)(self.room, self.user))
+        await self.send(await database_sync_to_async(fragments.form_html)(self.room, viewer))
         self._give_form_back_when_mute_ends()
 
     async def room_access(self, event: dict) -> None:

@@ -17,7 +17,7 @@ from chat import queries
 from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
 from chat.models import Message, Role, Room
 from chat.queries import ShownMessage
-from chat.standing import Standing, User, standing
+from chat.standing import Standing, User
 
 ROOM_TEMPLATE = "chat/room.html"
 MESSAGES = "chat/parts/messages.html"
@@ -130,9 +130,9 @@ def members_html(room: Room) -> str:
     return _partial(MEMBERS, "members", members_context(room) | {"oob": True})
 
 
-def form_html(room: Room, user: User, form: MessageForm | None = None) -> str:
-    """The message form as this user may use it now (sign in, muted, locked, or ready)."""
-    return _partial(COMPOSER, "message_form", form_context(room, standing(room, user), form) | {"oob": True})
+def form_html(room: Room, viewer: Standing, form: MessageForm | None = None) -> str:
+    """The message form as this viewer may use it now (sign in, muted, locked, or ready)."""
+    return _partial(COMPOSER, "message_form", form_context(room, viewer, form) | {"oob": True})
 
 
 def form_html_for_role(room: Room, role: Role) -> str:

@@ -20,29 +20,31 @@ from chat.standing import Account, Standing, User, standing
 
 @dataclass(frozen=True)
 class PostOutcome:
-    """A bound form (with errors when refused) and the stored message when accepted."""
+    """A bound form (with errors when refused), the stored message when accepted, and the
+    poster's standing it was decided on (their fresh form depends on it)."""
 
     form: MessageForm
     message: Message | None
+    viewer: Standing
 
 
 def post_message(room: Room, user: User, data: dict) -> PostOutcome:
     """Check the poster may post, validate, store, then show it to the room."""
     form = MessageForm(data)
+    viewer = standing(room, user)
     if not isinstance(user, Account):
         form.add_error(None, "Sign in to post messages.")
-        return PostOutcome(form, None)
-    viewer = standing(room, user)
+        return PostOutcome(form, None, viewer)
     refusal = why_not_post(room, viewer)
     if refusal is None and form.is_valid():
         refusal = why_wait(room, user, viewer)
     if refusal:
         form.add_error(None, refusal)
     if not form.is_valid():
-        return PostOutcome(form, None)
+        return PostOutcome(form, None, viewer)
     message = Message.objects.create(room=room, author=user, body=form.cleaned_data["message"])
     broadcast.new_message(message)
-    return PostOutcome(form, message)
+    return PostOutcome(form, message, viewer)
 
 
 def why_not_post(room: Room, viewer: Standing) -> str | None:
