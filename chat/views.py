@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
@@ -37,12 +39,15 @@ def room_list(request: HttpRequest) -> HttpResponse:
     key, versions = pagecache.list_key(request.user), pagecache.list_versions()
     entry = pagecache.lookup(key, versions)
     if entry is None:
-        user = request.user
-        proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
-        context = {"rooms": queries.rooms_with_online_counts(user), "proposals": proposals}
-        html = render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
-        entry = pagecache.store(key, versions, html)
+        entry = pagecache.store(key, versions, _room_list_html(request))
     return pagecache.respond(entry, request, request.user)
+
+
+def _room_list_html(request: HttpRequest) -> str:
+    user = request.user
+    proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
+    context = {"rooms": queries.rooms_with_online_counts(user), "proposals": proposals}
+    return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
 
 
 @require_GET
@@ -51,23 +56,27 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     room, viewer = _readable_room(request, slug)
     # Versions first: a change committed while this renders leaves the copy stale, never current.
     key, versions = pagecache.room_key(room, viewer), pagecache.room_versions(room)
-    entry = pagecache.lookup(key, versions)
-    if entry is None:
-        context = (
-            fragments.history_context(room, viewer.role)
-            | fragments.members_context(room)
-            | fragments.form_context(room, viewer)
-            | fragments.header_context(room)
-        )
-        valid_until = None
-        if viewer.is_moderator:
-            context |= fragments.moderation_context(room)
-            # The moderators' list of running mutes changes when the first one runs out.
-            valid_until = min((mute.until for mute in context["mutes"]), default=None)
-        context |= pagecache.placeholders(request.user)
-        html = render_to_string(fragments.ROOM_TEMPLATE, context, request)
-        entry = pagecache.store(key, versions, html, valid_until)
+    entry = pagecache.lookup(key, versions) or pagecache.store(
+        key, versions, *_room_html(request, room, viewer)
+    )
     return pagecache.respond(entry, request, request.user)
+
+
+def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str, datetime | None]:
+    """The page with placeholders, and until when it may be kept (None: until a change)."""
+    context = (
+        fragments.history_context(room, viewer.role)
+        | fragments.members_context(room)
+        | fragments.form_context(room, viewer)
+        | fragments.header_context(room)
+    )
+    valid_until = None
+    if viewer.is_moderator:
+        context |= fragments.moderation_context(room)
+        # The moderators' list of running mutes changes when the first one runs out.
+        valid_until = min((mute.until for mute in context["mutes"]), default=None)
+    context |= pagecache.placeholders(request.user)
+    return render_to_string(fragments.ROOM_TEMPLATE, context, request), valid_until
 
 
 @require_GET
