@@ -66,10 +66,6 @@ class Members:
         return len(self.usernames) + self.more + self.guests
 
 
-def find_room(slug: str) -> Room | None:
-    return Room.objects.filter(slug=slug).first()
-
-
 def find_message(pk: int) -> Message | None:
     """A message still shown (not removed), with its room and author."""
     return Message.objects.select_related("room", "author").filter(pk=pk, removed_at__isnull=True).first()
