@@ -68,8 +68,12 @@ def _room_saved(sender: type, instance: Room | Message | Membership | Ban | Mute
     bump(instance if isinstance(instance, Room) else instance.room_id)
 
 
-def _user_saved(sender: type, instance: object, **kwargs: object) -> None:
-    bump_all()
+def _user_saved(
+    sender: type, instance: object, update_fields: frozenset | None = None, **kwargs: object
+) -> None:
+    # Signing in saves last_login, which no page shows: every login would empty the cache.
+    if update_fields != {"last_login"}:
+        bump_all()
 
 
 # A safety net under the live effects below: a change made anywhere (the admin, a shell, a
@@ -141,7 +145,6 @@ def standing_changed(room: Room, user_id: int) -> None:
 
 def room_changed(room: Room, access_narrowed: bool = False) -> None:
     """Settings changed: redraw the header for all and the form for each role (once per role)."""
-    bump(room)
     html_to_room(room, fragments.room_header_html(room))
     _after_commit(
         room.group_name,

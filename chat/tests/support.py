@@ -19,6 +19,7 @@ from django.http import HttpResponseBase
 from django.test import Client
 from django.utils import timezone
 
+from chat import broadcast
 from chat.models import (
     AuditEntry,
     Ban,
@@ -156,6 +157,7 @@ def present(room: Room, user: Account | None, socket_id: str, age_seconds: float
 
 def add_messages(room: Room, author: Account, count: int) -> list[Message]:
     Message.objects.bulk_create(Message(room=room, author=author, body=f"message {n}") for n in range(count))
+    broadcast.bump(room)  # as posting does: bulk_create sends no signals
     return list(room.messages.order_by("pk"))
 
 

@@ -306,3 +306,13 @@ def test_a_signed_out_or_changed_password_session_is_not_served(lobby: Room, ali
     Account.objects.filter(pk=alice.pk).update(password=alice.password)
     page = get_page(client, "/rooms/lobby/")
     assert not page.cached and "whoami" not in page.html
+
+
+def test_someone_signing_in_keeps_the_cached_pages(lobby: Room, alice: Account, bob: Account) -> None:
+    """Signing in saves only last_login, which no page shows."""
+    client = client_for(alice)
+    warm(client)
+
+    assert Client().login(username="bob", password="correct horse battery")
+
+    assert get_page(client, "/rooms/lobby/").cached

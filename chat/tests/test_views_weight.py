@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chat import moderation
+from chat import broadcast, moderation
 from chat.models import Ban, Message, Room
 from chat.standing import Account
 from chat.tests.support import MENU, client_for, make_moderator, menu_of, menu_status, private_room
@@ -33,7 +33,7 @@ def typical_text(rng: random.Random) -> str:
 def chat(room: Room, authors: list[Account], count: int) -> list[Message]:
     """`count` messages of typical chat length (4 to 16 words), by turns from `authors`."""
     rng = random.Random(count)
-    return Message.objects.bulk_create(
+    messages = Message.objects.bulk_create(
         Message(
             room=room,
             author=authors[n % len(authors)],
@@ -41,6 +41,8 @@ def chat(room: Room, authors: list[Account], count: int) -> list[Message]:
         )
         for n in range(count)
     )
+    broadcast.bump(room)  # as posting does: bulk_create sends no signals
+    return messages
 
 
 def page_queries(user: Account, path: str = "/rooms/lobby/") -> int:
