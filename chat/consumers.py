@@ -57,8 +57,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             # Missing, private to others, or banned: refuse the handshake, as the page answers 404/403.
             await self.close()
             return
-        room, viewer = found
+        room, viewer = self.hub.shared_room(found[0]), found[1]
         await self.accept()
+        self._forget_handshake()
         try:
             await self._join_groups(room, viewer)
         except Exception:
@@ -154,8 +155,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _refresh(self) -> Standing:
         """The room and this user's standing in it as stored now."""
-        self.room = queries.reload(self.room, self.user)
+        self.room = self.hub.shared_room(queries.reload(self.room, self.user))
         return standing(self.room, self.user)
+
+    def _forget_handshake(self) -> None:
+        """Free the request headers once the handshake is done: nothing reads them again, and
+        every socket would otherwise keep them (about 1 KiB) for as long as it stays open.
+        The list is daphne's own, shared by every copy of the scope the middleware made.
+        """
+        self.scope["headers"].clear()
 
     def presence(self) -> services.SocketPresence | None:
         """This socket in the room's member list, once it has joined."""

@@ -68,6 +68,7 @@ class Hub:
         self.arrivals: dict[str, services.SocketPresence] = {}
         self.departures: set[str] = set()
         self.rooms_touched: dict[int, Room] = {}
+        self.rooms: dict[int, Room] = {}
         self.presence_writer: asyncio.Task | None = None
         self.members_due: dict[int, asyncio.Task] = {}
         self.members_sent_at: dict[int, float] = {}
@@ -148,6 +149,18 @@ class Hub:
                 log.exception("Socket %s failed on %s", socket.socket_id, event["type"])
 
     # History cache --------------------------------------------------------------------------
+
+    def shared_room(self, room: Room) -> Room:
+        """One Room instance per room for every local socket (10,000 idle sockets, not 10,000 copies).
+
+        A freshly read room with other values replaces the kept one; sockets read the room
+        again before acting (actions.handle), so an older instance only names the room.
+        """
+        kept = self.rooms.get(room.pk)
+        if kept is not None and _stored_values(kept) == _stored_values(room):
+            return kept
+        self.rooms[room.pk] = room
+        return room
 
     async def reconnect_html(self, room: Room, role: Role) -> str:
         """The history and header for a (re)connecting socket, rendered once per room and role.
@@ -279,3 +292,7 @@ def hub() -> Hub:
 
 
 _hubs: WeakKeyDictionary[BaseChannelLayer, Hub] = WeakKeyDictionary()
+
+
+def _stored_values(room: Room) -> list[object]:
+    return [getattr(room, field.attname) for field in Room._meta.concrete_fields]

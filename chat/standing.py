@@ -20,7 +20,7 @@ from chat.models import Ban, Membership, Mute, Role, Room
 User = Account | AnonymousUser
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per open socket: no __dict__
 class Standing:
     role: Role
     can_read: bool
