@@ -163,7 +163,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         every socket would otherwise keep them (about 1 KiB) for as long as it stays open.
         The list is daphne's own, shared by every copy of the scope the middleware made.
         """
-        self.scope["headers"].clear()
+        headers = self.scope["headers"]
+        if isinstance(headers, list):  # the ASGI spec only promises an iterable
+            headers.clear()
 
     def presence(self) -> services.SocketPresence | None:
         """This socket in the room's member list, once it has joined."""
