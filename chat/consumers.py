@@ -11,6 +11,7 @@ import logging
 import secrets
 from typing import cast
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
@@ -86,6 +87,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
         finally:
             await self._leave()
+
+    async def send(  # type: ignore[override]  # the same override as in the Channels stubs
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Write a frame, unless the browser has just gone: then nothing is lost but the frame.
+
+        Between a client's close (or a dropped connection) and daphne's disconnect event, autobahn
+        raises Disconnected ("Attempt to send on a closed protocol"); the disconnect follows.
+        """
+        try:
+            await super().send(text_data, bytes_data, close)
+        except Disconnected:
+            log.debug("Socket %s went away before a frame could be sent", self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -143,7 +143,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture(scope="session")
 def site_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A migrated SQLite file (the migrations make the lobby): what real daphne processes run with."""
-    env = production_like_env(tmp_path_factory.mktemp("site"))
+    folder = tmp_path_factory.mktemp("site")
+    (folder / "static").mkdir()  # WhiteNoise warns about a missing STATIC_ROOT
+    env = production_like_env(folder)
     manage(env, "migrate", "--noinput")
     return env
 

@@ -10,6 +10,7 @@ import time
 
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
 from chat.consumers import TRY_AGAIN_LATER
 
@@ -17,7 +18,7 @@ from chat.consumers import TRY_AGAIN_LATER
 async def close_code_of_first_socket(server) -> int | None:
     """Connect to the lobby and read until the server closes; the code the client saw."""
     url = server.url.replace("http", "ws") + "/ws/rooms/lobby/"
-    async with websockets.connect(url, origin=server.url) as socket:
+    async with websockets.connect(url, origin=Origin(server.url)) as socket:
         try:
             while True:
                 await asyncio.wait_for(socket.recv(), 15)

@@ -5,11 +5,12 @@ import asyncio
 import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 
 async def handshake_status(url: str, origin: str) -> int:
     try:
-        async with websockets.connect(url, origin=origin):  # type: ignore[arg-type]
+        async with websockets.connect(url, origin=Origin(origin)):
             return 101
     except InvalidStatus as refused:
         return refused.response.status_code
