@@ -223,6 +223,9 @@ LOGGING = {
     "loggers": {"django.channels.server": {"level": "INFO"}},
 }
 
+# /healthz (chat/health.py): each part (database, channel layer) must answer within this many seconds.
+HEALTHZ_TIMEOUT_SECONDS = float(os.environ.get("HEALTHZ_TIMEOUT_SECONDS", "2"))
+
 # Chat limits (see chat/services.py).
 CHAT_MESSAGE_MAX_LENGTH = 2000
 CHAT_HISTORY_PAGE_SIZE = 50
