@@ -163,6 +163,9 @@ TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
+# Uploaded files, if any: `manage.py backup` includes them. Unset: none.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT", "")
+
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
