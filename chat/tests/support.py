@@ -32,6 +32,7 @@ from chat.models import (
     Room,
     ServerProcess,
 )
+from chat.health import HealthCheck
 from chat.pagecache import FastPages
 from chat.standing import Account
 
@@ -120,7 +121,9 @@ def get_page(client: Client, path: str) -> Page:
         "root_path": "",
         "headers": [(b"host", b"testserver"), (b"cookie", cookies.encode()), (b"accept-encoding", b"gzip")],
     }
-    fast_pages = application.application_mapping["http"]
+    health_check = application.application_mapping["http"]
+    assert isinstance(health_check, HealthCheck)  # /healthz, in front of the page cache
+    fast_pages = health_check.app
     assert isinstance(fast_pages, FastPages)
     hit = fast_pages.serve(scope)
     response: HttpResponseBase
