@@ -20,6 +20,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat import broadcast
+from chat.health import HealthCheck
 from chat.models import (
     AuditEntry,
     Ban,
@@ -32,7 +33,6 @@ from chat.models import (
     Room,
     ServerProcess,
 )
-from chat.health import HealthCheck
 from chat.pagecache import FastPages
 from chat.standing import Account
 
