@@ -11,6 +11,7 @@ import logging
 import secrets
 from typing import cast
 
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.utils import timezone
@@ -23,10 +24,18 @@ from chat.standing import Standing, User, ban_notice, room_and_standing, standin
 
 log = logging.getLogger(__name__)
 
-# Close codes. htmx's ws extension reconnects after 1006/1011/1012/1013 only, so
-# "come back later" uses 1013 and "don't retry" uses an application code.
-TRY_AGAIN_LATER = 1013
+# Close codes. htmx's ws extension reconnects after 1006/1011/1012/1013 only, but autobahn (inside
+# daphne) refuses to send any code but 1000 and 3000-4999. The one retried code that reaches the
+# browser is 1011, which daphne sends itself when the application raises: "come back later" raises
+# TryAgainLater. "Don't retry" is an application code.
+TRY_AGAIN_LATER = 1011
 REMOVED_FROM_ROOM = 4403
+
+
+class TryAgainLater(Exception):
+    """Ends the socket with 1011 so the page reconnects; expected, so logged without a traceback."""
+
+    log_traceback = False
 
 
 class RoomConsumer(AsyncWebsocketConsumer):
@@ -62,11 +71,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self._forget_handshake()
         try:
             await self._join_groups(room, viewer)
-        except Exception:
-            log.exception("Could not join the room's groups; asking the browser to retry")
+        except Exception as problem:
+            log.warning("Could not join the room's groups (%s); the page will retry", type(problem).__name__)
             await self._leave_groups()
-            await self.close(code=TRY_AGAIN_LATER)
-            return
+            raise TryAgainLater("The channel layer did not answer; the page will retry.") from None
         self.room, self.standing, self.in_room = room, viewer, True
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
@@ -80,6 +88,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await super().__call__(scope, receive, send)
         finally:
             await self._leave()
+
+    async def send(  # type: ignore[override]  # the same override as in the Channels stubs
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Write a frame, unless the browser has just gone: then nothing is lost but the frame.
+
+        Between a client's close (or a dropped connection) and daphne's disconnect event, autobahn
+        raises Disconnected ("Attempt to send on a closed protocol"); the disconnect follows.
+        """
+        try:
+            await super().send(text_data, bytes_data, close)
+        except Disconnected:
+            log.debug("Socket %s went away before a frame could be sent", self.socket_id)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:

@@ -10,13 +10,15 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.health import HealthCheck  # noqa: E402
 from chat.pagecache import FastPages  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Cached room pages and room lists served before Django's middleware (chat/pagecache.py).
-        "http": FastPages(django_asgi_app),
+        # /healthz (chat/health.py), then cached room pages and room lists, before Django's middleware
+        # (chat/pagecache.py).
+        "http": HealthCheck(FastPages(django_asgi_app)),
         # URLRouter takes the path() patterns of chat/routing.py; types-channels expects its own pattern type.
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),  # type: ignore[arg-type]
     }

@@ -3,7 +3,8 @@
 Helpers the tests import are in chat/tests/support.py."""
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
@@ -24,7 +25,7 @@ from chat.tests.support import (
     receive_until,
     session_cookie,
 )
-from testsupport.servers import RedisServer
+from testsupport.servers import DaphneServer, RedisServer, manage, production_like_env
 
 
 @pytest.fixture(autouse=True)
@@ -137,3 +138,28 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def site_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A migrated SQLite file (the migrations make the lobby): what real daphne processes run with."""
+    folder = tmp_path_factory.mktemp("site")
+    (folder / "static").mkdir()  # WhiteNoise warns about a missing STATIC_ROOT
+    env = production_like_env(folder)
+    manage(env, "migrate", "--noinput")
+    return env
+
+
+@pytest.fixture
+def start_daphne(site_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., DaphneServer]]:
+    """Starts `daphne site_config.asgi:application` (extra environment as keywords); stops it after."""
+    started: list[DaphneServer] = []
+
+    def start(**env: str) -> DaphneServer:
+        server = DaphneServer({**site_env, **env}, tmp_path / f"daphne{len(started)}.log")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -20,6 +20,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat import broadcast
+from chat.health import HealthCheck
 from chat.models import (
     AuditEntry,
     Ban,
@@ -120,7 +121,9 @@ def get_page(client: Client, path: str) -> Page:
         "root_path": "",
         "headers": [(b"host", b"testserver"), (b"cookie", cookies.encode()), (b"accept-encoding", b"gzip")],
     }
-    fast_pages = application.application_mapping["http"]
+    health_check = application.application_mapping["http"]
+    assert isinstance(health_check, HealthCheck)  # /healthz, in front of the page cache
+    fast_pages = health_check.app
     assert isinstance(fast_pages, FastPages)
     hit = fast_pages.serve(scope)
     response: HttpResponseBase
