@@ -233,7 +233,8 @@ def describe_change(changed: dict) -> Action:
 
 @transaction.atomic
 def propose_room(proposer: Account, name: str, description: str = "", is_public: bool = True) -> Room:
-    """A signed-in user proposes a room; hidden until staff approve, then run by its proposer."""
+    """A signed-in user proposes a room; hidden until staff approve, then run by its proposer
+    (the membership says moderator from the start; standing grants it once approved)."""
     room = Room.objects.create(
         name=name,
         slug=unique_slug(name),
@@ -261,3 +262,6 @@ def review_room(actor: Account, room: Room, approve: bool, reason: str = "") -> 
     room.status = Room.Status.APPROVED if approve else Room.Status.REJECTED
     room.save(update_fields=["status"])
     record(actor, Action.APPROVE_ROOM if approve else Action.REJECT_ROOM, room, reason=reason)
+    # The proposer moderates from approval on: an open page gets the controls (or, rejected, closes).
+    for moderator_id in room.memberships.filter(role=Role.MODERATOR).values_list("user", flat=True):
+        broadcast.standing_changed(room, moderator_id)

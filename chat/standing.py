@@ -89,9 +89,11 @@ def _decide(room: Room, user: User, facts: dict) -> Standing:
     if user.is_staff:
         return Standing(Role.MODERATOR, can_read=True)
     role = facts.get("viewer_role")
+    if role == Role.MODERATOR and room.is_approved:
+        return Standing(Role.MODERATOR, can_read=True)
     if role == Role.MODERATOR:
-        # The proposer moderates their room from the start: they see it while pending, not once rejected.
-        return Standing(Role.MODERATOR, can_read=room.status != Room.Status.REJECTED)
+        # A proposer sees their room while it waits for staff, but moderates it only once approved.
+        return Standing(Role.MEMBER, can_read=room.status == Room.Status.PENDING)
     banned = bool(facts.get("viewer_banned"))
     can_read = room.is_approved and not banned and (room.is_public or role is not None)
     muted_until = _stored_datetime(facts.get("viewer_muted_until"))
