@@ -13,16 +13,20 @@ from django.utils import timezone
 from chat import fragments, moderation, queries, services
 from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm, UserActionForm
 from chat.models import Message, Room
-from chat.standing import Account, User, standing
+from chat.standing import Account, User, check_session, standing
 
 # Every action but posting needs an account; posting tells visitors itself how to join in.
 Handler = Callable[[Room, Account, dict], str]
 
 
-def handle(room: Room, user: User, data: dict) -> str:
+def handle(room: Room, user: User, data: dict, session_key: str | None) -> str:
+    """The reply to one frame from a socket opened as `user` with the session `session_key`.
+
+    Raises standing.SessionEnded when that session no longer signs the user in (signed out,
+    disabled, password changed): nothing is done, and the socket closes with the reason.
+    """
     room = queries.reload(room, user)
-    if user.is_authenticated and not user.is_active:
-        return fragments.notice_html("This account is disabled.", error=True)
+    check_session(user, session_key)
     action = data.get("action") or "post"
     if action == "post":
         return post(room, user, data)

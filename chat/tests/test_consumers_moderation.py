@@ -440,6 +440,47 @@ async def test_pending_room_socket_opens_for_its_proposer_only(
     await open_socket(slug="garden", user=carol)
 
 
+async def test_a_proposer_moderates_only_once_staff_approve_the_room(
+    open_socket: SocketOpener, db: None, staff: Account, carol: Account
+) -> None:
+    garden = await database_sync_to_async(pending_room)(carol)
+    proposer = await open_socket(slug="garden", user=carol)
+    await proposer.send_to(text_data=ws_send_frame("first words"))
+    await receive_message_frame(proposer, "first words")
+    before = await database_sync_to_async(snapshot)()
+
+    await proposer.send_to(text_data=ws_send_frame(action="lock"))
+
+    assert "Only this room&#x27;s moderators can do that." in await receive_until(proposer, NOTICE)
+    assert await database_sync_to_async(snapshot)() == before
+
+    await database_sync_to_async(moderation.review_room)(staff, garden, approve=True)
+
+    history = await receive_until(proposer, HISTORY)
+    assert "first words" in history
+    assert "Remove message" in await database_sync_to_async(menu_of)(
+        carol, message_id(history, "first words")
+    )
+    await proposer.send_to(text_data=ws_send_frame(action="lock"))
+    assert "Locked: only moderators can post now." in await receive_until(proposer, NOTICE)
+
+
+async def test_moderation_frames_about_strangers_name_nobody_and_do_not_tell_who_is_staff(
+    open_socket: SocketOpener, lobby: Room, moderator: Account, staff: Account, bob: Account
+) -> None:
+    mod_socket = await open_socket(user=moderator)
+    refusals = []
+
+    for user_id in (staff.pk, bob.pk, 999999):
+        await mod_socket.send_to(text_data=ws_send_frame(action="ban", user_id=str(user_id), reason=""))
+        refusals.append(await receive_until(mod_socket, NOTICE))
+
+    assert refusals[0] == refusals[1] == refusals[2]
+    assert "someone who has taken part in this room" in refusals[0]
+    assert "sam" not in refusals[0] and "bob" not in refusals[0] and "moderator" not in refusals[0]
+    assert not await database_sync_to_async(Ban.objects.exists)()
+
+
 # Reporting ------------------------------------------------------------------------------------
 
 
