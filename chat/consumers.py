@@ -47,8 +47,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     standing: Standing
     in_room = False
     groups_joined: tuple[str, ...] = ()
-    # The session the socket opened with (None for visitors): every action re-checks it.
+    # The session the socket opened with (None for visitors): every action re-checks it, and a
+    # sign-out names it by its tag.
     session_key: str | None = None
+    session_hash = session_tag(None)
     mute_ends: asyncio.Task | None = None
     hub: Hub
     # Hub events that arrived while a handler ran, and how many handlers run (see deliver).
@@ -71,6 +73,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         room, viewer = found
         if self.user.is_authenticated:
             self.session_key = self.scope["session"].session_key
+            self.session_hash = session_tag(self.session_key)
         await self.accept()
         try:
             await self._join_groups(room, viewer)
@@ -168,7 +171,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     async def account_ended(self, event: dict) -> None:
         """Signed out (this session, i.e. every tab of that browser), disabled, or the password
         changed: close with the reason, rendered once for every socket."""
-        if "session" in event and event["session"] != session_tag(self.session_key):
+        if "session" in event and event["session"] != self.session_hash:
             return  # another session of the same user signed out
         await self._end_session(event["farewell"])
 

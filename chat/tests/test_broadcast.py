@@ -120,6 +120,8 @@ async def test_an_account_change_made_in_another_process_closes_the_users_socket
     sockets = [await open_socket(user=alice), await open_socket(slug=other_room.slug, user=alice)]
     channel_layers.backends = {}
     admins_process = get_channel_layer()
+    assert isinstance(sockets_process, RedisChannelLayer | RedisPubSubChannelLayer)
+    assert isinstance(admins_process, RedisChannelLayer | RedisPubSubChannelLayer)
     assert admins_process is not sockets_process
     try:
         await database_sync_to_async(deactivate)(alice)
