@@ -13,16 +13,20 @@ from django.utils import timezone
 from chat import fragments, moderation, queries, services
 from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm, UserActionForm
 from chat.models import Message, Room
-from chat.standing import Account, User, standing
+from chat.standing import Account, User, check_session, standing
 
 # Every action but posting needs an account; posting tells visitors itself how to join in.
 Handler = Callable[[Room, Account, dict], str]
 
 
-def handle(room: Room, user: User, data: dict) -> str:
+def handle(room: Room, user: User, data: dict, session_key: str | None) -> str:
+    """The reply to one frame from a socket opened as `user` with the session `session_key`.
+
+    Raises standing.SessionEnded when that session no longer signs the user in (signed out,
+    disabled, password changed): nothing is done, and the socket closes with the reason.
+    """
     room = queries.reload(room, user)
-    if user.is_authenticated and not user.is_active:
-        return fragments.notice_html("This account is disabled.", error=True)
+    check_session(user, session_key)
     action = data.get("action") or "post"
     if action == "post":
         return post(room, user, data)
@@ -66,12 +70,11 @@ def _message(room: Room, data: dict) -> tuple[Message, str]:
     return message, fields["reason"]
 
 
-def _target(data: dict, form_class: type[Form] = UserActionForm) -> tuple[Account, dict]:
+def _target(
+    room: Room, actor: Account, data: dict, form_class: type[Form] = UserActionForm
+) -> tuple[Account, dict]:
     fields = _valid(form_class(data))
-    target = Account.objects.filter(pk=fields["user_id"]).first()
-    if target is None:
-        raise moderation.NotAllowed("No such user.")
-    return target, fields
+    return moderation.target_in_room(room, actor, fields["user_id"]), fields
 
 
 def remove(room: Room, user: Account, data: dict) -> str:
@@ -87,25 +90,25 @@ def report(room: Room, user: Account, data: dict) -> str:
 
 
 def mute(room: Room, user: Account, data: dict) -> str:
-    target, fields = _target(data, MuteForm)
+    target, fields = _target(room, user, data, MuteForm)
     muted = moderation.mute(user, room, target, fields["minutes"], fields["reason"])
     return fragments.notice_html(f"{target} is muted until {timezone.localtime(muted.until):%H:%M}.")
 
 
 def unmute(room: Room, user: Account, data: dict) -> str:
-    target, _ = _target(data)
+    target, _ = _target(room, user, data)
     moderation.unmute(user, room, target)
     return fragments.notice_html(f"{target} can post again.")
 
 
 def ban(room: Room, user: Account, data: dict) -> str:
-    target, fields = _target(data)
+    target, fields = _target(room, user, data)
     moderation.ban(user, room, target, fields["reason"])
     return fragments.notice_html(f"{target} is banned from this room.")
 
 
 def unban(room: Room, user: Account, data: dict) -> str:
-    target, _ = _target(data)
+    target, _ = _target(room, user, data)
     moderation.unban(user, room, target)
     return fragments.notice_html(f"{target} is no longer banned.")
 

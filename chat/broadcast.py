@@ -10,12 +10,22 @@ import time
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.http import HttpRequest
 
 from chat import fragments
-from chat.models import Ban, Membership, Message, Mute, Role, Room
+from chat.models import Ban, Membership, Message, Mute, Role, Room, account_group_name
+from chat.standing import (
+    AUTHORITY_FIELDS,
+    SIGNED_OUT,
+    Account,
+    Authority,
+    authority_lost,
+    session_tag,
+)
 
 # Versions of what pages show, for the page cache (chat/pagecache.py): a rendered page is served
 # again only while the versions it was rendered under are unchanged. Bumped after the commit,
@@ -166,3 +176,56 @@ def moderation_panel(room: Room) -> None:
         room.role_group_name(Role.MODERATOR),
         {"type": "room.html", "html": fragments.moderation_panel_html(room)},
     )
+
+
+# An account's authority over its open sockets ----------------------------------------------
+# Sent to the account's own group (every socket of that user, in every room, on every process),
+# from signals, so a sign-out, the admin, a password change form or a shell all take effect live.
+
+
+def account_ended(user_id: int, notice: str, session_key: str | None = None) -> None:
+    """Close the user's sockets with `notice`: those of one session (a sign-out), or all of them."""
+    event = {"type": "account.ended", "farewell": fragments.session_ended_html(notice)}
+    if session_key is not None:
+        event["session"] = session_tag(session_key)
+    _after_commit(account_group_name(user_id), event)
+
+
+def account_standing_changed(user_id: int) -> None:
+    """Staff flag given or taken: every socket of the user re-reads its standing and redraws."""
+    _after_commit(account_group_name(user_id), {"type": "room.standing"})
+
+
+def _signed_out(sender: type, request: HttpRequest, user: Account | None, **kwargs: object) -> None:
+    # Sent before the session is flushed, so sockets are told which session, not asked to re-check.
+    if user is not None and request.session.session_key:
+        account_ended(user.pk, SIGNED_OUT, session_key=request.session.session_key)
+
+
+def _user_saving(
+    sender: type, instance: Account, raw: bool = False, update_fields: frozenset | None = None, **kw: object
+) -> None:
+    """Remember the authority as stored, to compare after the save (one query; not on sign-in)."""
+    untouched = update_fields is not None and not set(update_fields) & set(AUTHORITY_FIELDS)
+    if raw or instance.pk is None or untouched:
+        return
+    stored = Account.objects.filter(pk=instance.pk).values_list(*AUTHORITY_FIELDS).first()
+    if stored is not None:
+        instance._authority_before = Authority(*stored)  # type: ignore[attr-defined]
+
+
+def _user_saved_authority(sender: type, instance: Account, **kwargs: object) -> None:
+    before: Authority | None = instance.__dict__.pop("_authority_before", None)
+    if before is None:
+        return
+    after = Authority.of(instance)
+    notice = authority_lost(before, after)
+    if notice is not None:
+        account_ended(instance.pk, notice)
+    elif before.is_staff != after.is_staff:
+        account_standing_changed(instance.pk)
+
+
+user_logged_out.connect(_signed_out, dispatch_uid="sockets-signed-out")
+pre_save.connect(_user_saving, sender=get_user_model(), dispatch_uid="sockets-user-saving")
+post_save.connect(_user_saved_authority, sender=get_user_model(), dispatch_uid="sockets-user-saved")

@@ -18,9 +18,17 @@ from django.utils import timezone
 
 from chat import actions, fragments, queries, services
 from chat.hub import Hub, hub
-from chat.models import Room
+from chat.models import Room, account_group_name
 from chat.payloads import BadFrame, parse_ws_send
-from chat.standing import Standing, User, ban_notice, room_and_standing, standing
+from chat.standing import (
+    SessionEnded,
+    Standing,
+    User,
+    room_and_standing,
+    session_tag,
+    shut_out_notice,
+    standing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,7 @@ log = logging.getLogger(__name__)
 # TryAgainLater. "Don't retry" is an application code.
 TRY_AGAIN_LATER = 1011
 REMOVED_FROM_ROOM = 4403
+SESSION_ENDED = 4401  # signed out, disabled, password changed: not retried either
 
 
 class TryAgainLater(Exception):
@@ -47,6 +56,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
     standing: Standing
     in_room = False
     groups_joined: tuple[str, ...] = ()
+    # The session the socket opened with (None for visitors): every action re-checks it, and a
+    # sign-out names it by its tag.
+    session_key: str | None = None
+    session_hash = session_tag(None)
     mute_ends: asyncio.Task | None = None
     hub: Hub
     # Hub events that arrived while a handler ran, and how many handlers run (see deliver).
@@ -67,6 +80,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         room, viewer = self.hub.shared_room(found[0]), found[1]
+        if self.user.is_authenticated:
+            self.session_key = self.scope["session"].session_key
+            self.session_hash = session_tag(self.session_key)
         await self.accept()
         self._forget_handshake()
         try:
@@ -108,7 +124,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except BadFrame as problem:
             await self.send(fragments.notice_html(str(problem), error=True))
             return
-        await self.send(await database_sync_to_async(actions.handle)(self.room, self.user, data))
+        try:
+            reply = await database_sync_to_async(actions.handle)(self.room, self.user, data, self.session_key)
+        except SessionEnded as ended:
+            await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
+            return
+        await self.send(reply)
 
     # Group events, handed over by the hub (finished HTML it writes to the socket itself) ----
 
@@ -155,6 +176,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if viewer.role != self.standing.role:
             await self._switch_groups(self.room, viewer)
             await self.send(await database_sync_to_async(fragments.history_html)(self.room, viewer.role))
+            if self.standing.is_moderator:
+                await self.send(await database_sync_to_async(fragments.moderation_panel_gone_html)())
         self.standing = viewer
         await self.send(await database_sync_to_async(fragments.form_html)(self.room, viewer))
         self._give_form_back_when_mute_ends()
@@ -166,6 +189,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         viewer = await database_sync_to_async(self._refresh)()
         if not viewer.can_read:
             await self._close_for_good(viewer)
+
+    async def account_ended(self, event: dict) -> None:
+        """Signed out (this session, i.e. every tab of that browser), disabled, or the password
+        changed: close with the reason, rendered once for every socket."""
+        if "session" in event and event["session"] != self.session_hash:
+            return  # another session of the same user signed out
+        await self._end_session(event["farewell"])
 
     # Helpers ------------------------------------------------------------------------------
 
@@ -198,7 +228,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
     def _groups(self, room: Room, viewer: Standing) -> tuple[str, ...]:
         groups = [room.group_name, room.role_group_name(viewer.role)]
         if self.user.is_authenticated:
-            groups.append(room.user_group_name(self.user.pk))
+            groups += [room.user_group_name(self.user.pk), account_group_name(self.user.pk)]
         return tuple(groups)
 
     async def _join_groups(self, room: Room, viewer: Standing) -> None:
@@ -216,9 +246,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.hub.leave(groups, self)
 
     async def _close_for_good(self, viewer: Standing) -> None:
-        text = ban_notice(self.room) if viewer.banned else "This room is private."
+        text = shut_out_notice(self.room, viewer)
         await self.send(await database_sync_to_async(fragments.removed_from_room_html)(self.room, text))
         await self.close(code=REMOVED_FROM_ROOM)
+
+    async def _end_session(self, farewell: str) -> None:
+        await self.send(farewell)
+        await self.close(code=SESSION_ENDED)
 
     async def _leave(self) -> None:
         if self.mute_ends:

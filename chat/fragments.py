@@ -158,3 +158,13 @@ def notice_html(text: str, error: bool = False) -> str:
 def removed_from_room_html(room: Room, text: str) -> str:
     """What a socket shows as it is closed for good: why, in the form's place."""
     return notice_html(text, error=True) + _partial(COMPOSER, "closed_form", {"room": room, "notice": text})
+
+
+def session_ended_html(text: str) -> str:
+    """What every socket of a session that ended shows as it closes: the same in any room."""
+    return notice_html(text, error=True) + _partial(COMPOSER, "closed_form", {"notice": text})
+
+
+def moderation_panel_gone_html() -> str:
+    """Takes the Moderate panel off a page whose viewer no longer moderates."""
+    return _partial(ROOM_TEMPLATE, "moderation_gone", {})

@@ -46,9 +46,10 @@ class LocalSocket(Protocol):
     def presence(self) -> services.SocketPresence | None: ...
 
 
-def room_id_of(group: str) -> int:
-    """Every group name starts with room.<pk> (see Room.group_name)."""
-    return int(group.split(".")[1])
+def room_id_of(group: str) -> int | None:
+    """Room groups start with room.<pk> (see Room.group_name); an account's group has no room."""
+    kind, key, *_ = group.split(".")
+    return int(key) if kind == "room" else None
 
 
 class Hub:
@@ -118,7 +119,7 @@ class Hub:
                 if not self.members[group] and group in self.subscribed:
                     del self.members[group]
                     self.subscribed.discard(group)
-                    self._forget_history(room_id_of(group))
+                    self._forget_history(group)
                     await self.layer.group_discard(group, self.channel)
         if for_good:
             self.local.discard(socket)
@@ -141,7 +142,7 @@ class Hub:
     async def deliver(self, event: dict) -> None:
         group = event["group"]
         if event["type"] != "room.members":
-            self._forget_history(room_id_of(group))
+            self._forget_history(group)
         for socket in self.sockets_in(group):
             try:
                 await socket.deliver(event)
@@ -186,7 +187,10 @@ class Hub:
             self.history[key] = html
         return html
 
-    def _forget_history(self, room_id: int) -> None:
+    def _forget_history(self, group: str) -> None:
+        room_id = room_id_of(group)
+        if room_id is None:
+            return  # an account's news changes no room's history
         self.history_generation[room_id] += 1
         for role in Role:
             self.history.pop((room_id, str(role)), None)

@@ -19,6 +19,12 @@ class Role(models.TextChoices):
 MEMBERSHIP_ROLES = [(role.value, role.label) for role in (Role.MEMBER, Role.MODERATOR)]
 
 
+def account_group_name(user_id: int) -> str:
+    """Every socket a user has open, in any room, for news about the account itself: signed out,
+    disabled, password or staff flag changed. The one group name not starting with room.<pk>."""
+    return f"account.{user_id}"
+
+
 def not_reserved(slug: str) -> None:
     if slug in RESERVED_ROOM_SLUGS:
         raise ValidationError(f"“{slug}” is used by the site itself; choose another slug.")

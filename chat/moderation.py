@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -31,6 +32,29 @@ def require_moderator(room: Room, actor: User) -> None:
 def require_staff(actor: Account) -> None:
     if not actor.is_staff:
         raise NotAllowed("Only staff can do that.")
+
+
+# One sentence for every user a moderator may not name from the room page: it names nobody and
+# says nothing of whether the id exists or is staff.
+NOT_IN_ROOM = "That can only be done to someone who has taken part in this room."
+
+
+def target_in_room(room: Room, actor: User, user_id: int) -> Account:
+    """The user a moderator's frame names, if they have a standing in the room: they posted there,
+    belong to it, or are muted or banned there. Anyone else, or an unknown id, gets NOT_IN_ROOM,
+    so the room page cannot look up who exists or who is staff. (Staff act on anyone in the admin.)
+    """
+    require_moderator(room, actor)
+    took_part = (
+        Q(Exists(Message.objects.filter(room=room, author=OuterRef("pk"))))
+        | Q(Exists(Membership.objects.filter(room=room, user=OuterRef("pk"))))
+        | Q(Exists(Mute.objects.filter(room=room, user=OuterRef("pk"))))
+        | Q(Exists(Ban.objects.filter(room=room, user=OuterRef("pk"))))
+    )
+    target = Account.objects.filter(took_part, pk=user_id).first()
+    if target is None:
+        raise NotAllowed(NOT_IN_ROOM)
+    return target
 
 
 def require_ordinary_member(room: Room, target: Account) -> None:
@@ -233,7 +257,8 @@ def describe_change(changed: dict) -> Action:
 
 @transaction.atomic
 def propose_room(proposer: Account, name: str, description: str = "", is_public: bool = True) -> Room:
-    """A signed-in user proposes a room; hidden until staff approve, then run by its proposer."""
+    """A signed-in user proposes a room; hidden until staff approve, then run by its proposer
+    (the membership says moderator from the start; standing grants it once approved)."""
     room = Room.objects.create(
         name=name,
         slug=unique_slug(name),
@@ -261,3 +286,6 @@ def review_room(actor: Account, room: Room, approve: bool, reason: str = "") -> 
     room.status = Room.Status.APPROVED if approve else Room.Status.REJECTED
     room.save(update_fields=["status"])
     record(actor, Action.APPROVE_ROOM if approve else Action.REJECT_ROOM, room, reason=reason)
+    # The proposer moderates from approval on: an open page gets the controls (or, rejected, closes).
+    for moderator_id in room.memberships.filter(role=Role.MODERATOR).values_list("user", flat=True):
+        broadcast.standing_changed(room, moderator_id)

@@ -74,10 +74,11 @@ def find_message(pk: int) -> Message | None:
 def reload(room: Room, user: User) -> Room:
     """The room and the user as stored now, for a socket that loaded both when it opened.
 
-    Locks and slow mode may have changed since, and so may the user's staff status.
+    Locks and slow mode may have changed since, and so may the user's staff status, whether
+    the account is active, and its password (which every session's hash is made from).
     """
     if user.is_authenticated:
-        user.refresh_from_db(fields=["is_staff", "is_superuser", "is_active"])
+        user.refresh_from_db(fields=["is_staff", "is_superuser", "is_active", "password"])
     return Room.objects.get(pk=room.pk)
 
 

@@ -1,17 +1,23 @@
 """Who a user is in a room right now: the one place read and post permissions are decided.
 
 Everything that acts on a room (views, consumers, the admin) asks here at the moment of the
-action, so a user demoted, muted or banned a second ago is refused at once.
+action, so a user demoted, muted or banned a second ago is refused at once. An open socket also
+asks here whether the session it opened with still stands (signed out, disabled, password changed).
 """
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import import_module
 
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as Account
 from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
 
 from chat.models import Ban, Membership, Mute, Role, Room
@@ -89,9 +95,11 @@ def _decide(room: Room, user: User, facts: dict) -> Standing:
     if user.is_staff:
         return Standing(Role.MODERATOR, can_read=True)
     role = facts.get("viewer_role")
+    if role == Role.MODERATOR and room.is_approved:
+        return Standing(Role.MODERATOR, can_read=True)
     if role == Role.MODERATOR:
-        # The proposer moderates their room from the start: they see it while pending, not once rejected.
-        return Standing(Role.MODERATOR, can_read=room.status != Room.Status.REJECTED)
+        # A proposer sees their room while it waits for staff, but moderates it only once approved.
+        return Standing(Role.MEMBER, can_read=room.status == Room.Status.PENDING)
     banned = bool(facts.get("viewer_banned"))
     can_read = room.is_approved and not banned and (room.is_public or role is not None)
     muted_until = _stored_datetime(facts.get("viewer_muted_until"))
@@ -101,6 +109,74 @@ def _decide(room: Room, user: User, facts: dict) -> Standing:
 def ban_notice(room: Room) -> str:
     """What a banned user is told, on the page and on a socket closed by the ban."""
     return f"You have been banned from #{room.name}."
+
+
+def shut_out_notice(room: Room, viewer: Standing) -> str:
+    """What a socket that may no longer read its room is told as it closes."""
+    if viewer.banned:
+        return ban_notice(room)
+    if room.status == Room.Status.REJECTED:
+        return "This room was not approved."
+    return "This room is private."
+
+
+# Sessions: an open socket acts for its user only while the session it opened with still does ----
+
+SIGNED_OUT = "You have signed out. Sign in again to go on."
+ACCOUNT_DISABLED = "This account is disabled."
+PASSWORD_CHANGED = "Your password was changed, so this page was signed out. Reload it to go on."
+
+
+class SessionEnded(Exception):
+    """The socket's session no longer speaks for its user; the text says why, for the page."""
+
+
+def session_tag(session_key: str | None) -> str:
+    """A session named without its key, for events that cross the channel layer."""
+    return hashlib.sha256((session_key or "").encode()).hexdigest()
+
+
+def check_session(user: User, session_key: str | None) -> None:
+    """Raise SessionEnded unless the session still signs in `user`, as Django checks it per request:
+    it exists, is unexpired, names this user and carries the hash of their current password.
+
+    One read of the session (a small query, or a cache read with a cache session engine);
+    `user` must be freshly loaded (queries.reload) for is_active and the password.
+    """
+    if not user.is_authenticated:
+        return
+    if not user.is_active:
+        raise SessionEnded(ACCOUNT_DISABLED)
+    stored = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load() if session_key else {}
+    same_hash = constant_time_compare(stored.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
+    if not (same_hash and stored.get(SESSION_KEY) == str(user.pk)):
+        raise SessionEnded(SIGNED_OUT)
+
+
+@dataclass(frozen=True)
+class Authority:
+    """What an account's open sockets rest on: the account active, its password (behind every
+    session's hash) and the staff flag (moderator everywhere)."""
+
+    is_active: bool
+    is_staff: bool
+    password: str
+
+    @classmethod
+    def of(cls, user: Account) -> "Authority":
+        return cls(user.is_active, user.is_staff, user.password)
+
+
+AUTHORITY_FIELDS = ("is_active", "is_staff", "password")
+
+
+def authority_lost(before: Authority, after: Authority) -> str | None:
+    """Why a change to an account ends every session of it (the notice for its sockets), or None."""
+    if before.is_active and not after.is_active:
+        return ACCOUNT_DISABLED
+    if before.password != after.password:
+        return PASSWORD_CHANGED
+    return None
 
 
 def readable_rooms(user: User) -> QuerySet[Room]:

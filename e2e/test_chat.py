@@ -151,3 +151,28 @@ def test_load_older_messages_pages_back_without_gaps_or_duplicates(server, new_u
     expect(bodies).to_have_count(120)
     expect(alice.locator("#messages")).to_contain_text("This is the start of #Archive.")
     assert bodies.all_text_contents() == [f"Old note {n:03}" for n in range(1, 121)]
+
+
+def test_logging_out_in_one_tab_closes_the_room_in_the_other(server, new_user):
+    alice = new_user(server.url, "alice")
+    bob = new_user(server.url, "bob")
+    open_room(alice, server.url)
+    open_room(bob, server.url)
+    send(alice, "Before signing out")
+    expect(bob.locator("#messages")).to_contain_text("Before signing out")
+    messages_before = bob.locator("#messages .message").count()
+    sockets_opened: list[str] = []
+    alice.on("websocket", lambda socket: sockets_opened.append(socket.url))
+
+    other_tab = alice.context.new_page()
+    other_tab.goto(f"{server.url}/")
+    other_tab.get_by_role("button", name="Log out").click()
+    expect(other_tab.locator(".account")).to_contain_text("Log in")
+
+    expect(alice.locator("#chat-notice")).to_have_text("You have signed out. Sign in again to go on.")
+    expect(alice.locator("#message-form")).to_have_text("You have signed out. Sign in again to go on.")
+    expect(alice.locator("#message-form input[name=message]")).to_have_count(0)
+    # Closed for good: the page does not reconnect (and so cannot post) in a loop.
+    alice.wait_for_timeout(2_000)
+    assert sockets_opened == []
+    expect(bob.locator("#messages .message")).to_have_count(messages_before)

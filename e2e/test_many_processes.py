@@ -71,3 +71,34 @@ def test_moderation_on_one_process_shows_on_the_other(two_servers, new_user):
 
     expect(member.locator("#messages")).not_to_contain_text("Remove me across processes")
     expect(member.locator("#messages")).to_contain_text("Message removed by a moderator")
+
+
+def test_signing_out_on_one_process_closes_the_socket_open_on_the_other(two_servers, new_user):
+    first, second = two_servers
+    alice = new_user(first.url, "alice")
+    # The session cookie is for 127.0.0.1 whatever the port: the same browser, on the other process.
+    open_room(alice, second.url)
+
+    other_tab = alice.context.new_page()
+    other_tab.goto(f"{first.url}/")
+    other_tab.get_by_role("button", name="Log out").click()
+
+    expect(alice.locator("#chat-notice")).to_have_text("You have signed out. Sign in again to go on.")
+    expect(alice.locator("#message-form input[name=message]")).to_have_count(0)
+
+
+def test_deactivating_in_the_admin_on_one_process_closes_the_socket_open_on_the_other(two_servers, new_user):
+    first, second = two_servers
+    staff = new_user(first.url, "staff")
+    grant(first.env, staff.username, staff=True)
+    bob = new_user(second.url, "bob")
+    open_room(bob, second.url)
+
+    staff.goto(f"{first.url}/admin/auth/user/?q={bob.username}")
+    staff.get_by_role("link", name=bob.username, exact=True).click()
+    staff.locator("#id_is_active").uncheck()
+    staff.locator("input[name=_save]").click()
+    expect(staff.locator(".messagelist")).to_contain_text("was changed successfully")
+
+    expect(bob.locator("#chat-notice")).to_have_text("This account is disabled.")
+    expect(bob.locator("#message-form input[name=message]")).to_have_count(0)

@@ -67,10 +67,17 @@ async def open_socket() -> AsyncIterator[SocketOpener]:
     opened: list[WebsocketCommunicator] = []
 
     async def _open(
-        slug: str = "lobby", user: Account | None = None, settle: bool = True, refused: bool = False
+        slug: str = "lobby",
+        user: Account | None = None,
+        settle: bool = True,
+        refused: bool = False,
+        session: str | None = None,
     ) -> WebsocketCommunicator:
+        """`user` signs in afresh for the socket, unless `session` (a browser's, e.g. a tab's) is given."""
         headers = [(b"origin", ORIGIN), (b"host", HOST)]
-        if user is not None:
+        if session is not None:
+            headers.append((b"cookie", f"sessionid={session}".encode()))
+        elif user is not None:
             headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
         socket = WebsocketCommunicator(application, f"/ws/rooms/{slug}/", headers=headers)
         opened.append(socket)

@@ -48,6 +48,8 @@ NEW_MESSAGE = 'hx-swap-oob="beforeend:#messages"'
 HEADER = 'id="room-header"'
 TOMBSTONE = "Message removed by a moderator"
 REMOVED_FROM_ROOM = 4403
+SESSION_ENDED = 4401
+MODERATION_PANEL = 'id="moderation-tools"'
 
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -146,7 +148,12 @@ def room_links(client: Client) -> str:
 
 
 def session_cookie(user: Account) -> bytes:
-    return f"sessionid={client_for(user).cookies['sessionid'].value}".encode()
+    return f"sessionid={session_of(user)}".encode()
+
+
+def session_of(user: Account) -> str:
+    """The key of a new session signing `user` in, as a browser holds it after logging in."""
+    return client_for(user).cookies["sessionid"].value
 
 
 def present(room: Room, user: Account | None, socket_id: str, age_seconds: float = 0) -> Presence:

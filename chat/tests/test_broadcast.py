@@ -10,8 +10,17 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from chat import fragments
 from chat.models import Message, Role, Room
-from chat.standing import Account
-from chat.tests.support import MENU, NEW_MESSAGE, SocketOpener, drain, receive_until, ws_send_frame
+from chat.standing import ACCOUNT_DISABLED, Account
+from chat.tests.support import (
+    MENU,
+    NEW_MESSAGE,
+    SESSION_ENDED,
+    SocketOpener,
+    drain,
+    receive_close,
+    receive_until,
+    ws_send_frame,
+)
 from testsupport.servers import RedisServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,3 +110,32 @@ async def test_sockets_on_two_server_processes_exchange_messages_through_redis(
         await reader.disconnect()
         await first_process.flush()
         await second_process.flush()
+
+
+async def test_an_account_change_made_in_another_process_closes_the_users_sockets_through_redis(
+    redis_channel_layer: str, open_socket: SocketOpener, lobby: Room, other_room: Room, alice: Account
+) -> None:
+    """The sockets' process and the one deactivating the user (the admin's, a shell) share only Redis."""
+    sockets_process = get_channel_layer()
+    sockets = [await open_socket(user=alice), await open_socket(slug=other_room.slug, user=alice)]
+    channel_layers.backends = {}
+    admins_process = get_channel_layer()
+    assert isinstance(sockets_process, RedisChannelLayer | RedisPubSubChannelLayer)
+    assert isinstance(admins_process, RedisChannelLayer | RedisPubSubChannelLayer)
+    assert admins_process is not sockets_process
+    try:
+        await database_sync_to_async(deactivate)(alice)
+
+        for socket in sockets:
+            frames, code = await receive_close(socket)
+            assert any(ACCOUNT_DISABLED in frame for frame in frames), frames
+            assert code == SESSION_ENDED
+    finally:
+        await sockets_process.flush()
+        await admins_process.flush()
+
+
+def deactivate(user: Account) -> None:
+    stored = Account.objects.get(pk=user.pk)
+    stored.is_active = False
+    stored.save()

@@ -197,6 +197,7 @@ async def test_ban_closes_every_socket_of_the_banned_user_and_keeps_them_out(
     alice: Account,
     bob: Account,
 ) -> None:
+    await new_message(lobby, bob, "buy cheap watches")
     mod_socket, bystander = await open_socket(user=moderator), await open_socket(user=alice)
     banned_tabs = [await open_socket(user=bob), await open_socket(user=bob)]
     await settle(mod_socket, bystander, *banned_tabs)
@@ -252,6 +253,7 @@ async def test_mute_closes_the_form_of_the_muted_user_and_refuses_their_posts(
     alice: Account,
     bob: Account,
 ) -> None:
+    await new_message(lobby, bob, "you are all idiots")
     mod_socket, muted, bystander = (
         await open_socket(user=moderator),
         await open_socket(user=bob),
@@ -270,7 +272,7 @@ async def test_mute_closes_the_form_of_the_muted_user_and_refuses_their_posts(
     await muted.send_to(text_data=ws_send_frame("let me talk"))
     assert "muted" in await receive_until(muted, FORM)
     assert await bystander.receive_nothing(timeout=0.3)
-    assert await stored_bodies() == []
+    assert await stored_bodies() == ["you are all idiots"]
 
 
 async def test_unmute_gives_the_form_back_and_posts_go_through(
@@ -436,6 +438,47 @@ async def test_pending_room_socket_opens_for_its_proposer_only(
     await open_socket(slug="garden", refused=True)
     await open_socket(slug="garden", user=alice, refused=True)
     await open_socket(slug="garden", user=carol)
+
+
+async def test_a_proposer_moderates_only_once_staff_approve_the_room(
+    open_socket: SocketOpener, db: None, staff: Account, carol: Account
+) -> None:
+    garden = await database_sync_to_async(pending_room)(carol)
+    proposer = await open_socket(slug="garden", user=carol)
+    await proposer.send_to(text_data=ws_send_frame("first words"))
+    await receive_message_frame(proposer, "first words")
+    before = await database_sync_to_async(snapshot)()
+
+    await proposer.send_to(text_data=ws_send_frame(action="lock"))
+
+    assert "Only this room&#x27;s moderators can do that." in await receive_until(proposer, NOTICE)
+    assert await database_sync_to_async(snapshot)() == before
+
+    await database_sync_to_async(moderation.review_room)(staff, garden, approve=True)
+
+    history = await receive_until(proposer, HISTORY)
+    assert "first words" in history
+    assert "Remove message" in await database_sync_to_async(menu_of)(
+        carol, message_id(history, "first words")
+    )
+    await proposer.send_to(text_data=ws_send_frame(action="lock"))
+    assert "Locked: only moderators can post now." in await receive_until(proposer, NOTICE)
+
+
+async def test_moderation_frames_about_strangers_name_nobody_and_do_not_tell_who_is_staff(
+    open_socket: SocketOpener, lobby: Room, moderator: Account, staff: Account, bob: Account
+) -> None:
+    mod_socket = await open_socket(user=moderator)
+    refusals = []
+
+    for user_id in (staff.pk, bob.pk, 999999):
+        await mod_socket.send_to(text_data=ws_send_frame(action="ban", user_id=str(user_id), reason=""))
+        refusals.append(await receive_until(mod_socket, NOTICE))
+
+    assert refusals[0] == refusals[1] == refusals[2]
+    assert "someone who has taken part in this room" in refusals[0]
+    assert "sam" not in refusals[0] and "bob" not in refusals[0] and "moderator" not in refusals[0]
+    assert not await database_sync_to_async(Ban.objects.exists)()
 
 
 # Reporting ------------------------------------------------------------------------------------

@@ -51,9 +51,16 @@ def test_a_mute_lasts_until_it_runs_out(lobby: Room, alice: Account) -> None:
     assert not standing(lobby, alice).is_muted
 
 
-def test_a_proposer_moderates_their_pending_room_but_not_once_it_is_rejected(carol: Account) -> None:
+def test_a_proposer_reads_their_pending_room_moderates_it_once_approved_and_not_once_rejected(
+    carol: Account,
+) -> None:
     garden = pending_room(carol)
     assert standing(garden, carol).can_read
+    assert not standing(garden, carol).is_moderator
+
+    Room.objects.filter(pk=garden.pk).update(status=Room.Status.APPROVED)
+    garden.refresh_from_db()
+    assert standing(garden, carol).is_moderator
 
     Room.objects.filter(pk=garden.pk).update(status=Room.Status.REJECTED)
     garden.refresh_from_db()

@@ -1,0 +1,221 @@
+"""An open socket acts for its user only while their session stands: signing out, deactivation, a new
+password or a lost staff flag reach every open socket of that user at once, through real websockets."""
+
+import pytest
+from channels.db import database_sync_to_async
+from django.contrib.sessions.models import Session
+
+from chat import moderation
+from chat.models import Message, Room
+from chat.standing import ACCOUNT_DISABLED, PASSWORD_CHANGED, SIGNED_OUT, Account
+from chat.tests.support import (
+    FORM,
+    HISTORY,
+    MENU,
+    MODERATION_PANEL,
+    SESSION_ENDED,
+    SocketOpener,
+    client_for,
+    drain,
+    make_staff,
+    new_message,
+    receive_close,
+    receive_message_frame,
+    receive_until,
+    settle,
+    stored_bodies,
+    ws_send_frame,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def html(text: str) -> str:
+    return text.replace("'", "&#x27;")
+
+
+def closed_with(frames: list[str], text: str) -> bool:
+    """The page was told why: the notice, and the form replaced by the same sentence."""
+    return any(html(text) in frame and 'id="chat-notice"' in frame for frame in frames) and any(
+        'id="message-form" class="composer closed"' in frame for frame in frames
+    )
+
+
+@database_sync_to_async
+def save_user(user: Account, **fields: object) -> None:
+    """Change the account as the admin or a form does: a model save, with its signals."""
+    stored = Account.objects.get(pk=user.pk)
+    for name, value in fields.items():
+        setattr(stored, name, value)
+    stored.save()
+
+
+# Signing out ----------------------------------------------------------------------------------
+
+
+async def test_signing_out_closes_every_tab_of_that_browser_and_not_the_users_other_browsers(
+    open_socket: SocketOpener, lobby: Room, other_room: Room, alice: Account, bob: Account
+) -> None:
+    browser = await database_sync_to_async(client_for)(alice)
+    session = browser.cookies["sessionid"].value
+    tabs = [
+        await open_socket(user=alice, session=session),
+        await open_socket(slug=other_room.slug, user=alice, session=session),
+    ]
+    phone, reader = await open_socket(user=alice), await open_socket(user=bob)
+    await settle(*tabs, phone, reader)
+
+    response = await database_sync_to_async(browser.post)("/accounts/logout/")
+
+    assert response.status_code == 302
+    for tab in tabs:
+        frames, code = await receive_close(tab)
+        assert closed_with(frames, SIGNED_OUT), frames
+        assert code == SESSION_ENDED
+    assert await phone.receive_nothing(timeout=0.2)
+    await phone.send_to(text_data=ws_send_frame("still signed in on my phone"))
+    await receive_message_frame(reader, "still signed in on my phone")
+
+
+async def test_a_socket_whose_session_is_gone_posts_nothing_and_closes(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    stale, reader = await open_socket(user=alice), await open_socket(user=bob)
+    await settle(stale, reader)
+    # Gone without any signal: expired and cleared, or deleted by hand.
+    await database_sync_to_async(Session.objects.all().delete)()
+
+    await stale.send_to(text_data=ws_send_frame("who am I now?"))
+
+    frames, code = await receive_close(stale)
+    assert closed_with(frames, SIGNED_OUT), frames
+    assert code == SESSION_ENDED
+    assert await stored_bodies() == []
+    assert await reader.receive_nothing(timeout=0.2)
+
+
+async def test_a_socket_of_a_signed_out_user_cannot_moderate(
+    open_socket: SocketOpener, lobby: Room, moderator: Account, bob: Account
+) -> None:
+    message = await new_message(lobby, bob, "still here")
+    browser = await database_sync_to_async(client_for)(moderator)
+    session = browser.cookies["sessionid"].value
+    stale = await open_socket(user=moderator, session=session)
+    # The session ends without the signal reaching this socket (e.g. flushed by another process).
+    await database_sync_to_async(Session.objects.filter(session_key=session).delete)()
+
+    await stale.send_to(text_data=ws_send_frame(action="remove", message_id=str(message.pk)))
+
+    _, code = await receive_close(stale)
+    assert code == SESSION_ENDED
+    assert (await database_sync_to_async(Message.objects.get)(pk=message.pk)).removed_at is None
+
+
+# Deactivation and passwords -------------------------------------------------------------------
+
+
+async def test_deactivating_a_user_closes_all_their_sockets_in_every_room(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    secret = await database_sync_to_async(Room.objects.create)(slug="secret", name="Secret", is_public=False)
+    await database_sync_to_async(moderation.invite)(await database_sync_to_async(make_staff)(), secret, alice)
+    sockets = [await open_socket(user=alice), await open_socket(slug="secret", user=alice)]
+    other = await open_socket(user=bob)
+    await settle(*sockets, other)
+
+    await save_user(alice, is_active=False)
+
+    for socket in sockets:
+        frames, code = await receive_close(socket)
+        assert closed_with(frames, ACCOUNT_DISABLED), frames
+        assert code == SESSION_ENDED
+    assert FORM not in "".join(await drain(other))
+
+
+async def test_a_new_password_closes_the_users_sockets(
+    open_socket: SocketOpener, lobby: Room, alice: Account
+) -> None:
+    socket = await open_socket(user=alice)
+
+    @database_sync_to_async
+    def change_password() -> None:
+        stored = Account.objects.get(pk=alice.pk)
+        stored.set_password("a whole new passphrase")
+        stored.save()
+
+    await change_password()
+
+    frames, code = await receive_close(socket)
+    assert closed_with(frames, PASSWORD_CHANGED), frames
+    assert code == SESSION_ENDED
+
+
+async def test_a_password_set_in_the_admin_closes_the_users_sockets(
+    open_socket: SocketOpener, lobby: Room, staff: Account, alice: Account
+) -> None:
+    socket = await open_socket(user=alice)
+    admin = await database_sync_to_async(client_for)(staff)
+    new_password = {"password1": "an admin-set passphrase 7", "password2": "an admin-set passphrase 7"}
+
+    response = await database_sync_to_async(admin.post)(
+        f"/admin/auth/user/{alice.pk}/password/", new_password | {"usable_password": "true"}
+    )
+
+    assert response.status_code == 302
+    frames, code = await receive_close(socket)
+    assert closed_with(frames, PASSWORD_CHANGED), frames
+    assert code == SESSION_ENDED
+
+
+async def test_signing_in_again_elsewhere_leaves_open_sockets_alone(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    socket, reader = await open_socket(user=alice), await open_socket(user=bob)
+    await settle(socket, reader)
+
+    # A sign-in saves last_login only.
+    await database_sync_to_async(client_for)(alice)
+
+    assert await socket.receive_nothing(timeout=0.3)
+    await socket.send_to(text_data=ws_send_frame("still here"))
+    await receive_message_frame(reader, "still here")
+
+
+# Staff flag -----------------------------------------------------------------------------------
+
+
+async def test_removing_the_staff_flag_downgrades_open_sockets_at_once(
+    open_socket: SocketOpener, lobby: Room, staff: Account, moderator: Account, bob: Account
+) -> None:
+    await new_message(lobby, bob, "earlier")
+    former_staff, mod_socket = await open_socket(user=staff), await open_socket(user=moderator)
+    await settle(former_staff, mod_socket)
+
+    await save_user(staff, is_staff=False, is_superuser=False)
+
+    history = await receive_until(former_staff, HISTORY)
+    assert "earlier" in history and MENU in history
+    assert 'id="moderation" hx-swap-oob="delete"' in await receive_until(former_staff, "moderation")
+    assert await receive_until(former_staff, FORM)
+    # Moderator-only fragments no longer reach the socket; the room's news still does.
+    await mod_socket.send_to(text_data=ws_send_frame(action="lock"))
+    assert MODERATION_PANEL in await receive_until(mod_socket, MODERATION_PANEL)
+    frames = await drain(former_staff, quiet=0.3)
+    assert frames and not any(MODERATION_PANEL in frame for frame in frames), frames
+    await former_staff.send_to(text_data=ws_send_frame(action="unlock"))
+    assert html("Only this room's moderators can do that.") in await receive_until(
+        former_staff, "chat-notice"
+    )
+
+
+async def test_removing_the_staff_flag_closes_a_private_room_the_user_does_not_belong_to(
+    open_socket: SocketOpener, db: None, staff: Account
+) -> None:
+    await database_sync_to_async(Room.objects.create)(slug="secret", name="Secret", is_public=False)
+    socket = await open_socket(slug="secret", user=staff)
+
+    await save_user(staff, is_staff=False, is_superuser=False)
+
+    frames, code = await receive_close(socket)
+    assert any("This room is private." in frame for frame in frames), frames
+    assert code == 4403
