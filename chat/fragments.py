@@ -6,6 +6,7 @@ update cannot drift apart. Broadcast fragments depend on the event and at most t
 role, never on the viewer, so each is rendered once and sent to every socket of that role.
 """
 
+import math
 from functools import lru_cache
 
 from django.template.loader import render_to_string
@@ -158,3 +159,15 @@ def notice_html(text: str, error: bool = False) -> str:
 def removed_from_room_html(room: Room, text: str) -> str:
     """What a socket shows as it is closed for good: why, in the form's place."""
     return notice_html(text, error=True) + _partial(COMPOSER, "closed_form", {"room": room, "notice": text})
+
+
+def wait_in_words(seconds: float) -> str:
+    """How long someone must wait, rounded up, in the largest unit that reads naturally."""
+    minutes = math.ceil(seconds / 60)
+    if seconds <= 90:
+        count, unit = max(1, math.ceil(seconds)), "second"
+    elif minutes <= 90:
+        count, unit = minutes, "minute"
+    else:
+        count, unit = math.ceil(seconds / 3600), "hour"
+    return f"{count} {unit}{'s' if count != 1 else ''}"
