@@ -9,6 +9,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
+from django.test import override_settings
 
 from chat.models import Room
 from chat.standing import Account
@@ -24,7 +26,7 @@ from chat.tests.support import (
     receive_until,
     session_cookie,
 )
-from testsupport.servers import RedisServer
+from testsupport.servers import RedisServer, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -137,3 +139,24 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+def _cache_at(url: str) -> dict:
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+
+
+@pytest.fixture
+def redis_cache(redis_server: RedisServer) -> Iterator[None]:
+    """Django's cache on the real redis-server, as in production; emptied before and after."""
+    # Not the `settings` fixture: that one is undone after fresh_page_cache has cleared the cache.
+    with override_settings(CACHES=_cache_at(redis_server.url)):
+        cache.clear()
+        yield
+        cache.clear()
+
+
+@pytest.fixture
+def unreachable_cache() -> Iterator[None]:
+    """Django's cache pointed at a Redis that is not there: every call raises ConnectionError."""
+    with override_settings(CACHES=_cache_at(f"redis://127.0.0.1:{free_port()}/0")):
+        yield
