@@ -21,7 +21,7 @@ def refused(username: str, sentence: str) -> None:
 
 
 def test_a_cyrillic_lookalike_of_a_taken_name_is_refused(alice: Account) -> None:
-    refused("\u0430lice", ASCII_ONLY)  # a Cyrillic а
+    refused("\u0430lice", ASCII_ONLY)  # U+0430 CYRILLIC SMALL LETTER A, then "lice"
 
 
 @pytest.mark.parametrize("username", ["Ωmega", "zoë", "名前"])
