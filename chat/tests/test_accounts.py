@@ -198,8 +198,8 @@ def test_signups_are_refused_with_503_while_the_counter_is_unreachable(unreachab
 
 def address_of(settings, remote: str, forwarded: str = "", header: str = "") -> str:
     settings.CLIENT_IP_HEADER = header
-    extra = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {}
-    return accounts.client_address(RequestFactory().get("/", REMOTE_ADDR=remote, **extra))
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    return accounts.client_address(RequestFactory().get("/", headers=headers, REMOTE_ADDR=remote))
 
 
 def test_the_address_is_remote_addr_and_a_forged_header_is_ignored(settings) -> None:
