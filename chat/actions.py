@@ -85,7 +85,10 @@ def remove(room: Room, user: Account, data: dict) -> str:
 
 def report(room: Room, user: Account, data: dict) -> str:
     message, reason = _message(room, data)
-    moderation.report_message(user, message, reason)
+    try:
+        moderation.report_message(user, message, reason)
+    except moderation.AlreadyReported as already:
+        return fragments.notice_html(str(already))
     return fragments.notice_html("Thanks for reporting it. A moderator will take a look.")
 
 

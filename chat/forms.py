@@ -1,5 +1,10 @@
 from django import forms
 from django.conf import settings
+from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
+from django.contrib.auth.validators import ASCIIUsernameValidator
+from django.db.models import F, Value
+from django.db.models.functions import Lower, Replace
 
 from chat.models import Room
 
@@ -61,3 +66,55 @@ class ProposeRoomForm(forms.Form):
     name = forms.CharField(max_length=80, strip=True)
     description = forms.CharField(max_length=200, required=False, strip=True)
     is_public = forms.BooleanField(label="Public (anyone can read it)", required=False, initial=True)
+
+
+# ASCII pairs that read alike in many fonts (from Unicode's confusables, UTS #39), folded away to
+# compare names: before lowercasing (capital I vs small l), then after it.
+_ALIKE_CASED = [("I", "l"), ("1", "l"), ("0", "O")]
+_ALIKE_LOWER = [("rn", "m"), ("vv", "w")]
+
+
+def lookalike_key(username: str) -> str:
+    """What a name looks like: two names with the same key are too alike to tell apart."""
+    for old, new in _ALIKE_CASED:
+        username = username.replace(old, new)
+    username = username.lower()
+    for old, new in _ALIKE_LOWER:
+        username = username.replace(old, new)
+    return username
+
+
+def _lookalike_key_sql() -> Lower | Replace:
+    """lookalike_key() in SQL, to compare against every stored name in one query."""
+    expression: Lower | Replace | F = F("username")
+    for old, new in _ALIKE_CASED:
+        expression = Replace(expression, Value(old), Value(new))
+    expression = Lower(expression)
+    for old, new in _ALIKE_LOWER:
+        expression = Replace(expression, Value(old), Value(new))
+    return expression
+
+
+class SignupForm(UserCreationForm):
+    """Usernames are ASCII (letters, digits, @ . + - _), so no other script can imitate a name,
+    and a name that differs from a taken one only in case or in look-alike characters is taken."""
+
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username",)
+        help_texts = {"username": "Up to 150 English letters, digits and @ . + - _ only."}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["username"].validators.append(ASCIIUsernameValidator())
+
+    def clean_username(self) -> str:
+        username = super().clean_username()  # refuses names taken in another case
+        if (
+            username
+            and User.objects.alias(key=_lookalike_key_sql()).filter(key=lookalike_key(username)).exists()
+        ):
+            raise forms.ValidationError(
+                "That name looks too much like someone else's. Please choose another.", code="lookalike"
+            )
+        return username

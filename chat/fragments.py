@@ -6,6 +6,7 @@ update cannot drift apart. Broadcast fragments depend on the event and at most t
 role, never on the viewer, so each is rendered once and sent to every socket of that role.
 """
 
+import math
 from functools import lru_cache
 
 from django.template.loader import render_to_string
@@ -168,3 +169,15 @@ def session_ended_html(text: str) -> str:
 def moderation_panel_gone_html() -> str:
     """Takes the Moderate panel off a page whose viewer no longer moderates."""
     return _partial(ROOM_TEMPLATE, "moderation_gone", {})
+
+
+def wait_in_words(seconds: float) -> str:
+    """How long someone must wait, rounded up, in the largest unit that reads naturally."""
+    minutes = math.ceil(seconds / 60)
+    if seconds <= 90:
+        count, unit = max(1, math.ceil(seconds)), "second"
+    elif minutes <= 90:
+        count, unit = minutes, "minute"
+    else:
+        count, unit = math.ceil(seconds / 3600), "hour"
+    return f"{count} {unit}{'s' if count != 1 else ''}"

@@ -203,6 +203,16 @@ class Report(models.Model):
 
     class Meta:
         ordering = ["resolved_at", "-created_at"]
+        constraints = [
+            # Reporting again adds nothing for the moderators; once resolved, it may be reported anew.
+            models.UniqueConstraint(
+                fields=["message", "reporter"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="one_open_report_per_reporter",
+            )
+        ]
+        # The per-user report limit counts a reporter's recent reports.
+        indexes = [models.Index(fields=["reporter", "created_at"], name="report_reporter_recent")]
 
     def __str__(self) -> str:
         return f"Report by {self.reporter} on message {self.message_id}"

@@ -6,13 +6,14 @@ the rules, the audit log and the live updates are the same wherever an action st
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from chat import broadcast
+from chat import broadcast, fragments
 from chat.forms import RoomSettingsForm
 from chat.models import RESERVED_ROOM_SLUGS, AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
 from chat.standing import Account, User, standing
@@ -22,6 +23,10 @@ Action = AuditEntry.Action
 
 class NotAllowed(PermissionDenied):
     """Refused; the text says why, in words for the person who tried."""
+
+
+class AlreadyReported(NotAllowed):
+    """Not a fault: the report the member means to file is already in the queue."""
 
 
 def require_moderator(room: Room, actor: User) -> None:
@@ -113,7 +118,18 @@ def report_message(reporter: Account, message: Message, reason: str = "") -> Rep
         raise NotAllowed("You can't report messages in this room.")
     if message.author_id == reporter.pk:
         raise NotAllowed("You can't report your own message.")
-    report = Report.objects.create(message=message, reporter=reporter, reason=reason)
+    _one_at_a_time(reporter)
+    already = "You have already reported this message; a moderator will take a look."
+    if Report.objects.filter(message=message, reporter=reporter, resolved_at__isnull=True).exists():
+        raise AlreadyReported(already)
+    wait = _wait(reporter.reports.all(), settings.CHAT_REPORTS_PER_USER, settings.CHAT_REPORT_WINDOW_SECONDS)
+    if wait:
+        raise NotAllowed(f"You have sent a lot of reports just now: you can report again in {wait}.")
+    try:
+        with transaction.atomic():  # a savepoint: the constraint catches what the check above missed
+            report = Report.objects.create(message=message, reporter=reporter, reason=reason)
+    except IntegrityError:
+        raise AlreadyReported(already) from None
     record(
         reporter,
         Action.REPORT_MESSAGE,
@@ -123,6 +139,27 @@ def report_message(reporter: Account, message: Message, reason: str = "") -> Rep
         reason=reason,
     )
     return report
+
+
+def _one_at_a_time(user: Account) -> None:
+    """Lock the user's row for the transaction, so their concurrent requests are counted in turn."""
+    Account.objects.select_for_update().filter(pk=user.pk).exists()
+
+
+def _wait(made: QuerySet, limit: int, window_seconds: float) -> str | None:
+    """How long until one more may be made, in words, if `limit` were made in the window; else None.
+
+    `made` is the user's rows with a `created_at`; counting stops at the limit.
+    """
+    since = timezone.now() - timedelta(seconds=window_seconds)
+    recent = list(
+        made.filter(created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )
+    if len(recent) < limit:
+        return None
+    return fragments.wait_in_words((recent[-1] - since).total_seconds())
 
 
 @transaction.atomic
@@ -259,6 +296,11 @@ def describe_change(changed: dict) -> Action:
 def propose_room(proposer: Account, name: str, description: str = "", is_public: bool = True) -> Room:
     """A signed-in user proposes a room; hidden until staff approve, then run by its proposer
     (the membership says moderator from the start; standing grants it once approved)."""
+    _one_at_a_time(proposer)
+    limit, window = settings.CHAT_PROPOSALS_PER_USER, settings.CHAT_PROPOSAL_WINDOW_SECONDS
+    wait = _wait(proposer.proposed_rooms.all(), limit, window)
+    if wait:
+        raise NotAllowed(f"You have proposed {limit} rooms recently: you can propose another in {wait}.")
     room = Room.objects.create(
         name=name,
         slug=unique_slug(name),

@@ -1,17 +1,19 @@
+from collections.abc import Callable
 from datetime import datetime
+from functools import wraps
 
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 
-from chat import fragments, moderation, pagecache, queries
-from chat.forms import ProposeRoomForm
+from chat import accounts, fragments, moderation, pagecache, queries
+from chat.forms import ProposeRoomForm, SignupForm
 from chat.models import Room
 from chat.standing import Account, Standing, ban_notice, room_and_standing, standing
 
@@ -108,17 +110,56 @@ def propose_room(request: HttpRequest) -> HttpResponse:
     form = ProposeRoomForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         assert isinstance(request.user, Account)  # login_required
-        moderation.propose_room(request.user, **form.cleaned_data)
+        try:
+            moderation.propose_room(request.user, **form.cleaned_data)
+        except moderation.NotAllowed as refusal:
+            form.add_error(None, str(refusal))
+            return render(request, "chat/propose_room.html", {"form": form}, status=429)
         return redirect("room-list")
     return render(request, "chat/propose_room.html", {"form": form})
 
 
 def signup(request: HttpRequest) -> HttpResponse:
-    form: UserCreationForm = UserCreationForm(request.POST or None)
+    form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        try:
+            accounts.start_signup(request)
+        except accounts.Refused as refusal:
+            return _refused(request, refusal)
         login(request, form.save())
         next_url = request.GET.get("next", "")
         if url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
             return redirect(next_url)
         return redirect("room-list")
     return render(request, "registration/signup.html", {"form": form})
+
+
+def counted_login(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """A login view (ours, or the admin's) with each try counted before its password is checked."""
+
+    @wraps(view)
+    def counted(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+        try:
+            attempt = accounts.start_login(request, request.POST.get("username", ""))
+        except accounts.Refused as refusal:
+            return _refused(request, refusal)
+        response = view(request, *args, **kwargs)
+        if accounts.logged_in_by(request):
+            attempt.succeeded()
+        return response
+
+    return counted
+
+
+login_view = counted_login(auth_views.LoginView.as_view())
+
+
+def _refused(request: HttpRequest, refusal: accounts.Refused) -> HttpResponse:
+    """Too many tries (429), or tries can't be counted (503): one sentence, and when to come back."""
+    response = render(
+        request, "registration/refused.html", {"sentence": refusal.sentence}, status=refusal.status
+    )
+    response["Retry-After"] = str(refusal.retry_after)
+    return response

@@ -247,3 +247,21 @@ CHAT_PRESENCE_BATCH_SECONDS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECONDS"
 CHAT_MEMBER_NAMES_SHOWN = int(os.environ.get("CHAT_MEMBER_NAMES_SHOWN", "50"))
 # Largest websocket text frame the consumer reads; larger ones get an error notice.
 CHAT_MAX_FRAME_BYTES = 16 * 1024
+
+# Abuse limits (chat/accounts.py, chat/moderation.py). Reports and proposals are counted in the
+# database; failed logins and signups in Django's cache (Redis with REDIS_URL), which every
+# process shares. When that cache can't be reached, logins and signups are refused (503).
+CHAT_REPORTS_PER_USER = int(os.environ.get("CHAT_REPORTS_PER_USER", "10"))
+CHAT_REPORT_WINDOW_SECONDS = float(os.environ.get("CHAT_REPORT_WINDOW_SECONDS", "600"))
+CHAT_PROPOSALS_PER_USER = int(os.environ.get("CHAT_PROPOSALS_PER_USER", "3"))
+CHAT_PROPOSAL_WINDOW_SECONDS = float(os.environ.get("CHAT_PROPOSAL_WINDOW_SECONDS", "86400"))
+# Failed logins for one account from one address, and from one address for any accounts.
+CHAT_LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ACCOUNT", "10"))
+CHAT_LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ADDRESS", "30"))
+CHAT_LOGIN_WINDOW_SECONDS = float(os.environ.get("CHAT_LOGIN_WINDOW_SECONDS", "900"))
+CHAT_SIGNUPS_PER_ADDRESS = int(os.environ.get("CHAT_SIGNUPS_PER_ADDRESS", "5"))
+CHAT_SIGNUP_WINDOW_SECONDS = float(os.environ.get("CHAT_SIGNUP_WINDOW_SECONDS", "3600"))
+# The client's address is REMOTE_ADDR unless this names a header set by your own proxy (e.g.
+# X-Forwarded-For, whose last entry is used: the one that proxy appended). Never set it without a
+# proxy that overwrites or appends the header, or anyone can pick their own address.
+CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")

@@ -10,6 +10,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
+from django.core.cache import cache
+from django.test import override_settings
 
 from chat.models import Room
 from chat.standing import Account
@@ -25,7 +27,7 @@ from chat.tests.support import (
     receive_until,
     session_cookie,
 )
-from testsupport.servers import DaphneServer, RedisServer, manage, production_like_env
+from testsupport.servers import DaphneServer, RedisServer, free_port, manage, production_like_env
 
 
 @pytest.fixture(autouse=True)
@@ -170,3 +172,24 @@ def start_daphne(site_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[
     yield start
     for server in started:
         server.stop()
+
+
+def _cache_at(url: str) -> dict:
+    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+
+
+@pytest.fixture
+def redis_cache(redis_server: RedisServer) -> Iterator[None]:
+    """Django's cache on the real redis-server, as in production; emptied before and after."""
+    # Not the `settings` fixture: that one is undone after fresh_page_cache has cleared the cache.
+    with override_settings(CACHES=_cache_at(redis_server.url)):
+        cache.clear()
+        yield
+        cache.clear()
+
+
+@pytest.fixture
+def unreachable_cache() -> Iterator[None]:
+    """Django's cache pointed at a Redis that is not there: every call raises ConnectionError."""
+    with override_settings(CACHES=_cache_at(f"redis://127.0.0.1:{free_port()}/0")):
+        yield

@@ -140,6 +140,23 @@ def get_page(client: Client, path: str) -> Page:
     return Page(response.status_code, body.decode(), hit is not None, response)
 
 
+PASSWORD = "correct horse battery"  # the password of the alice, bob and carol fixtures
+
+
+def log_in(username: str, password: str, address: str = "203.0.113.1", client: Client | None = None):
+    """Post the login form from `address` (REMOTE_ADDR), as a fresh browser unless `client` is given."""
+    client = client or Client()
+    return client.post("/accounts/login/", {"username": username, "password": password}, REMOTE_ADDR=address)
+
+
+def sign_up(username: str, address: str = "203.0.113.1", client: Client | None = None):
+    """Post the signup form from `address` with a password every validator accepts."""
+    client = client or Client()
+    passphrase = "a long enough passphrase"
+    data = {"username": username, "password1": passphrase, "password2": passphrase}
+    return client.post("/accounts/signup/", data, REMOTE_ADDR=address)
+
+
 def room_links(client: Client) -> str:
     """The room list as `client` sees it."""
     response = client.get("/")

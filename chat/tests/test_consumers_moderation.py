@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from chat import moderation
-from chat.models import Ban, Report, Role, Room
+from chat.models import AuditEntry, Ban, Report, Role, Room
 from chat.standing import Account
 from chat.tests.support import (
     FORM,
@@ -99,6 +99,40 @@ async def test_member_cannot_remove_and_nobody_else_hears_of_it(
     assert await mod_socket.receive_nothing(timeout=0.3)
     assert await visitor.receive_nothing(timeout=0.1)
     assert (await stored_message(message.pk)).removed_at is None
+
+
+async def test_reporting_a_message_twice_says_it_is_already_reported_and_stores_one(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    message = await new_message(lobby, bob, "you are all idiots")
+    member = await open_socket(user=alice)
+    frame = ws_send_frame(action="report", message_id=str(message.pk), reason="rude")
+    await member.send_to(text_data=frame)
+    assert "Thanks for reporting it." in await receive_until(member, NOTICE)
+
+    await member.send_to(text_data=frame)
+
+    notice = await receive_until(member, NOTICE)
+    assert "You have already reported this message; a moderator will take a look." in notice
+    assert "error" not in notice
+    counts = await database_sync_to_async(lambda: (Report.objects.count(), AuditEntry.objects.count()))()
+    assert counts == (1, 1)
+
+
+async def test_reporting_too_fast_is_refused_with_a_notice(
+    open_socket: SocketOpener, settings, lobby: Room, alice: Account, bob: Account
+) -> None:
+    settings.CHAT_REPORTS_PER_USER = 1
+    first, second = await new_message(lobby, bob, "one"), await new_message(lobby, bob, "two")
+    member = await open_socket(user=alice)
+    await member.send_to(text_data=ws_send_frame(action="report", message_id=str(first.pk)))
+    await receive_until(member, NOTICE)
+
+    await member.send_to(text_data=ws_send_frame(action="report", message_id=str(second.pk)))
+
+    notice = await receive_until(member, NOTICE)
+    assert "You have sent a lot of reports just now: you can report again in 10 minutes." in notice
+    assert await database_sync_to_async(Report.objects.count)() == 1
 
 
 @pytest.mark.parametrize(

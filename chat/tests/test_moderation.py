@@ -12,6 +12,7 @@ from typing import cast
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from chat import moderation, services
@@ -418,6 +419,8 @@ def test_proposer_cannot_approve_their_own_room(world: World) -> None:
 @pytest.mark.parametrize("role", ["member", "moderator", "staff"])
 def test_report_message_by_a_reader_creates_a_report_and_is_logged(world: World, role: str) -> None:
     actor = world.actor(role)
+    # The member's earlier report was dealt with: one may report the same message again.
+    Report.objects.filter(pk=world.report.pk).update(resolved_at=timezone.now(), resolution="no action")
 
     report = ACTIONS["report message"](world, actor)
 
@@ -718,3 +721,72 @@ def test_slow_mode_does_not_hold_moderators_back(lobby: Room, who: str) -> None:
 
     assert all(outcome.message is not None for outcome in outcomes)
     assert Message.objects.count() == 3
+
+
+# Limits on reports and proposals ---------------------------------------------------------------
+
+
+def test_reporting_a_message_again_while_the_report_is_open_says_so_and_stores_nothing(
+    world: World,
+) -> None:
+    before = snapshot()
+
+    with pytest.raises(moderation.AlreadyReported) as refusal:
+        moderation.report_message(world.member, world.message, "still spam")
+
+    assert str(refusal.value) == "You have already reported this message; a moderator will take a look."
+    assert snapshot() == before
+
+
+def test_the_database_holds_one_open_report_per_reporter_and_message(world: World) -> None:
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Report.objects.create(message=world.message, reporter=world.member, reason="again")
+
+    assert Report.objects.filter(message=world.message, reporter=world.member).count() == 1
+
+
+def test_a_hundred_reports_in_a_row_store_ten_and_refuse_the_rest(lobby: Room, alice: Account) -> None:
+    spammer = make_user("spammer")
+    messages = [Message.objects.create(room=lobby, author=spammer, body=f"ad {n}") for n in range(100)]
+
+    refusals = []
+    for message in messages:
+        try:
+            moderation.report_message(alice, message, "spam")
+        except NotAllowed as refusal:
+            refusals.append(str(refusal))
+
+    assert Report.objects.count() == 10
+    assert AuditEntry.objects.count() == 10
+    assert len(refusals) == 90
+    assert set(refusals) == {"You have sent a lot of reports just now: you can report again in 10 minutes."}
+
+
+def test_reports_count_again_once_the_window_has_passed(lobby: Room, alice: Account, bob: Account) -> None:
+    messages = [Message.objects.create(room=lobby, author=bob, body=f"line {n}") for n in range(11)]
+    for message in messages[:10]:
+        moderation.report_message(alice, message)
+    Report.objects.update(created_at=timezone.now() - timedelta(minutes=11))
+
+    assert isinstance(moderation.report_message(alice, messages[10]), Report)
+
+
+def test_the_fourth_proposal_in_a_day_is_refused_and_stores_nothing(alice: Account) -> None:
+    for name in ("One", "Two", "Three"):
+        moderation.propose_room(alice, name)
+    before = snapshot()
+
+    with pytest.raises(NotAllowed) as refusal:
+        moderation.propose_room(alice, "Four")
+
+    assert str(refusal.value) == "You have proposed 3 rooms recently: you can propose another in 24 hours."
+    assert snapshot() == before
+
+
+def test_proposal_limits_are_per_user_and_a_setting(settings, alice: Account, bob: Account) -> None:
+    settings.CHAT_PROPOSALS_PER_USER = 1
+    moderation.propose_room(alice, "Mine")
+
+    assert moderation.propose_room(bob, "Yours").proposed_by == bob
+    with pytest.raises(NotAllowed):
+        moderation.propose_room(alice, "Another")

@@ -238,6 +238,19 @@ def test_proposal_without_a_name_is_sent_back(lobby: Room, alice: Account) -> No
     assert list(Room.objects.values_list("slug", flat=True)) == ["lobby"]
 
 
+def test_proposing_rooms_in_a_row_is_refused_with_429_and_a_sentence(lobby: Room, alice: Account) -> None:
+    client = client_for(alice)
+    for n in range(3):
+        assert client.post("/rooms/propose/", {"name": f"Room {n}"}).status_code == 302
+
+    response = client.post("/rooms/propose/", {"name": "Room 3"})
+
+    assert response.status_code == 429
+    assert "You have proposed 3 rooms recently: you can propose another in 24 hours." in response.text
+    assert 'value="Room 3"' in response.text  # what they typed stays in the form
+    assert Room.objects.filter(proposed_by=alice).count() == 3
+
+
 def test_room_proposed_as_propose_does_not_hide_the_proposal_page(alice: Account) -> None:
     client = client_for(alice)
 
