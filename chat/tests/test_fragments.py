@@ -41,7 +41,7 @@ def test_a_new_message_is_appended_with_its_text_escaped(lobby: Room, alice: Acc
 
     assert 'hx-swap-oob="beforeend:#messages"' in html
     assert "<img" not in html
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert '<p>&lt;img src=x onerror="alert(1)"&gt;</p>' in html
 
 
 def test_visitors_get_messages_without_any_action_forms(lobby: Room, alice: Account) -> None:
