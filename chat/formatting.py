@@ -48,7 +48,8 @@ _MARKDOWN = _parser()
 _CLEANER = nh3.Cleaner(
     tags=set(TAGS),
     clean_content_tags={"script", "style"},
-    attributes={tag: set(names) for tag, names in ATTRIBUTES.items()},
+    # "*" too: nh3 otherwise keeps its default lang and title on every tag.
+    attributes={"*": set()} | {tag: set(names) for tag, names in ATTRIBUTES.items()},
     attribute_filter=_keep_allowed_urls,
     url_schemes=set(URL_SCHEMES),
     link_rel=LINK_REL,

@@ -86,7 +86,7 @@ class Room(models.Model):
         return self.status == self.Status.APPROVED
 
 
-class MessageQuerySet(models.QuerySet["Message"]):
+class MessageManager(models.Manager["Message"]):
     def bulk_create(self, objs: Iterable["Message"], *args: Any, **kwargs: Any) -> list["Message"]:
         """bulk_create skips save(): the rows it writes are rendered here instead."""
         messages = list(objs)
@@ -110,7 +110,7 @@ class Message(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
 
-    objects = MessageQuerySet.as_manager()
+    objects = MessageManager()
 
     class Meta:
         ordering = ["pk"]
