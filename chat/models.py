@@ -1,7 +1,12 @@
+from collections.abc import Iterable
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
+
+from chat import formatting
 
 # Slugs taken by URLs under /rooms/ (see chat/urls.py).
 RESERVED_ROOM_SLUGS = frozenset({"propose"})
@@ -87,16 +92,31 @@ class Room(models.Model):
         return self.status == self.Status.APPROVED
 
 
+class MessageManager(models.Manager["Message"]):
+    def bulk_create(self, objs: Iterable["Message"], *args: Any, **kwargs: Any) -> list["Message"]:
+        """bulk_create skips save(): the rows it writes are rendered here instead."""
+        messages = list(objs)
+        for message in messages:
+            message.body_html = message.body_html or formatting.render(message.body)
+        return super().bulk_create(messages, *args, **kwargs)
+
+
 class Message(models.Model):
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="messages")
+    # What the author typed: the admin, reports and the audit log show this, as plain text.
     body = models.TextField(max_length=settings.CHAT_MESSAGE_MAX_LENGTH)
+    # The body's Markdown as sanitized HTML, rendered on every save that writes the body, so
+    # readers and broadcasts never render it (chat/formatting.py). Only the room page shows it.
+    body_html = models.TextField(editable=False, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     # A removed message stays stored for the audit log; the room shows a tombstone instead.
     removed_at = models.DateTimeField(null=True, blank=True)
     removed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+
+    objects = MessageManager()
 
     class Meta:
         ordering = ["pk"]
@@ -108,6 +128,14 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.author} in {self.room}: {self.body[:40]}"
+
+    def save(self, **kwargs: Any) -> None:
+        update_fields = kwargs.get("update_fields")
+        if update_fields is None or "body" in update_fields:
+            self.body_html = formatting.render(self.body)
+            if update_fields is not None:
+                kwargs["update_fields"] = [*update_fields, "body_html"]
+        super().save(**kwargs)
 
 
 class ServerProcess(models.Model):

@@ -26,7 +26,8 @@ class ShownMessage:
     pk: int
     author_id: int
     author_name: str
-    body: str
+    # The rendered Markdown, never the raw body: the page shows nothing else of the text.
+    body_html: str
     created_at: datetime
     removed_at: datetime | None
 
@@ -36,13 +37,13 @@ class ShownMessage:
             message.pk,
             message.author_id,
             message.author.username,
-            message.body,
+            message.body_html,
             message.created_at,
             message.removed_at,
         )
 
 
-SHOWN_FIELDS = ("pk", "author_id", "author__username", "body", "created_at", "removed_at")
+SHOWN_FIELDS = ("pk", "author_id", "author__username", "body_html", "created_at", "removed_at")
 
 
 @dataclass(frozen=True)

@@ -386,3 +386,23 @@ def test_the_queue_returns_to_the_page_it_was_on_but_never_to_another_site(
 
     assert back_home.headers["Location"] == f"http://testserver{queue}"
     assert away.headers["Location"] == "/admin/chat/report/"
+
+
+def test_the_admin_the_queue_and_the_audit_log_show_what_was_typed_never_formatted_html(
+    staff_client: Client, lobby: Room, alice: Account, bob: Account
+) -> None:
+    typed = "**buy** [watches](https://spam.example)"
+    message = Message.objects.create(room=lobby, author=bob, body=typed)
+    Report.objects.create(message=message, reporter=alice, reason="spam")
+
+    pages = [
+        staff_client.get("/admin/chat/message/").text,
+        staff_client.get(f"/admin/chat/message/{message.pk}/change/").text,
+        staff_client.get("/admin/chat/report/").text,
+    ]
+    staff_client.post(f"/admin/chat/message/{message.pk}/delete/", {"post": "yes"})
+
+    for page in pages:
+        assert typed in page
+        assert "<strong>buy</strong>" not in page and 'href="https://spam.example"' not in page
+    assert audit_rows()[-1][-1] == typed

@@ -3,9 +3,10 @@
 import pytest
 from django.utils import timezone
 
-from chat import fragments
+from chat import formatting, fragments, moderation, services
 from chat.models import Message, Role, Room
 from chat.standing import Account
+from chat.tests.support import TOMBSTONE, client_for, make_moderator
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def test_a_new_message_is_appended_with_its_text_escaped(lobby: Room, alice: Acc
 
     assert 'hx-swap-oob="beforeend:#messages"' in html
     assert "<img" not in html
-    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert '<p>&lt;img src=x onerror="alert(1)"&gt;</p>' in html
 
 
 def test_visitors_get_messages_without_any_action_forms(lobby: Room, alice: Account) -> None:
@@ -55,3 +56,43 @@ def test_visitors_get_messages_without_any_action_forms(lobby: Room, alice: Acco
 
 def test_a_deleted_message_is_taken_out_of_every_page(lobby: Room) -> None:
     assert '<div id="message-41" hx-swap-oob="delete"></div>' in fragments.deleted_message_html(41)
+
+
+# Formatting --------------------------------------------------------------------------------
+
+
+def test_markdown_is_rendered_once_when_posted_never_per_role_or_reader(
+    lobby: Room, alice: Account, bob: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    render = formatting.render
+
+    def counted(text: str) -> str:
+        calls.append(text)
+        return render(text)
+
+    monkeypatch.setattr(formatting, "render", counted)
+    make_moderator(lobby)
+
+    outcome = services.post_message(lobby, alice, {"message": "**fan** out"})  # renders for each role
+    assert outcome.message is not None
+    for user in (None, bob, alice):
+        assert "<strong>fan</strong> out" in client_for(user).get("/rooms/lobby/").text
+    for role in Role:
+        assert "<strong>fan</strong> out" in fragments.history_html(lobby, role)
+
+    assert calls == ["**fan** out"]
+
+
+def test_a_removed_formatted_message_shows_only_its_tombstone(lobby: Room, alice: Account) -> None:
+    moderator = make_moderator(lobby)
+    message = Message.objects.create(room=lobby, author=alice, body="**buy** [watches](https://spam.example)")
+    assert "<strong>buy</strong>" in fragments.new_message_html(message, Role.MEMBER)
+
+    moderation.remove_message(moderator, message)
+
+    pages = [fragments.message_html(message)] + [fragments.history_html(lobby, role) for role in Role]
+    pages += [client_for(user).get("/rooms/lobby/").text for user in (None, alice, moderator)]
+    for html in pages:
+        assert TOMBSTONE in html
+        assert "buy" not in html and "spam.example" not in html and "<strong>" not in html

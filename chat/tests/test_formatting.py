@@ -1,0 +1,199 @@
+"""Message formatting: the Markdown people use comes out right, and nothing hostile comes out active."""
+
+from html.parser import HTMLParser
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.formatting import ATTRIBUTES, LINK_REL, LINK_TARGET, TAGS, is_allowed_url, render
+from testsupport.hostile import HOSTILE
+
+# Attributes the sanitizer itself puts on links, beyond what it keeps from the parser's output.
+ADDED = {"a": {"rel", "target"}}
+
+
+class Elements(HTMLParser):
+    """Every element and attribute in a fragment, as a browser's tokenizer would see them."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[str, dict[str, str]]] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, {name: value or "" for name, value in attrs}))
+
+
+def assert_inert(html: str) -> None:
+    """Only allowlisted tags and attributes; links only to http(s)/mailto, opening safely."""
+    for tag, attrs in Elements(html).found:
+        assert tag in TAGS, f"<{tag}> got through: {html}"
+        allowed = ATTRIBUTES.get(tag, set()) | ADDED.get(tag, set())
+        assert set(attrs) <= allowed, f"<{tag} {attrs}> got through: {html}"
+        if tag == "a":
+            # nh3 drops a URL it cannot parse (e.g. a host of U+FFFD), leaving an inert <a>.
+            href = attrs.get("href", "https:")
+            assert is_allowed_url(href), html
+            assert href.split(":", 1)[0].lower() in {"http", "https", "mailto"}, html
+            assert (attrs["rel"], attrs["target"]) == (LINK_REL, LINK_TARGET), html
+    lowered = html.lower()
+    for active in ("<script", "<img", "<svg", "<iframe", "<style", "<object", "<embed", "<form", "<input"):
+        assert active not in lowered, html
+    for attribute in (" on", " hx-", " ws-", " data-hx", " style=", " src=", " srcdoc="):
+        assert all(attribute not in tag_text for tag_text in _tag_texts(html)), html
+
+
+def _tag_texts(html: str) -> list[str]:
+    """The raw text of every tag (between < and >), where an attribute would be."""
+    return [chunk.split(">", 1)[0].lower() for chunk in html.split("<")[1:]]
+
+
+# What people use ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "html"),
+    [
+        (
+            "**bold** *italic* _also_ ~~struck~~",
+            "<p><strong>bold</strong> <em>italic</em> <em>also</em> <s>struck</s></p>",
+        ),
+        ("use `git status` first", "<p>use <code>git status</code> first</p>"),
+        ("```\nif x < 1:\n    go()\n```", "<pre><code>if x &lt; 1:\n    go()\n</code></pre>"),
+        ("```python\nprint()\n```", "<pre><code>print()\n</code></pre>"),
+        ("> quoted\n> twice", "<blockquote>\n<p>quoted<br>\ntwice</p>\n</blockquote>"),
+        ("- one\n- two", "<ul>\n<li>one</li>\n<li>two</li>\n</ul>"),
+        ("3. three\n4. four", '<ol start="3">\n<li>three</li>\n<li>four</li>\n</ol>'),
+        ("first line\nsecond line", "<p>first line<br>\nsecond line</p>"),
+        ("one\n\ntwo", "<p>one</p>\n<p>two</p>"),
+        ("a < b && c > d", "<p>a &lt; b &amp;&amp; c &gt; d</p>"),
+        ("# not a heading", "<p># not a heading</p>"),
+        ("---", "<p>---</p>"),
+        ("[ref]: https://example.com", "<p>[ref]: https://example.com</p>"),
+    ],
+)
+def test_markdown_people_use_renders_as_expected(text: str, html: str) -> None:
+    assert render(text) == html
+
+
+LINK = f'target="{LINK_TARGET}" rel="{LINK_REL}"'
+
+
+@pytest.mark.parametrize(
+    ("text", "html"),
+    [
+        (
+            "[docs](https://example.com/a?b=1&c=2)",
+            f'<a href="https://example.com/a?b=1&amp;c=2" {LINK}>docs</a>',
+        ),
+        ("see https://example.com/x.", f'<a href="https://example.com/x" {LINK}>https://example.com/x</a>.'),
+        ("at example.org today", f'<a href="http://example.org" {LINK}>example.org</a>'),
+        ("<https://example.com>", f'<a href="https://example.com" {LINK}>https://example.com</a>'),
+        ("mail bob@example.com", f'<a href="mailto:bob@example.com" {LINK}>bob@example.com</a>'),
+        ("[write](mailto:bob@example.com)", f'<a href="mailto:bob@example.com" {LINK}>write</a>'),
+    ],
+)
+def test_links_open_in_a_new_tab_without_referrer_or_ranking(text: str, html: str) -> None:
+    assert html in render(text)
+    assert_inert(render(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[home](/admin/)", "[p](//evil.example/x)", "ftp://example.com/file", "[x](irc://example.com)"],
+)
+def test_relative_and_other_scheme_links_stay_text(text: str) -> None:
+    assert "<a" not in render(text)
+
+
+# What attackers try ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_input_comes_out_inert(text: str) -> None:
+    html = render(text)
+
+    assert_inert(html)
+    assert "javascript:" not in "".join(attrs.get("href", "") for _, attrs in Elements(html).found)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ('<div hx-get="/admin/">x</div>', '&lt;div hx-get="/admin/"&gt;x&lt;/div&gt;'),
+        ("[click](javascript:alert(1))", "[click](javascript:alert(1))"),
+        ("![x](javascript:alert(1))", "![x](javascript:alert(1))"),
+    ],
+)
+def test_raw_html_and_refused_links_show_as_the_text_typed(text: str, shown: str) -> None:
+    assert shown in render(text)
+
+
+# Whatever the text ---------------------------------------------------------------------------
+
+# Pieces of Markdown and HTML that combine into tricky input more often than random text would.
+PIECES = [
+    "*",
+    "**",
+    "_",
+    "~~",
+    "`",
+    "```",
+    "\n",
+    "\n\n",
+    "> ",
+    "- ",
+    "1. ",
+    "    ",
+    "[",
+    "]",
+    "(",
+    ")",
+    "<",
+    ">",
+    "!",
+    "&",
+    "&#106;",
+    "&#x3a;",
+    "&lt;",
+    '"',
+    "'",
+    "=",
+    ":",
+    "//",
+    "javascript:",
+    "data:",
+    "vbscript:",
+    "http://",
+    "https://",
+    "mailto:",
+    "www.",
+    ".com",
+    "@",
+    "<script>",
+    "<img src=x onerror=",
+    "<a href=",
+    " hx-get=",
+    " ws-send",
+    " onclick=",
+    "<svg ",
+    "<iframe ",
+    "</",
+    "\t",
+    "\u0000",
+    "\u200b",
+    "]: ",
+]
+markdownish = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=8)), max_size=60).map("".join)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.one_of(st.text(max_size=2000), markdownish))
+def test_any_text_renders_only_allowlisted_tags_attributes_and_urls(text: str) -> None:
+    html = render(text)
+
+    assert html  # never an empty message
+    assert_inert(html)

@@ -1,0 +1,54 @@
+"""What the models do themselves: a message's Markdown is rendered whenever its body is written."""
+
+import importlib
+
+import pytest
+from django.apps import apps
+
+from chat.models import Message, Room
+from chat.standing import Account
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_saved_message_carries_its_rendered_markdown(lobby: Room, alice: Account) -> None:
+    message = Message.objects.create(room=lobby, author=alice, body="**hi** <b>there</b>")
+
+    stored = Message.objects.get(pk=message.pk)
+    assert stored.body == "**hi** <b>there</b>"
+    assert stored.body_html == "<p><strong>hi</strong> &lt;b&gt;there&lt;/b&gt;</p>"
+
+
+def test_saving_the_body_renders_again_and_saving_other_fields_does_not(lobby: Room, alice: Account) -> None:
+    message = Message.objects.create(room=lobby, author=alice, body="*old*")
+
+    message.body = "*new*"
+    message.save(update_fields=["body"])
+    assert Message.objects.get(pk=message.pk).body_html == "<p><em>new</em></p>"
+
+    Message.objects.filter(pk=message.pk).update(body_html="<p>kept</p>")
+    message.refresh_from_db()
+    message.save(update_fields=["removed_at"])
+    assert Message.objects.get(pk=message.pk).body_html == "<p>kept</p>"
+
+
+def test_bulk_created_messages_are_rendered_too(lobby: Room, alice: Account) -> None:
+    Message.objects.bulk_create(Message(room=lobby, author=alice, body=f"`{n}`") for n in range(3))
+
+    assert list(Message.objects.values_list("body_html", flat=True)) == [
+        f"<p><code>{n}</code></p>" for n in range(3)
+    ]
+
+
+def test_the_migration_renders_messages_stored_before_formatting(
+    lobby: Room, alice: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    migration = importlib.import_module("chat.migrations.0006_message_body_html")
+    monkeypatch.setattr(migration, "BATCH", 2)
+    Message.objects.bulk_create(Message(room=lobby, author=alice, body=f"~~{n}~~") for n in range(3))
+    Message.objects.update(body_html="")
+
+    migration.render_existing(apps, None)
+
+    rendered = set(Message.objects.values_list("body_html", flat=True))
+    assert rendered == {f"<p><s>{n}</s></p>" for n in range(3)}
