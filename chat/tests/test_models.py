@@ -43,7 +43,7 @@ def test_bulk_created_messages_are_rendered_too(lobby: Room, alice: Account) -> 
 def test_the_migration_renders_messages_stored_before_formatting(
     lobby: Room, alice: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migration = importlib.import_module("chat.migrations.0006_message_body_html")
+    migration = importlib.import_module("chat.migrations.0007_message_body_html")
     monkeypatch.setattr(migration, "BATCH", 2)
     Message.objects.bulk_create(Message(room=lobby, author=alice, body=f"~~{n}~~") for n in range(3))
     Message.objects.update(body_html="")

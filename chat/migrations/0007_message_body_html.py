@@ -18,7 +18,7 @@ def render_existing(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("chat", "0005_presence_per_process")]
+    dependencies = [("chat", "0006_report_limits")]
 
     operations = [
         migrations.AddField(
