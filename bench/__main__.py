@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.scenarios import QUICK, SCENARIOS, Figure, Plan, guarded, wait_idle
+from bench.scenarios import QUICK, SCENARIO_ROOMS, SCENARIOS, Figure, Plan, guarded, wait_idle
 from bench.servers import CLIENT_CORE, Fleet, Server, can_pin
 
 BASELINES = ("tut", "ceil")
@@ -27,7 +27,7 @@ ALL_SERVERS = ["ceil", "tut", "p1", "p2"]
 def row_titles(plan: Plan) -> dict[str, str]:
     titles = {
         "joins": f"{plan.joins} sockets join one room (Parley: until each has its history)",
-        "memory": "idle memory per open socket",
+        "memory": f"idle memory per open socket, {plan.idle_sockets:,} open in one room",
     }
     for size in plan.fan_sizes:
         titles |= {f"fan{size}_{p}": f"send → last of {size} members, {p}" for p in ("p50", "p99")}
@@ -99,9 +99,7 @@ async def measure_server(server: Server, plan: Plan) -> dict[str, Figure]:
 async def run(
     plan: Plan, which: list[str], folder: Path
 ) -> tuple[list[Server], dict[str, dict[str, Figure]]]:
-    rooms = [
-        f"{key}-{name}" for key in which if key.startswith("p") for name in ("joins", "fan", "post", "page")
-    ]
+    rooms = [f"{key}-{name}" for key in which if key.startswith("p") for name in SCENARIO_ROOMS]
     fleet = Fleet(
         folder, which, {"senders": plan.senders, "rooms": rooms, "seeded": seeded_pages(which, plan)}
     )

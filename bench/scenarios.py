@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from bench.clients import Member, Tracker, close_all, drop_all, open_all, post, quiet, wait_until
 from bench.servers import CLIENT_CORE, Server, can_pin, run_parley_db
 
-SCENARIO_ROOMS = ("joins", "fan", "post", "page")
+SCENARIO_ROOMS = ("joins", "idle", "fan", "post", "page")
 HISTORY_MARK = 'id="messages"'
 
 
@@ -24,6 +24,7 @@ HISTORY_MARK = 'id="messages"'
 class Plan:
     joins: int = 1000
     join_timeout: float = 90.0
+    idle_sockets: int = 10_000  # memory is measured over this many, held open at once
     fan_sizes: tuple[int, ...] = (10, 100, 500)
     fan_rate: float = 2.0
     fan_messages: int = 10
@@ -39,6 +40,7 @@ class Plan:
 QUICK = Plan(
     joins=200,
     join_timeout=60,
+    idle_sockets=1000,
     fan_sizes=(10, 100),
     fan_rate=4.0,
     fan_messages=6,
@@ -125,13 +127,27 @@ async def opened(members: list[Member], timeout: float) -> float:
 async def joins(server: Server, plan: Plan) -> Rows:
     room = room_of(server, "joins")
     members = [Member(server, room, index) for index in range(plan.joins)]
-    before = server.rss_kib()
     seconds = await opened(members, plan.join_timeout)
     listed = await member_list_note(server, room, plan.joins)
-    await wait_idle(server)
-    memory = (server.rss_kib() - before) / plan.joins
-    rows = {"joins": Figure(seconds, "s", listed), "memory": Figure(memory, "KiB")}
+    rows = {"joins": Figure(seconds, "s", listed)}
     return rows | await guarded(server, ["storm"], storm(server, room, members, plan))
+
+
+async def idle_memory(server: Server, plan: Plan) -> Rows:
+    """RSS growth per socket while plan.idle_sockets sockets sit in one room (after the joins
+    scenario warmed the server up, so one-off costs don't count as per-socket ones)."""
+    await wait_idle(server)
+    room = room_of(server, "idle")
+    members = [Member(server, room, index) for index in range(plan.idle_sockets)]
+    before = server.rss_kib()
+    try:
+        await opened(members, plan.join_timeout * plan.idle_sockets / plan.joins)
+        await wait_idle(server)
+        memory = (server.rss_kib() - before) / plan.idle_sockets
+    finally:
+        drop_all(members)
+    await wait_idle(server)
+    return {"memory": Figure(memory, "KiB", f"{plan.idle_sockets:,} held open")}
 
 
 def fetch(url: str, session: str, gzip: bool = False) -> tuple[bytes, str]:
@@ -395,7 +411,8 @@ async def run_wrk(url: str, session: str, seconds: int) -> tuple[float, float]:
 Scenario = Callable[[Server, Plan], Awaitable[Rows]]
 # (rows it fills, the scenario, which servers it makes sense for)
 SCENARIOS: list[tuple[list[str], Scenario, Callable[[Server], bool]]] = [
-    (["joins", "memory", "storm"], joins, lambda server: True),
+    (["joins", "storm"], joins, lambda server: True),
+    (["memory"], idle_memory, lambda server: True),
     (
         ["fan10_p50", "fan10_p99", "fan100_p50", "fan100_p99", "sustained", "fan500_p50", "fan500_p99"],
         fan_out,
