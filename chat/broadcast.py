@@ -125,7 +125,12 @@ def new_message(message: Message) -> None:
         [
             (
                 message.room.role_group_name(role),
-                {"type": "room.html", "html": fragments.new_message_html(message, role)},
+                # The id lets a socket that is just connecting skip a message its history has.
+                {
+                    "type": "room.html",
+                    "html": fragments.new_message_html(message, role),
+                    "message_id": message.pk,
+                },
             )
             for role in Role
         ]

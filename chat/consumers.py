@@ -94,7 +94,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room, self.standing, self.in_room = room, viewer, True
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
-        await self.send(await self.hub.reconnect_html(room, viewer.role))
+        history = await self.hub.reconnect_html(room, viewer.role)
+        await self.send(history)
+        # Broadcasts held while connecting may be of messages the history already shows.
+        self.held = [event for event in self.held if not _shown_in(history, event)]
         self.hub.arrived(self._socket_presence())
         self._give_form_back_when_mute_ends()
 
@@ -280,3 +283,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(seconds)
         self.mute_ends = None
         await self.room_standing({"type": "room.standing"})
+
+
+def _shown_in(history: str, event: dict) -> bool:
+    """Is this new-message broadcast's message already in the history just sent?"""
+    return "message_id" in event and f'id="message-{event["message_id"]}"' in history

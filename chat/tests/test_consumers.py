@@ -7,8 +7,8 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat import queries
-from chat.models import Message, Room
+from chat import fragments, queries, services
+from chat.models import Message, Role, Room
 from chat.standing import Account
 from chat.tests.support import (
     FORM,
@@ -301,6 +301,25 @@ async def test_reconnecting_socket_gets_everything_it_missed_exactly_once(
     stored = await database_sync_to_async(lambda: list(Message.objects.order_by("pk")))()
     assert [m.body for m in stored] == ["before the drop", "while away 1", "while away 2"]
     assert message_ids(history) == [m.pk for m in stored]
+
+
+async def test_a_message_posted_while_a_socket_connects_is_shown_once(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posted after the socket joined the room but before its history was read: the history has
+    it, and its broadcast (held while connecting) must not append it a second time."""
+    render_history = fragments.reconnect_html
+
+    def post_then_render(room: Room, role: Role) -> str:
+        services.post_message(room, alice, {"message": "just in time"})
+        return render_history(room, role)
+
+    monkeypatch.setattr(fragments, "reconnect_html", post_then_render)
+    reader = await open_socket(user=bob, settle=False)
+    frames = "".join(await drain(reader, quiet=0.5))
+
+    assert frames.count("just in time") == 1
+    assert await stored_bodies() == ["just in time"]
 
 
 # Members ----------------------------------------------------------------------------------
