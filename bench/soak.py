@@ -81,23 +81,29 @@ class Ledger:
     members: dict[str, list[int]] = field(default_factory=dict)  # room -> users
     latencies: list[float] = field(default_factory=list)
     from_history: int = 0  # deliveries first made by a reconnect's history
-    shown_twice: int = 0  # a text shown twice on one socket (history then live, or live twice)
+    # A text shown twice on one socket, by how: "history then live" is a reconnect racing a broadcast.
+    twice: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def shown_twice(self) -> int:
+        return self.twice.total()
 
     def sending(self, text: str, room: str) -> None:
         self.sent_at[text] = time.perf_counter()
         self.room_of[text] = room
 
-    def saw(self, user: int, shown: set[str], frame: str, now: float) -> None:
-        history = HISTORY_MARK in frame
+    def saw(self, user: int, shown: dict[str, str], frame: str, now: float) -> None:
+        """`shown`: what this socket has shown so far, each text with how it came."""
+        how = "history" if HISTORY_MARK in frame else "live"
         for text in set(TEXT.findall(frame)):
             if text in shown:
-                self.shown_twice += 1
+                self.twice[f"{shown[text]} then {how}"] += 1
                 continue
-            shown.add(text)
+            shown[text] = how
             if text in self.seen[user]:
                 continue  # shown again by a later socket's history: expected
             self.seen[user].add(text)
-            if history:
+            if how == "history":
                 self.from_history += 1
             elif text in self.sent_at:
                 self.latencies.append(now - self.sent_at[text])
@@ -117,7 +123,7 @@ class Connection(Member):
     def __init__(self, user: "User") -> None:
         super().__init__(user.server, user.room, user.number, user.session)
         self.user = user
-        self.shown: set[str] = set()
+        self.shown: dict[str, str] = {}
 
     def _saw(self, frame: str) -> None:
         super()._saw(frame)
@@ -187,12 +193,12 @@ async def post_now_and_then(user: User, plan: SoakPlan, rng: random.Random, unti
     """A sender: one message every few seconds, only while its socket is open, as a page would."""
     seq = 0
     while True:
-        await asyncio.sleep(rng.uniform(*plan.gap))
-        left = until - time.perf_counter()
-        if left <= 0:
+        gap = rng.uniform(*plan.gap)
+        if time.perf_counter() + gap >= until:
             return
+        await asyncio.sleep(gap)
         try:
-            await asyncio.wait_for(user.connected.wait(), left)
+            await asyncio.wait_for(user.connected.wait(), until - time.perf_counter())
         except TimeoutError:
             return
         await post_once(user, f"soak-{user.number}-{seq}~")
@@ -347,6 +353,7 @@ async def chatter(
     restarting = asyncio.create_task(restart_now_and_then(server, plan, users, started))
     senders = users[: plan.senders]
     await asyncio.gather(*(post_now_and_then(sender, plan, rng, until) for sender in senders))
+    await asyncio.sleep(max(0.0, until - time.perf_counter()))
     return await restarting
 
 
@@ -413,13 +420,17 @@ def delivery_rows(result: SoakResult) -> list[tuple[str, str]]:
         (
             "doubles",
             f"{result.doubles} ({result.stored_twice} stored twice, "
-            f"{ledger.shown_twice} shown twice on one socket)",
+            f"{ledger.shown_twice} shown twice on one socket{twice_note(ledger)})",
         ),
         (
             "users not back at the end",
             f"{result.not_back} ({gave_up} closed with a code htmx does not retry)",
         ),
     ]
+
+
+def twice_note(ledger: Ledger) -> str:
+    return "".join(f", {count} {how}" for how, count in sorted(ledger.twice.items()))
 
 
 def latency_text(latencies: list[float]) -> str:
@@ -451,18 +462,15 @@ def mib(kib: int) -> str:
 # The command -----------------------------------------------------------------------------
 
 
-def soak(plan: SoakPlan, keep: bool = False) -> int:
-    """Run, print the report, and say by the exit status whether anything was lost or doubled."""
+def soak(plan: SoakPlan, keep: bool = False) -> SoakResult:
+    """Run and print the report."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="parley-soak-", delete=not keep) as folder:
         print(f"servers' logs and database in {folder}", file=sys.stderr, flush=True)
         result = asyncio.run(run_soak(plan, Path(folder)))
     print(report(result))
     print(f"\n{machine()}; the soak took {time.perf_counter() - started:.0f} s")
-    if result.failed():
-        print("FAILED: messages were lost or doubled, or users did not come back", file=sys.stderr)
-        return 1
-    return 0
+    return result
 
 
 def main() -> None:
@@ -483,7 +491,8 @@ def main() -> None:
         restart_every=arguments.restart_every,
     )
     prepare_client()
-    sys.exit(soak(plan, arguments.keep))
+    if soak(plan, arguments.keep).failed():
+        sys.exit("FAILED: messages were lost or doubled, or users did not come back")
 
 
 if __name__ == "__main__":
