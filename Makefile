@@ -10,13 +10,14 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run test test-postgres lint bench bench-deps bench-pages screenshots system-deps clean
+.PHONY: help run test test-postgres lint bench bench-deps bench-pages soak screenshots system-deps clean
 
 help:
 	@echo "make run     serve the chat at http://127.0.0.1:8000 (SQLite, in-memory channel layer)"
 	@echo "make test    lint, unit, consumer, PostgreSQL and Playwright end-to-end tests"
 	@echo "make bench   real-socket benchmark, Parley beside its baselines (QUICK=1: about 2 minutes)"
 	@echo "make bench-pages  room page, older messages and room list under wrk (BASELINE=dir to compare)"
+	@echo "make soak    200 users, 2 processes on Redis, one restarted every 2 min (SOAK_MINUTES=1: short)"
 
 $(VENV)/.installed: requirements/base.txt requirements/test.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed: install it (e.g. apt-get install python3.12 or pyenv install 3.12)"; exit 1; }
@@ -78,6 +79,10 @@ bench: $(VENV)/.installed system-deps bench-deps
 # Needs wrk (apt-get install wrk) and taskset; BASELINE=<another checkout> measures both in one run.
 bench-pages: $(VENV)/.installed
 	$(PY) -m bench.pages $(if $(BASELINE),--baseline $(BASELINE))
+
+# 10 minutes (SOAK_MINUTES=n): exits 1 if an acknowledged message is lost or anything is doubled.
+soak: $(VENV)/.installed system-deps
+	$(PY) -m bench.soak $(if $(SOAK_MINUTES),--minutes $(SOAK_MINUTES))
 
 screenshots: $(VENV)/.installed system-deps
 	$(PY) -m pytest e2e/test_look.py -q
