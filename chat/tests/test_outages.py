@@ -4,9 +4,11 @@ acknowledged is stored once and shown once, and nothing refused is stored.
 """
 
 import asyncio
+import http.client
 import re
 import signal
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import websockets
@@ -15,10 +17,12 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from chat.consumers import TRY_AGAIN_LATER
+from chat.consumers import DATABASE_DOWN, TRY_AGAIN_LATER
 from chat.hub import BROKER_DOWN
 from chat.tests.support import FORM, HISTORY, MEMBERS, NEW_MESSAGE, NOTICE, ws_send_frame
+from chat.unavailable import DATABASE_DOWN as PAGE_DATABASE_DOWN
 from testsupport.servers import DaphneServer, RedisServer, manage
+from testsupport.with_postgres import PostgresServer
 
 SIGN_IN = """
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
@@ -198,3 +202,52 @@ def test_kill_9_drops_sockets_with_1006_and_its_presence_expires(start_daphne, s
     b = start_daphne(REDIS_URL=redis_server.url, **quick)
 
     asyncio.run(killed(a, b, site_env))
+
+
+@pytest.fixture
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    yield server
+    server.remove()
+
+
+def page_status(server: DaphneServer, path: str = "/") -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request("GET", path, headers={"Host": "127.0.0.1"})
+    response = connection.getresponse()
+    status, body = response.status, response.read().decode(errors="replace")
+    connection.close()
+    return status, body
+
+
+async def database_outage(server: DaphneServer, db: PostgresServer, env: dict[str, str]) -> None:
+    _, session = sign_in(env)
+    talker = await Page.open(server, session)
+    await talker.post("before the database stopped")
+    await talker.until(FORM)
+
+    db.stop()
+    assert page_status(server) == (503, PAGE_DATABASE_DOWN)
+    assert page_status(server, "/rooms/lobby/") == (503, PAGE_DATABASE_DOWN)
+    await talker.post("while the database is down")
+    await talker.until(escape(DATABASE_DOWN))
+
+    db.start()  # no restart of daphne: broken connections are dropped and reopened
+    assert page_status(server)[0] == 200, "the first page after the database returned"
+    await talker.post("after the database returned")
+    await talker.until(FORM)
+    assert talker.socket.close_code is None, "the socket stayed open throughout"
+    bodies = ("before the database stopped", "while the database is down", "after the database returned")
+    assert [stored(env, body) for body in bodies] == [1, 0, 1]
+
+
+def test_a_database_outage_answers_503_refuses_posts_and_recovers_without_a_restart(
+    start_daphne, site_env, postgres, tmp_path
+):
+    own = {"DATABASE_URL": postgres.url, "CONN_MAX_AGE": "60", "STATIC_ROOT": str(tmp_path / "static")}
+    env = {**site_env, **own}
+    manage(env, "migrate", "--noinput")
+    manage(env, "collectstatic", "--noinput")  # the pages link the hashed CSS
+    server = start_daphne(**own)
+
+    asyncio.run(database_outage(server, postgres, env))
