@@ -20,6 +20,7 @@ from websockets.typing import Origin
 from chat.consumers import DATABASE_DOWN, TRY_AGAIN_LATER
 from chat.hub import BROKER_DOWN
 from chat.tests.support import FORM, HISTORY, MEMBERS, NEW_MESSAGE, NOTICE, ws_send_frame
+from chat.unavailable import CACHE_DOWN
 from chat.unavailable import DATABASE_DOWN as PAGE_DATABASE_DOWN
 from testsupport.servers import DaphneServer, RedisServer, manage
 from testsupport.with_postgres import PostgresServer
@@ -117,6 +118,7 @@ async def redis_outage(a: DaphneServer, b: DaphneServer, redis: RedisServer, env
     await listener.until(OUTAGE_NOTICE)  # listeners stay open, and are told
     await talker.post("during the outage")
     await talker.until(OUTAGE_NOTICE)
+    assert page_status(a) == (503, CACHE_DOWN)  # pages need the cache on the same Redis
     await asyncio.sleep(1)
 
     redis.start()
