@@ -100,7 +100,7 @@ class Page:
 
 
 @pytest.fixture
-def own_redis(tmp_path) -> RedisServer:
+def own_redis(tmp_path) -> Iterator[RedisServer]:
     """A redis-server this test may stop and start again (on the same port)."""
     server = RedisServer(tmp_path)
     yield server
