@@ -5,7 +5,9 @@ the admin shows in open browsers exactly like one taken from the room page. Send
 for the database commit: nobody sees what was not stored.
 """
 
+import logging
 import time
+from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -26,6 +28,8 @@ from chat.standing import (
     authority_lost,
     session_tag,
 )
+
+log = logging.getLogger(__name__)
 
 # Versions of what pages show, for the page cache (chat/pagecache.py): a rendered page is served
 # again only while the versions it was rendered under are unchanged. Bumped after the commit,
@@ -71,7 +75,7 @@ def _bump(*keys: str) -> None:
     # Now, for readers inside this transaction, and again after the commit: a page rendered
     # between the two from data read before the commit is stored under the older version.
     _bump_now(*keys)
-    transaction.on_commit(lambda: _bump_now(*keys), robust=False)
+    transaction.on_commit(lambda: _stored_anyway(_bump_now, *keys), robust=False)
 
 
 def _room_saved(sender: type, instance: Room | Message | Membership | Ban | Mute, **kwargs: object) -> None:
@@ -110,7 +114,16 @@ def _after_commit(group: str, event: dict) -> None:
 
 def _all_after_commit(events: list[tuple[str, dict]]) -> None:
     """Several events in one hop to the event loop: each hop from this thread costs a round trip."""
-    transaction.on_commit(lambda: async_to_sync(_send)(events), robust=False)
+    transaction.on_commit(lambda: _stored_anyway(async_to_sync(_send), events), robust=False)
+
+
+def _stored_anyway(effect: Callable, *args: object) -> None:
+    """Run an after-commit effect; if the broker or cache is gone, what was stored stays stored and
+    acknowledged: others get it with the history when their page (or the hub) catches up."""
+    try:
+        effect(*args)
+    except Exception as problem:
+        log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
 
 
 def html_to_room(room: Room, html: str) -> None:

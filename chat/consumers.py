@@ -14,10 +14,12 @@ from typing import cast
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from chat import actions, fragments, queries, services
-from chat.hub import Hub, hub
+from chat.hub import BROKER_DOWN, Hub, hub
 from chat.models import Room, account_group_name
 from chat.payloads import BadFrame, parse_ws_send
 from chat.standing import (
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 TRY_AGAIN_LATER = 1011
 REMOVED_FROM_ROOM = 4403
 SESSION_ENDED = 4401  # signed out, disabled, password changed: not retried either
+
+DATABASE_DOWN = "The chat can't reach its database right now; your message was not sent. Try again soon."
+RESTARTING = "This server is restarting; reconnecting you now."
 
 
 class TryAgainLater(Exception):
@@ -66,6 +71,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     held: list[dict] = []
     handlers_running = 0
     handling: asyncio.Task | None = None
+    # Set by the hub on SIGTERM: close with 1011 once no handler runs (see restart).
+    restarting = False
+    main_task: asyncio.Task | None = None
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -103,8 +111,15 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     async def __call__(self, scope, receive, send) -> None:
         # Leave the room however the consumer ends: a clean close, a crash, a server shutdown.
+        self.main_task = asyncio.current_task()
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            if not self.restarting:
+                raise
+            # Graceful restart: daphne answers the exception with 1011, which the page retries.
+            await self.send(fragments.notice_html(RESTARTING))
+            raise TryAgainLater("The server is restarting; the page reconnects to another.") from None
         finally:
             await self._leave()
 
@@ -127,8 +142,18 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except BadFrame as problem:
             await self.send(fragments.notice_html(str(problem), error=True))
             return
+        if self.hub.broker_down:
+            # Nothing is stored that others could not be shown: refused before storing.
+            await self.send(fragments.notice_html(BROKER_DOWN, error=True))
+            return
         try:
             reply = await database_sync_to_async(actions.handle)(self.room, self.user, data, self.session_key)
+        except (OperationalError, InterfaceError) as problem:
+            await self._refuse(DATABASE_DOWN, problem)
+            return
+        except (RedisError, OSError) as problem:  # the cache or the broker, before anything was stored
+            await self._refuse(BROKER_DOWN, problem)
+            return
         except SessionEnded as ended:
             await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
             return
@@ -163,6 +188,28 @@ class RoomConsumer(AsyncWebsocketConsumer):
             while self.held and not self.handlers_running:
                 event, *self.held = self.held
                 await self.deliver(event)
+            if self.restarting and not self.handlers_running:
+                self._stop_now()
+
+    async def room_recovered(self, event: dict) -> None:
+        """The broker is back (chat.hub): what was posted meanwhile, and the notice taken down."""
+        await self.send(await self.hub.reconnect_html(self.room, self.standing.role))
+        await self.send(fragments.notice_html(""))
+
+    def restart(self) -> None:
+        """SIGTERM (chat.hub.drain): answer the frame in hand, then close with 1011; no frame after
+        it is read, so each post is either stored and acknowledged or not stored at all."""
+        self.restarting = True
+        if not self.handlers_running:
+            self._stop_now()
+
+    def _stop_now(self) -> None:
+        if self.main_task is not None and not self.main_task.done():
+            self.main_task.cancel()
+
+    async def _refuse(self, sentence: str, problem: Exception) -> None:
+        log.warning("Refused a frame on socket %s: %s", self.socket_id, type(problem).__name__)
+        await self.send(fragments.notice_html(sentence, error=True))
 
     async def room_form(self, event: dict) -> None:
         """The room's settings changed: take the form rendered for this role."""

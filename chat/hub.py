@@ -12,21 +12,31 @@ The hub also does what is per process rather than per socket:
 - the member list is announced at most once per room per CHAT_MEMBERS_BROADCAST_SECONDS, rendered
   once, however many sockets join or leave meanwhile;
 - the history a (re)connecting socket gets is rendered once per room and role, and forgotten
-  as soon as any event that may change it arrives.
+  as soon as any event that may change it arrives;
+- it watches the broker (Redis): while it is unreachable every local socket stays open with a
+  notice and posts are refused (see consumers); when it answers again the layer's stale
+  connections are dropped, the hub's groups subscribed afresh and every socket gets the history
+  it missed. On SIGTERM it asks every socket to finish the frame in hand and close with a code
+  htmx retries (1011), then hands over to the server's own shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
 from collections import defaultdict
+from types import FrameType
 from typing import Protocol
 from weakref import WeakKeyDictionary
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
+from redis.asyncio import Redis
 
 from chat import broadcast, fragments, services
 from chat.models import Role, Room
@@ -34,6 +44,9 @@ from chat.models import Role, Room
 log = logging.getLogger(__name__)
 
 HistoryKey = tuple[int, str]
+
+# What every socket shows while the broker is unreachable, and what a post gets meanwhile.
+BROKER_DOWN = "Live updates are interrupted; your messages can't be sent right now."
 
 
 class LocalSocket(Protocol):
@@ -44,6 +57,9 @@ class LocalSocket(Protocol):
     async def deliver(self, event: dict) -> None: ...
 
     def presence(self) -> services.SocketPresence | None: ...
+
+    def restart(self) -> None:
+        """Finish the frame in hand, then close with a code the page retries (graceful restart)."""
 
 
 def room_id_of(group: str) -> int | None:
@@ -73,6 +89,9 @@ class Hub:
         self.presence_writer: asyncio.Task | None = None
         self.members_due: dict[int, asyncio.Task] = {}
         self.members_sent_at: dict[int, float] = {}
+        self.broker_down = False
+        self.draining = False
+        self.listener: asyncio.Task | None = None
 
     # Life cycle -----------------------------------------------------------------------------
 
@@ -83,7 +102,11 @@ class Hub:
             # Every layer Parley runs on (in-memory, channels-redis) takes a prefix; the base class doesn't.
             self.channel = await self.layer.new_channel("hub.")  # type: ignore[call-arg]
             self.process_id = await database_sync_to_async(services.register_process)()
-            self.tasks = [asyncio.create_task(self._listen()), asyncio.create_task(self._keep_alive())]
+            self.listener = asyncio.create_task(self._listen())
+            self.tasks = [self.listener, asyncio.create_task(self._keep_alive())]
+            if _redis_urls():
+                self.tasks.append(asyncio.create_task(self._watch_broker()))
+            _drain_on_sigterm(self)
 
     async def stop(self) -> None:
         """The last local socket left: stop listening and beating; this process holds no presence."""
@@ -104,6 +127,11 @@ class Hub:
     async def join(self, groups: tuple[str, ...], socket: LocalSocket) -> None:
         self.local.add(socket)
         await self.start()
+        if self.draining:
+            raise ConnectionError("this process is shutting down")
+        if self.broker_down and not await self.check_broker():
+            # The page retries (1011): it gets its history once the broker is back.
+            raise ConnectionError("the channel layer's broker is unreachable")
         for group in groups:
             async with self.group_locks[group]:
                 self.members[group].add(socket)
@@ -133,7 +161,12 @@ class Hub:
 
     async def _listen(self) -> None:
         while True:
-            event = await self.layer.receive(self.channel)
+            try:
+                event = await self.layer.receive(self.channel)
+            except Exception as problem:  # the core layer raises while Redis is down
+                log.warning("The hub could not receive (%s); retrying", type(problem).__name__)
+                await asyncio.sleep(1)
+                continue
             try:
                 await self.deliver(event)
             except Exception:
@@ -250,6 +283,8 @@ class Hub:
             # Joins from now on schedule the next announcement, which sees them.
             self.members_due.pop(room.pk, None)
         self.members_sent_at[room.pk] = time.monotonic()
+        if self.broker_down:
+            return  # announced again when the broker is back
         try:
             group, event = await database_sync_to_async(broadcast.members_event)(room)
             await self.layer.group_send(group, event)
@@ -274,8 +309,8 @@ class Hub:
         # A crashed process's sockets leave the lists of the rooms they were in.
         for room in await database_sync_to_async(services.reap_stale_processes)():
             self.members_changed(room)
-        # Group memberships expire in the layer (group_expiry): renew ours.
-        for group in list(self.subscribed):
+        # Group memberships expire in the layer (group_expiry): renew ours (all afresh on recovery).
+        for group in [] if self.broker_down else list(self.subscribed):
             await self.layer.group_add(group, self.channel)
 
     async def _come_back(self) -> None:
@@ -284,6 +319,123 @@ class Hub:
         self.process_id = await database_sync_to_async(services.register_process)(presences)
         for room in {p.room.pk: p.room for p in presences}.values():
             self.members_changed(room)
+
+    # Broker outages -------------------------------------------------------------------------
+
+    async def _watch_broker(self) -> None:
+        while True:
+            await asyncio.sleep(settings.CHAT_BROKER_CHECK_SECONDS)
+            try:
+                await self.check_broker()
+            except Exception:
+                log.exception("Could not recover from a broker outage; trying again")
+
+    async def check_broker(self) -> bool:
+        """PING the broker; tell every socket when it goes away, recover when it is back."""
+        up = await _broker_answers()
+        if not up and not self.broker_down:
+            self.broker_down = True
+            log.warning("The channel layer's broker is unreachable: posts are refused until it is back")
+            notice = fragments.notice_html(BROKER_DOWN, error=True)
+            await self._to_every_socket({"type": "room.html", "html": notice})
+        elif up and self.broker_down:
+            await self._resubscribe()
+            self.broker_down = False
+            log.warning("The broker layer's broker is back: %d groups subscribed again", len(self.subscribed))
+            await self._to_every_socket({"type": "room.recovered"})
+            for room in {s.room.pk: s.room for s in map(_presence_of, self.local) if s}.values():
+                self.members_changed(room)
+        return up
+
+    async def _resubscribe(self) -> None:
+        """Drop the layer's stale connections, then listen on a fresh channel in every group we had.
+
+        The pub/sub layer keeps its broken connection and subscriptions after Redis restarts
+        (the first subscribe afterwards fails); its flush() closes them and forgets its
+        in-process state, which only this hub holds. The core layer's flush would delete every
+        process's groups in Redis, so it only gets a new channel (the old one expires).
+        """
+        if self.listener is not None:
+            self.listener.cancel()
+            await asyncio.gather(self.listener, return_exceptions=True)
+        if isinstance(self.layer, RedisPubSubChannelLayer):
+            await self.layer.flush()
+        self.channel = await self.layer.new_channel("hub.")  # type: ignore[call-arg]
+        for group in list(self.subscribed):
+            async with self.group_locks[group]:
+                await self.layer.group_add(group, self.channel)
+        self.listener = asyncio.create_task(self._listen())
+        self.tasks = [self.listener, *self.tasks[1:]]
+
+    async def _to_every_socket(self, event: dict) -> None:
+        for socket in list(self.local):
+            try:
+                await socket.deliver(event)
+            except Exception:
+                log.exception("Socket %s failed on %s", socket.socket_id, event["type"])
+
+    # Graceful restart -----------------------------------------------------------------------
+
+    async def drain(self) -> None:
+        """Close every local socket with 1011 once its frame in hand is answered; refuse new ones."""
+        self.draining = True
+        log.warning("Shutting down: closing %d sockets so their pages reconnect elsewhere", len(self.local))
+        for socket in list(self.local):
+            socket.restart()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.CHAT_SHUTDOWN_GRACE_SECONDS
+        while self.local and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        # daphne sends the 1011 of a finished application on its next check, once a second.
+        await asyncio.sleep(1.5)
+
+
+def _drain_on_sigterm(hub: Hub) -> None:
+    """Put the hub's drain in front of the server's own SIGTERM handler (daphne's reactor), once.
+
+    Only when a server installed one: a test process or a shell keeps its default.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous) or getattr(previous, "drains", False):
+        return
+    if settings.CHAT_SHUTDOWN_GRACE_SECONDS <= 0 or threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+
+    async def drain_then_stop(signum: int, frame: FrameType | None) -> None:
+        try:
+            await hub.drain()
+        finally:
+            previous(signum, frame)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, previous)  # a second SIGTERM stops at once
+        loop.call_soon_threadsafe(lambda: loop.create_task(drain_then_stop(signum, frame)))
+
+    on_sigterm.drains = True  # type: ignore[attr-defined]
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _presence_of(socket: LocalSocket) -> services.SocketPresence | None:
+    return socket.presence()
+
+
+def _redis_urls() -> list[str]:
+    """The Redis servers behind the default channel layer (none for the in-memory layer)."""
+    layer: dict = settings.CHANNEL_LAYERS["default"]
+    hosts = layer.get("CONFIG", {}).get("hosts") or []
+    return [host if isinstance(host, str) else host["address"] for host in hosts]
+
+
+async def _broker_answers() -> bool:
+    try:
+        for url in _redis_urls():
+            async with Redis.from_url(url, socket_timeout=settings.CHAT_BROKER_CHECK_SECONDS) as redis:
+                await asyncio.wait_for(redis.ping(), settings.CHAT_BROKER_CHECK_SECONDS)
+    except Exception as problem:  # redis.exceptions.ConnectionError, OSError, TimeoutError
+        log.debug("Broker check failed: %s", type(problem).__name__)
+        return False
+    return True
 
 
 def hub() -> Hub:

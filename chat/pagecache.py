@@ -32,7 +32,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.handlers.asgi import ASGIRequest
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.http import HttpRequest, HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.csp import ContentSecurityPolicyMiddleware, get_nonce
@@ -44,6 +44,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.crypto import constant_time_compare
 from django.utils.html import escape
+from redis.exceptions import RedisError
 
 from chat import broadcast
 from chat.models import Room
@@ -257,6 +258,8 @@ class FastPages:
         close_old_connections()
         try:
             return self._serve(scope)
+        except (OperationalError, InterfaceError, RedisError):
+            return None  # Django answers, with a 503 (chat.unavailable)
         finally:
             close_old_connections()
 

@@ -42,8 +42,10 @@ def post_message(room: Room, user: User, data: dict) -> PostOutcome:
         form.add_error(None, refusal)
     if not form.is_valid():
         return PostOutcome(form, None, viewer)
-    message = Message.objects.create(room=room, author=user, body=form.cleaned_data["message"])
-    broadcast.new_message(message)
+    # One transaction: a failure before the commit (the cache's page versions) stores nothing.
+    with transaction.atomic():
+        message = Message.objects.create(room=room, author=user, body=form.cleaned_data["message"])
+        broadcast.new_message(message)
     return PostOutcome(form, message, viewer)
 
 

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A lost database or cache answers 503 with a sentence, not a 500 (chat/unavailable.py).
+    "chat.unavailable.ServiceUnavailable",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Pages compress ~8x. BREACH: the only secret in a page is the CSRF token, which Django masks
     # afresh for every response, and GZipMiddleware pads each response by a random length too.
@@ -242,6 +244,10 @@ CHAT_PRESENCE_TTL_SECONDS = float(os.environ.get("CHAT_PRESENCE_TTL_SECONDS", "9
 # The member list is sent to a room at most once per this many seconds, however many join.
 CHAT_MEMBERS_BROADCAST_SECONDS = float(os.environ.get("CHAT_MEMBERS_BROADCAST_SECONDS", "1"))
 # Joins and leaves within this many seconds are written to the database together.
+# How often each process PINGs the broker (Redis) to notice an outage and its end.
+CHAT_BROKER_CHECK_SECONDS = float(os.environ.get("CHAT_BROKER_CHECK_SECONDS", "1"))
+# On SIGTERM, how long sockets get to answer the frame in hand before the process stops (0: don't wait).
+CHAT_SHUTDOWN_GRACE_SECONDS = float(os.environ.get("CHAT_SHUTDOWN_GRACE_SECONDS", "10"))
 CHAT_PRESENCE_BATCH_SECONDS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECONDS", "0.05"))
 # A big room lists this many names and counts the rest.
 CHAT_MEMBER_NAMES_SHOWN = int(os.environ.get("CHAT_MEMBER_NAMES_SHOWN", "50"))

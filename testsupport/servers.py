@@ -52,14 +52,29 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is missing: run `make test`, which installs it")
+        self.binary, self.folder = binary, folder
         self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        """Start (again, after stop: an outage's end) on the same port, empty."""
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=folder,
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=self.folder,
             stdout=subprocess.DEVNULL,
         )
         wait_for_port(self.port, self.process)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def stop(self) -> None:
         stop(self.process)
@@ -132,3 +147,12 @@ class DaphneServer:
     def stop(self) -> None:
         if self.process:
             stop(self.process)
+
+    def signal(self, number: int) -> None:
+        """Send a signal and return at once, e.g. SIGTERM as an orchestrator restarts the process."""
+        assert self.process is not None
+        self.process.send_signal(number)
+
+    def wait(self, timeout: float = 20) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)

@@ -31,6 +31,37 @@ def as_server_user(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
+class PostgresServer:
+    """A throwaway cluster on a free loopback port that a test may stop and start again."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="parley-pg-"))
+        self.port = free_port()
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+        data = self.folder / "data"
+        initdb = [postgres_bin("initdb"), "-D", str(data), "-U", "parley", "--auth=trust", "-E", "UTF8"]
+        subprocess.run(as_server_user(initdb), check=True, stdout=subprocess.DEVNULL)
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.folder} -F"
+        log = str(self.folder / "log")
+        self.pg_ctl = [postgres_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w"]
+        self.url = f"postgres://parley@127.0.0.1:{self.port}/postgres"
+        self.start()
+
+    def start(self) -> None:
+        subprocess.run(as_server_user([*self.pg_ctl, "start"]), check=True, stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        """Fast shutdown: open connections are cut, as in an outage."""
+        subprocess.run(
+            as_server_user([*self.pg_ctl, "-m", "fast", "stop"]), check=False, stdout=subprocess.DEVNULL
+        )
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def main(command: list[str]) -> int:
     folder = Path(tempfile.mkdtemp(prefix="parley-pg-"))
     data = folder / "data"
