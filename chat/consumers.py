@@ -9,6 +9,7 @@ writes them to the socket itself; this consumer has no channel of its own.
 import asyncio
 import logging
 import secrets
+import time
 from typing import cast
 
 from autobahn.exception import Disconnected
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 # TryAgainLater. "Don't retry" is an application code.
 TRY_AGAIN_LATER = 1011
 REMOVED_FROM_ROOM = 4403
+# A message committed just before a history was read reaches the hub within this long after.
+HISTORY_OVERLAP_SECONDS = 10.0
 SESSION_ENDED = 4401  # signed out, disabled, password changed: not retried either
 
 DATABASE_DOWN = "The chat can't reach its database right now; your message was not sent. Try again soon."
@@ -69,6 +72,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     hub: Hub
     # Hub events that arrived while a handler ran, and how many handlers run (see deliver).
     held: list[dict] = []
+    # The history last sent and when, to skip broadcasts of messages it already shows.
+    history_sent: tuple[str, float] | None = None
     handlers_running = 0
     handling: asyncio.Task | None = None
     # Set by the hub on SIGTERM: close with 1011 once no handler runs (see restart).
@@ -104,8 +109,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
         history = await self.hub.reconnect_html(room, viewer.role)
         await self.send(history)
-        # Broadcasts held while connecting may be of messages the history already shows.
-        self.held = [event for event in self.held if not _shown_in(history, event)]
+        self.history_sent = (history, time.monotonic())
+        self.held = [event for event in self.held if not self._already_shown(event)]
         self.hub.arrived(self._socket_presence())
         self._give_form_back_when_mute_ends()
 
@@ -170,10 +175,24 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.handlers_running:
             self.held = [*self.held, event]
         elif "html" in event:
-            await self.send(event["html"])
+            if not self._already_shown(event):
+                await self.send(event["html"])
         else:
             self.handlers_running += 1
             self.handling = asyncio.create_task(self._handle(event))
+
+    def _already_shown(self, event: dict) -> bool:
+        """Is this the broadcast of a message the history just sent already has? A message
+        committed before the history was read can reach the hub after it was sent; appended
+        again, it would show twice. Only broadcasts this close after the history can be such.
+        """
+        if self.history_sent is None or "message_id" not in event:
+            return False
+        history, sent_at = self.history_sent
+        if time.monotonic() - sent_at > HISTORY_OVERLAP_SECONDS:
+            self.history_sent = None  # and the socket stops holding on to that render
+            return False
+        return f'id="message-{event["message_id"]}"' in history
 
     async def dispatch(self, message: dict) -> None:
         self.handlers_running += 1
@@ -330,8 +349,3 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(seconds)
         self.mute_ends = None
         await self.room_standing({"type": "room.standing"})
-
-
-def _shown_in(history: str, event: dict) -> bool:
-    """Is this new-message broadcast's message already in the history just sent?"""
-    return "message_id" in event and f'id="message-{event["message_id"]}"' in history

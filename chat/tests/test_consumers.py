@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat import fragments, queries, services
+from chat import broadcast, fragments, queries, services
 from chat.models import Message, Role, Room
 from chat.standing import Account
 from chat.tests.support import (
@@ -22,6 +22,7 @@ from chat.tests.support import (
     member_names,
     message_ids,
     message_input,
+    new_message,
     receive_text,
     receive_until,
     stored_bodies,
@@ -320,6 +321,21 @@ async def test_a_message_posted_while_a_socket_connects_is_shown_once(
 
     assert frames.count("just in time") == 1
     assert await stored_bodies() == ["just in time"]
+
+
+async def test_a_broadcast_that_arrives_after_the_history_showing_its_message_adds_nothing(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    """Committed before the history was read, broadcast after it was sent: shown once."""
+    message = await new_message(lobby, alice, "late news")
+    reader = await open_socket(user=bob)
+
+    await database_sync_to_async(broadcast.new_message)(message)  # its broadcast, arriving late
+    await database_sync_to_async(services.post_message)(lobby, alice, {"message": "later"})
+    frames = "".join(await drain(reader, quiet=0.5))
+
+    assert "late news" not in frames
+    assert "later" in frames
 
 
 # Members ----------------------------------------------------------------------------------
