@@ -11,6 +11,7 @@ from bench.scenarios import Plan
 
 TINY = Plan(
     joins=10,
+    idle_sockets=10,
     join_timeout=20,
     fan_sizes=(10,),
     fan_rate=10,
