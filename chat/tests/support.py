@@ -21,6 +21,7 @@ from channels.testing import WebsocketCommunicator
 from django.http import HttpResponseBase
 from django.test import Client
 from django.utils import timezone
+from hypothesis import strategies as st
 
 from chat import broadcast
 from chat.health import HealthCheck
@@ -390,3 +391,34 @@ def open_unread_socket(port: int, path: str = "/ws/rooms/lobby/") -> tcp.socket:
         ).encode()
     )
     return raw
+
+
+# Frames of every shape, for property tests --------------------------------------------------
+
+# Any code point, lone surrogates included: JSON escapes them, and a client may send them raw.
+LONE_SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])
+ANY_TEXT = st.lists(st.one_of(st.characters(), LONE_SURROGATES), max_size=60).map("".join)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | ANY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(ANY_TEXT, children, max_size=4),
+    max_leaves=12,
+)
+FIELD_NAMES = st.sampled_from(["action", "message", "message_id", "user_id", "reason", "minutes", "HEADERS"])
+ACTIONS = st.sampled_from(
+    ["", "post", "remove", "report", "mute", "unmute", "ban", "unban", "lock", "settings", "form"]
+)
+FORM_LIKE = st.dictionaries(FIELD_NAMES | ANY_TEXT, ACTIONS | ANY_TEXT | JSON_VALUES, max_size=6)
+
+
+def _oversized(size: int) -> str:
+    return json.dumps({"message": "x" * size})
+
+
+# (text_data, bytes_data) as the consumer's receive gets them.
+FRAMES = st.one_of(
+    st.tuples(ANY_TEXT, st.none()),
+    st.tuples(st.none(), st.binary(max_size=60)),
+    st.tuples(JSON_VALUES.map(json.dumps), st.none()),
+    st.tuples(FORM_LIKE.map(json.dumps), st.none()),
+    st.tuples(st.integers(16 * 1024 - 20, 16 * 1024 + 20).map(_oversized), st.none()),
+)
