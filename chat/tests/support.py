@@ -422,3 +422,16 @@ FRAMES = st.one_of(
     st.tuples(FORM_LIKE.map(json.dumps), st.none()),
     st.tuples(st.integers(16 * 1024 - 20, 16 * 1024 + 20).map(_oversized), st.none()),
 )
+
+
+def close_code_after_reading(raw: tcp.socket, timeout: float = 10.0) -> int:
+    """Read a raw websocket to its end: 1011 if it ends with that close frame, else 1006 (the
+    connection dropped without one), as a browser would report it."""
+    raw.settimeout(timeout)
+    received = b""
+    try:
+        while chunk := raw.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return 1011 if received.endswith(b"\x88\x02\x03\xf3") else 1006
