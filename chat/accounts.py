@@ -19,7 +19,9 @@ import ipaddress
 import logging
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
@@ -82,11 +84,23 @@ def client_address(request: HttpRequest) -> str:
 
     An IPv6 address counts as its /64, which one machine usually has whole.
     """
-    raw = request.META.get("REMOTE_ADDR", "")
+    forwarded = request.headers.get(settings.CLIENT_IP_HEADER, "") if settings.CLIENT_IP_HEADER else ""
+    return _address(request.META.get("REMOTE_ADDR", ""), forwarded)
+
+
+def scope_address(scope: Mapping[str, Any]) -> str:
+    """client_address for an ASGI scope (a websocket's), read from the same places."""
+    client = scope.get("client") or ("",)
+    forwarded = ""
     if settings.CLIENT_IP_HEADER:
-        forwarded = request.headers.get(settings.CLIENT_IP_HEADER, "")
-        if forwarded:
-            raw = forwarded.split(",")[-1].strip()  # the entry our own proxy added
+        wanted = settings.CLIENT_IP_HEADER.lower().encode("latin-1")
+        forwarded = next((value.decode("latin-1") for name, value in scope["headers"] if name == wanted), "")
+    return _address(str(client[0]), forwarded)
+
+
+def _address(raw: str, forwarded: str) -> str:
+    if forwarded:
+        raw = forwarded.split(",")[-1].strip()  # the entry our own proxy added
     try:
         address = ipaddress.ip_address(raw)
     except ValueError:

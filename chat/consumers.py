@@ -7,6 +7,7 @@ writes them to the socket itself; this consumer has no channel of its own.
 """
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -15,6 +16,7 @@ from typing import cast
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -23,6 +25,7 @@ from chat import actions, fragments, queries, services
 from chat.hub import BROKER_DOWN, Hub, hub
 from chat.models import Room, account_group_name
 from chat.payloads import BadFrame, parse_ws_send
+from chat.sockets import open_sockets, send_buffer_of, take_socket, unsent_bytes
 from chat.standing import (
     SessionEnded,
     Standing,
@@ -44,6 +47,7 @@ REMOVED_FROM_ROOM = 4403
 # A message committed just before a history was read reaches the hub within this long after.
 HISTORY_OVERLAP_SECONDS = 10.0
 SESSION_ENDED = 4401  # signed out, disabled, password changed: not retried either
+TOO_MANY_SOCKETS = 4429  # over CHAT_SOCKETS_PER_USER / _PER_ADDRESS: retrying would only be refused again
 
 DATABASE_DOWN = "The chat can't reach its database right now; your message was not sent. Try again soon."
 RESTARTING = "This server is restarting; reconnecting you now."
@@ -78,7 +82,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
     handling: asyncio.Task | None = None
     # Set by the hub on SIGTERM: close with 1011 once no handler runs (see restart).
     restarting = False
+    # Whom this socket counts against (chat.sockets), once counted.
+    holder: str | None = None
+    # The task running this consumer, cancelled when the client stops reading (see _fell_behind)
+    # or the server restarts (see restart).
     main_task: asyncio.Task | None = None
+    send_buffer: object | None = None  # daphne's Twisted transport, when served by daphne
+    fell_behind = False
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -86,6 +96,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.hub = hub()
 
     async def connect(self) -> None:
+        self.holder, refusal = take_socket(self.scope, self.user)
+        if self.holder is None:
+            await self._refuse_socket(refusal)
+            return
         slug = self.scope["url_route"]["kwargs"]["slug"]
         found = await database_sync_to_async(room_and_standing)(slug, self.user)
         if found is None or not found[1].can_read:
@@ -98,6 +112,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             self.session_hash = session_tag(self.session_key)
         await self.accept()
         self._forget_handshake()
+        self.send_buffer = send_buffer_of(self.base_send)
         try:
             await self._join_groups(room, viewer)
         except Exception as problem:
@@ -120,6 +135,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
+            if self.fell_behind:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # we are in it
+                unread = settings.CHAT_SOCKET_SEND_BUFFER_BYTES
+                raise TryAgainLater(
+                    f"Socket {self.socket_id} left over {unread} bytes unread; closed so the page reconnects"
+                ) from None
             if not self.restarting:
                 raise
             # Graceful restart: daphne answers the exception with 1011, which the page retries.
@@ -135,11 +156,19 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
         Between a client's close (or a dropped connection) and daphne's disconnect event, autobahn
         raises Disconnected ("Attempt to send on a closed protocol"); the disconnect follows.
+        A client that stopped reading gets nothing more: it is being closed, and catches up on reconnect.
         """
+        if self.fell_behind:
+            return
         try:
             await super().send(text_data, bytes_data, close)
         except Disconnected:
             log.debug("Socket %s went away before a frame could be sent", self.socket_id)
+        if (
+            self.send_buffer is not None
+            and unsent_bytes(self.send_buffer) > settings.CHAT_SOCKET_SEND_BUFFER_BYTES
+        ):
+            self._fell_behind()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
@@ -154,10 +183,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         try:
             reply = await database_sync_to_async(actions.handle)(self.room, self.user, data, self.session_key)
         except (OperationalError, InterfaceError) as problem:
-            await self._refuse(DATABASE_DOWN, problem)
+            await self._refuse_frame(DATABASE_DOWN, problem)
             return
         except (RedisError, OSError) as problem:  # the cache or the broker, before anything was stored
-            await self._refuse(BROKER_DOWN, problem)
+            await self._refuse_frame(BROKER_DOWN, problem)
             return
         except SessionEnded as ended:
             await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
@@ -226,7 +255,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.main_task is not None and not self.main_task.done():
             self.main_task.cancel()
 
-    async def _refuse(self, sentence: str, problem: Exception) -> None:
+    async def _refuse_frame(self, sentence: str, problem: Exception) -> None:
         log.warning("Refused a frame on socket %s: %s", self.socket_id, type(problem).__name__)
         await self.send(fragments.notice_html(sentence, error=True))
 
@@ -278,6 +307,23 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room = self.hub.shared_room(queries.reload(self.room, self.user))
         return standing(self.room, self.user)
 
+    async def _refuse_socket(self, why: str) -> None:
+        """Say why on the page, then close with a code htmx does not retry: no database, no presence."""
+        await self.accept()
+        await self.send(_refusal_html(why))
+        await self.close(code=TOO_MANY_SOCKETS)
+
+    def _fell_behind(self) -> None:
+        """Twisted's send buffer passed the bound: end the consumer with TryAgainLater (1011).
+
+        The 1011 waits behind the unread bytes; autobahn drops the connection (and its buffer)
+        when the client has not answered the close within its closeHandshakeTimeout (1 s).
+        """
+        if self.fell_behind or self.main_task is None:
+            return
+        self.fell_behind = True
+        self.main_task.cancel()
+
     def _forget_handshake(self) -> None:
         """Free the request headers once the handshake is done: nothing reads them again, and
         every socket would otherwise keep them (about 1 KiB) for as long as it stays open.
@@ -327,6 +373,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.mute_ends:
             self.mute_ends.cancel()
         was_in_room, self.in_room = self.in_room, False
+        if self.holder is not None:
+            holder, self.holder = self.holder, None
+            open_sockets.give_back(holder)
         try:
             if was_in_room:
                 self.hub.departed(self.socket_id, self.room)
@@ -349,3 +398,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(seconds)
         self.mute_ends = None
         await self.room_standing({"type": "room.standing"})
+
+
+@functools.cache
+def _refusal_html(why: str) -> str:
+    """Rendered once per sentence and process: refusing a socket costs no rendering."""
+    return fragments.socket_refused_html(why)

@@ -166,6 +166,11 @@ def session_ended_html(text: str) -> str:
     return notice_html(text, error=True) + _partial(COMPOSER, "closed_form", {"notice": text})
 
 
+def socket_refused_html(text: str) -> str:
+    """What a socket refused on connect shows (e.g. too many tabs): why, in the form's place."""
+    return notice_html(text, error=True) + _partial(COMPOSER, "closed_form", {"notice": text})
+
+
 def moderation_panel_gone_html() -> str:
     """Takes the Moderate panel off a page whose viewer no longer moderates."""
     return _partial(ROOM_TEMPLATE, "moderation_gone", {})

@@ -15,7 +15,8 @@ def parse_ws_send(text_data: str | None, bytes_data: bytes | None) -> dict[str, 
     """The form fields of one `ws-send` frame, without htmx's HEADERS."""
     if text_data is None:
         raise BadFrame("Only text messages can be sent here.")
-    if len(text_data.encode()) > settings.CHAT_MAX_FRAME_BYTES:
+    # surrogatepass: a lone surrogate is measured here and refused below, with its own sentence.
+    if len(text_data.encode("utf-8", "surrogatepass")) > settings.CHAT_MAX_FRAME_BYTES:
         raise BadFrame("That was too large to send. Nothing was posted.")
     try:
         payload = json.loads(text_data)
@@ -26,7 +27,7 @@ def parse_ws_send(text_data: str | None, bytes_data: bytes | None) -> dict[str, 
     payload.pop("HEADERS", None)
     # Form fields are strings; anything else (lists, objects) is not from our form.
     fields = {key: value for key, value in payload.items() if isinstance(value, str)}
-    if not all(_is_storable(value) for value in fields.values()):
+    if not all(_is_storable(text) for text in (*fields, *fields.values())):
         raise BadFrame("That message has a broken character in it (half an emoji?). Nothing was posted.")
     return fields
 

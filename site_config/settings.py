@@ -253,6 +253,11 @@ CHAT_PRESENCE_BATCH_SECONDS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECONDS"
 CHAT_MEMBER_NAMES_SHOWN = int(os.environ.get("CHAT_MEMBER_NAMES_SHOWN", "50"))
 # Largest websocket text frame the consumer reads; larger ones get an error notice.
 CHAT_MAX_FRAME_BYTES = 16 * 1024
+# Open sockets per signed-in user and per visitors' address, in each server process (chat/sockets.py).
+CHAT_SOCKETS_PER_USER = int(os.environ.get("CHAT_SOCKETS_PER_USER", "20"))
+CHAT_SOCKETS_PER_ADDRESS = int(os.environ.get("CHAT_SOCKETS_PER_ADDRESS", "50"))
+# Bytes a socket may leave unread before it is closed (1011, so the page reconnects and catches up).
+CHAT_SOCKET_SEND_BUFFER_BYTES = int(os.environ.get("CHAT_SOCKET_SEND_BUFFER_BYTES", str(1024 * 1024)))
 
 # Abuse limits (chat/accounts.py, chat/moderation.py). Reports and proposals are counted in the
 # database; failed logins and signups in Django's cache (Redis with REDIS_URL), which every

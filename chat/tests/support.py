@@ -4,9 +4,12 @@ Fixtures live in conftest.py; everything a test imports comes from here.
 """
 
 import asyncio
+import base64
 import gzip
 import json
+import os
 import re
+import socket as tcp
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +21,7 @@ from channels.testing import WebsocketCommunicator
 from django.http import HttpResponseBase
 from django.test import Client
 from django.utils import timezone
+from hypothesis import strategies as st
 
 from chat import broadcast
 from chat.health import HealthCheck
@@ -342,3 +346,92 @@ def audit_rows() -> list[tuple]:
             "actor__username", "action", "room__slug", "target_user__username", "message", "reason", "detail"
         )
     )
+
+
+# Real daphne processes ----------------------------------------------------------------------
+
+
+def signed_in_session_in(env: dict[str, str], username: str) -> str:
+    """A session key signing `username` (created if new) in, in the database a real server uses."""
+    from testsupport.servers import manage
+
+    code = (
+        "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY\n"
+        "from django.contrib.sessions.backends.db import SessionStore\n"
+        "from chat.standing import Account\n"
+        f"user, _ = Account.objects.get_or_create(username={username!r})\n"
+        "session = SessionStore()\n"
+        "session[SESSION_KEY] = str(user.pk)\n"
+        "session[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+        "session[HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
+        "session.create()\n"
+        "print(session.session_key)\n"
+    )
+    return manage(env, "shell", "-c", code).strip().splitlines()[-1]
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory, as `ps` and the kernel's OOM killer count it."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def open_unread_socket(port: int, path: str = "/ws/rooms/lobby/") -> tcp.socket:
+    """A websocket handshake sent over a raw TCP connection with a tiny receive buffer that is
+    then never read: a browser tab whose machine stopped reading."""
+    raw = tcp.socket(tcp.AF_INET, tcp.SOCK_STREAM)
+    raw.setsockopt(tcp.SOL_SOCKET, tcp.SO_RCVBUF, 4096)
+    raw.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n"
+        ).encode()
+    )
+    return raw
+
+
+# Frames of every shape, for property tests --------------------------------------------------
+
+# Any code point, lone surrogates included: JSON escapes them, and a client may send them raw.
+LONE_SURROGATES = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])
+ANY_TEXT = st.lists(st.one_of(st.characters(), LONE_SURROGATES), max_size=60).map("".join)
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | ANY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(ANY_TEXT, children, max_size=4),
+    max_leaves=12,
+)
+FIELD_NAMES = st.sampled_from(["action", "message", "message_id", "user_id", "reason", "minutes", "HEADERS"])
+ACTIONS = st.sampled_from(
+    ["", "post", "remove", "report", "mute", "unmute", "ban", "unban", "lock", "settings", "form"]
+)
+FORM_LIKE = st.dictionaries(FIELD_NAMES | ANY_TEXT, ACTIONS | ANY_TEXT | JSON_VALUES, max_size=6)
+
+
+def _oversized(size: int) -> str:
+    return json.dumps({"message": "x" * size})
+
+
+# (text_data, bytes_data) as the consumer's receive gets them.
+FRAMES = st.one_of(
+    st.tuples(ANY_TEXT, st.none()),
+    st.tuples(st.none(), st.binary(max_size=60)),
+    st.tuples(JSON_VALUES.map(json.dumps), st.none()),
+    st.tuples(FORM_LIKE.map(json.dumps), st.none()),
+    st.tuples(st.integers(16 * 1024 - 20, 16 * 1024 + 20).map(_oversized), st.none()),
+)
+
+
+def close_code_after_reading(raw: tcp.socket, timeout: float = 10.0) -> int:
+    """Read a raw websocket to its end: 1011 if it ends with that close frame, else 1006 (the
+    connection dropped without one), as a browser would report it."""
+    raw.settimeout(timeout)
+    received = b""
+    try:
+        while chunk := raw.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return 1011 if received.endswith(b"\x88\x02\x03\xf3") else 1006

@@ -3,8 +3,10 @@
 import json
 
 import pytest
+from hypothesis import given
 
 from chat.payloads import UNREADABLE, BadFrame, parse_ws_send
+from chat.tests.support import FRAMES
 
 
 def test_a_form_frame_gives_its_fields_without_htmxs_headers() -> None:
@@ -42,3 +44,13 @@ def test_a_frame_over_the_size_limit_is_refused_before_it_is_parsed(settings) ->
 
     with pytest.raises(BadFrame, match="too large"):
         parse_ws_send(json.dumps({"message": "é" * 60}), None)  # 60 characters, 120+ bytes
+
+
+@given(FRAMES)
+def test_no_frame_raises_anything_but_bad_frame(frame: tuple[str | None, bytes | None]) -> None:
+    try:
+        fields = parse_ws_send(*frame)
+    except BadFrame as refusal:
+        assert str(refusal), "every refusal is a sentence for the sender"
+    else:
+        assert all(isinstance(value.encode(), bytes) for value in fields.values()), "storable strings"

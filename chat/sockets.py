@@ -1,0 +1,89 @@
+"""What one server process lets a websocket hold: how many per person, how many unread bytes each.
+
+Open sockets are counted per process, in memory: a dictionary lookup on connect and on close, no
+database or cache round trip, nothing that grows with the number of sockets. The count is exact
+(it drops when a socket closes, however it closes, and a crashed process takes its counts with
+it), where a shared counter in Redis would leak on a crash and lock people out until it expired.
+The cost: with P processes behind a load balancer, a person may hold up to P times the limit.
+
+The unread bytes are Twisted's: daphne writes every frame to the connection's transport, which
+buffers whatever the client has not read yet, without bound. The consumer reads that buffer's
+size after each frame it writes (two attribute reads) and closes the socket past the bound.
+"""
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+
+from chat.accounts import scope_address
+from chat.standing import User
+
+TOO_MANY_TABS = "You have too many Parley tabs open; close some and reload."
+TOO_MANY_FROM_ADDRESS = "Too many Parley tabs are open from your network; close some and reload."
+
+
+class OpenSockets:
+    """How many sockets each holder (a signed-in user, or a visitor's address) has open here."""
+
+    def __init__(self) -> None:
+        self.open: Counter[str] = Counter()
+
+    def take(self, holder: str, limit: int) -> bool:
+        """Count one more socket for `holder`, unless it already has `limit` open."""
+        if self.open[holder] >= limit:
+            return False
+        self.open[holder] += 1
+        return True
+
+    def give_back(self, holder: str) -> None:
+        self.open[holder] -= 1
+        if self.open[holder] <= 0:
+            del self.open[holder]  # no entry left behind per visitor who came once
+
+
+open_sockets = OpenSockets()
+
+
+def take_socket(scope: Mapping[str, Any], user: User) -> tuple[str | None, str]:
+    """(the holder this socket now counts against, "") or (None, why it is refused)."""
+    if user.is_authenticated:
+        holder, limit, refusal = f"user:{user.pk}", settings.CHAT_SOCKETS_PER_USER, TOO_MANY_TABS
+    else:
+        holder, limit = f"address:{scope_address(scope)}", settings.CHAT_SOCKETS_PER_ADDRESS
+        refusal = TOO_MANY_FROM_ADDRESS
+    if open_sockets.take(holder, limit):
+        return holder, ""
+    return None, refusal
+
+
+def send_buffer_of(send: Callable) -> Any | None:
+    """The Twisted transport that buffers what daphne writes for the socket behind `send`.
+
+    None when `send` does not lead to a daphne websocket (e.g. Channels' test communicator).
+    """
+    protocol = _websocket_protocol(send)
+    transport = getattr(protocol, "transport", None)
+    return transport if hasattr(transport, "_tempDataLen") else None
+
+
+def unsent_bytes(transport: Any) -> int:
+    """Bytes written but not yet taken by the kernel: the sum Twisted itself compares with its
+    bufferSize to pause a producer (FileDescriptor._isSendBufferFull). We cannot register a
+    producer to be told: daphne's HTTPChannel is already the connection's producer."""
+    return len(transport.dataBuffer) + transport._tempDataLen
+
+
+def _websocket_protocol(send: Callable) -> Any | None:
+    """daphne's protocol object behind the ASGI `send`: daphne passes `partial(handle_reply,
+    protocol)`; Channels' SessionMiddleware wraps it in a method of an object with `real_send`."""
+    found: Any = send
+    for _ in range(8):
+        if isinstance(found, partial):
+            return next((arg for arg in found.args if hasattr(arg, "registerProducer")), None)
+        found = getattr(getattr(found, "__self__", None), "real_send", None)
+        if found is None:
+            return None
+    return None
