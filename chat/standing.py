@@ -124,6 +124,7 @@ def shut_out_notice(room: Room, viewer: Standing) -> str:
 
 # Your own messages: only their author edits or deletes them ------------------------------------
 
+NBSP = "\xa0"  # timesince joins number and unit with one
 NOT_YOURS = "You can only change your own messages."
 GONE = "That message was deleted or removed; there is nothing left to change."
 
@@ -141,7 +142,7 @@ def why_not_edit(message: Message, user: User, viewer: Standing) -> str | None:
         return refusal
     if not edit_window_open(message):
         since = timezone.now() - timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS)
-        return f"Messages can only be edited for {timesince(since)} after sending."
+        return f"Messages can only be edited for {timesince(since).replace(NBSP, ' ')} after sending."
     if viewer.is_moderator:
         return None
     if message.room.is_locked:
