@@ -24,14 +24,15 @@ def message_by(page: Page, text: str):
 def open_menu(page: Page, text: str) -> None:
     message = message_by(page, text)
     message.hover()
-    message.locator(".message-actions summary").click()
+    message.locator(".message-actions > summary").click()
     expect(message.locator(".message-actions .menu")).to_be_visible()
 
 
-def open_edit_form(page: Page, text: str) -> None:
+def open_edit_form(page: Page, text: str, typed: str | None = None) -> None:
+    """Edit the message showing `text`; the form holds what was typed (the Markdown, if any)."""
     open_menu(page, text)
     message_by(page, text).get_by_role("button", name="Edit").click()
-    expect(page.locator("#messages form.editing textarea")).to_have_value(text)
+    expect(page.locator("#messages form.editing textarea")).to_have_value(typed or text)
 
 
 def test_an_edit_and_a_delete_show_live_to_the_other_person(server, new_user, room):
