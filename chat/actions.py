@@ -11,7 +11,14 @@ from django.forms import BaseForm, Form
 from django.utils import timezone
 
 from chat import fragments, moderation, queries, services
-from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm, UserActionForm
+from chat.forms import (
+    EditMessageForm,
+    InviteForm,
+    MessageActionForm,
+    MuteForm,
+    RoomSettingsForm,
+    UserActionForm,
+)
 from chat.models import Message, Room
 from chat.standing import Account, User, check_session, standing
 
@@ -142,6 +149,40 @@ def invite(room: Room, user: Account, data: dict) -> str:
     return fragments.notice_html(f"{target} is a member of this room now.")
 
 
+def edit(room: Room, user: Account, data: dict) -> str:
+    """The author's new text: shown to everyone in place; a refusal leaves the form as typed."""
+    form = EditMessageForm(data)
+    if not form.is_valid():
+        if "message" not in form.errors:
+            _valid(form)  # raises: the message id is missing or malformed
+        return fragments.notice_html(" ".join(map(str, form.errors["message"])), error=True)
+    message = _message_in(room, form.cleaned_data["message_id"])
+    try:
+        changed = services.edit_message(user, message, form.cleaned_data["message"])
+    except services.Refused as refusal:
+        return fragments.notice_html(str(refusal), error=True)
+    if changed:
+        return fragments.notice_html("")  # the broadcast puts the new text in the form's place
+    # Nothing to store: put the message back for this page only.
+    return fragments.edited_message_html(message, standing(room, user).role) + fragments.notice_html("")
+
+
+def delete(room: Room, user: Account, data: dict) -> str:
+    message, _ = _message(room, data)
+    try:
+        services.delete_own_message(user, message)
+    except services.Refused as refusal:
+        return fragments.notice_html(str(refusal), error=True)
+    return fragments.notice_html("Message deleted.")
+
+
+def _message_in(room: Room, message_id: int) -> Message:
+    message = room.messages.select_related("author", "room").filter(pk=message_id).first()
+    if message is None:
+        raise moderation.NotAllowed("That message is not in this room.")
+    return message
+
+
 HANDLERS: dict[str, Handler] = {
     "remove": remove,
     "report": report,
@@ -154,4 +195,6 @@ HANDLERS: dict[str, Handler] = {
     "settings": room_settings,
     "invite": invite,
     "form": current_form,
+    "edit": edit,
+    "delete": delete,
 }

@@ -12,7 +12,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from chat import moderation
-from chat.models import AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room, Sanction
+from chat.models import (
+    AuditEntry,
+    Ban,
+    Membership,
+    Message,
+    MessageVersion,
+    Mute,
+    Report,
+    Role,
+    Room,
+    Sanction,
+)
 from chat.standing import Account
 
 
@@ -28,6 +39,20 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
     fields = ["user", "role", "created_at"]
     readonly_fields = ["created_at"]
+
+
+class MessageVersionInline(admin.TabularInline):
+    """Earlier texts of an edited message, oldest first; read here, never changed."""
+
+    model = MessageVersion
+    extra = 0
+    can_delete = False
+    fields = ("body", "written_at", "replaced_at")
+    readonly_fields = ("body", "written_at", "replaced_at")
+    verbose_name = "earlier version"
+
+    def has_add_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return False
 
 
 @admin.register(Room)
@@ -84,8 +109,18 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ["room", ("removed_at", admin.EmptyFieldListFilter)]
     search_fields = ["body", "author__username"]
     list_select_related = ["room", "author"]
-    readonly_fields = ["room", "author", "body", "created_at", "removed_at", "removed_by"]
+    readonly_fields = [
+        "room",
+        "author",
+        "body",
+        "created_at",
+        "removed_at",
+        "removed_by",
+        "edited_at",
+        "deleted_at",
+    ]
     actions = ["remove"]
+    inlines = [MessageVersionInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -137,7 +172,13 @@ class ReportAdmin(admin.ModelAdmin):
     list_display = ["created_at", "room", "reported_message", "author", "reporter", "reason", "queue_actions"]
     list_filter = [OpenReportsFilter, "message__room"]
     list_select_related = ["message__room", "message__author", "reporter"]
-    search_fields = ["message__body", "reason", "reporter__username", "message__author__username"]
+    search_fields = [
+        "message__body",
+        "reported_body",
+        "reason",
+        "reporter__username",
+        "message__author__username",
+    ]
     # Reports are read here, never edited: every field shows, none is a form input.
     readonly_fields = (
         "reported_message",
@@ -169,8 +210,13 @@ class ReportAdmin(admin.ModelAdmin):
 
     @admin.display(description="message")
     def reported_message(self, report: Report) -> str:
+        """The text as reported, whatever its author did to the message since."""
         removed = " (removed)" if report.message.removed_at else ""
-        return f"{report.message.body[:200]}{removed}"
+        if report.message.deleted_at:
+            removed = " (since deleted by its author)"
+        elif report.message.edited_at and report.message.body != report.reported_body:
+            removed += " (since edited by its author)"
+        return f"{report.reported_body[:200]}{removed}"
 
     @admin.display(description="context")
     def context(self, report: Report) -> str:
@@ -180,7 +226,12 @@ class ReportAdmin(admin.ModelAdmin):
         before = list(nearby.filter(pk__lt=message.pk).order_by("-pk")[:3])[::-1]
         after = list(nearby.filter(pk__gt=message.pk).order_by("pk")[:3])
         return render_to_string(
-            "admin/chat/report_context.html", {"messages": [*before, message, *after], "reported": message}
+            "admin/chat/report_context.html",
+            {
+                "messages": [*before, message, *after],
+                "reported": message,
+                "reported_body": report.reported_body,
+            },
         )
 
     @admin.display(description="actions")

@@ -150,6 +150,20 @@ def new_message(message: Message) -> None:
     )
 
 
+def message_edited(message: Message) -> None:
+    """The new text replaces the old in place, rendered once per role as a new message is."""
+    bump(message.room)
+    _all_after_commit(
+        [
+            (
+                message.room.role_group_name(role),
+                {"type": "room.html", "html": fragments.edited_message_html(message, role)},
+            )
+            for role in Role
+        ]
+    )
+
+
 def message_removed(message: Message) -> None:
     html_to_room(message.room, fragments.message_html(message))
 

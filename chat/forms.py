@@ -21,6 +21,12 @@ class MessageForm(forms.Form):
     )
 
 
+class EditMessageForm(MessageForm):
+    """The author's new text for one of their messages: the same rules as posting it."""
+
+    message_id = forms.IntegerField(min_value=1)
+
+
 class RoomSettingsForm(forms.ModelForm):
     """What moderators may change about their room, on the room page and in the admin."""
 

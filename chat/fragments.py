@@ -9,6 +9,7 @@ role, never on the viewer, so each is rendered once and sent to every socket of 
 import math
 from functools import lru_cache
 
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -18,7 +19,7 @@ from chat import queries
 from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
 from chat.models import Message, Role, Room
 from chat.queries import ShownMessage
-from chat.standing import Standing, User
+from chat.standing import Standing, User, why_not_delete, why_not_edit
 
 ROOM_TEMPLATE = "chat/room.html"
 MESSAGES = "chat/parts/messages.html"
@@ -51,6 +52,8 @@ def menu_context(message: Message, viewer: Standing, user: User) -> dict:
         "standing": viewer,
         "own": message.author_id == user.pk,
         "mute_choices": MUTE_CHOICES,
+        "can_edit": why_not_edit(message, user, viewer) is None,
+        "can_delete": why_not_delete(message, user, viewer) is None,
     }
 
 
@@ -116,6 +119,23 @@ def new_message_html(message: Message, role: Role) -> str:
 def message_html(message: Message) -> str:
     """A message replaced in place, e.g. by its tombstone; the same for every viewer."""
     return _message_html(ShownMessage.of(message), Role.VISITOR, oob=True)
+
+
+def edited_message_html(message: Message, role: Role) -> str:
+    """A message replaced in place by its new text (closing its author's edit form), per role."""
+    return _message_html(ShownMessage.of(message), role, oob=True)
+
+
+def shown_message_html(message: Message, role: Role) -> str:
+    """One message as the page shows it, e.g. to put back in place of its edit form."""
+    return _message_html(ShownMessage.of(message), role)
+
+
+def edit_form_html(message: Message) -> str:
+    """The author's edit form in the message's place, filled with its text as typed."""
+    return _partial(
+        MESSAGES, "edit_form", {"message": message, "max_length": settings.CHAT_MESSAGE_MAX_LENGTH}
+    )
 
 
 def message_menu_html(message: Message, viewer: Standing, user: User) -> str:

@@ -115,6 +115,9 @@ class Message(models.Model):
     removed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # Set by the author's edits (earlier texts are MessageVersions) and deletion (text erased).
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
 
     objects = MessageManager()
 
@@ -136,6 +139,27 @@ class Message(models.Model):
             if update_fields is not None:
                 kwargs["update_fields"] = [*update_fields, "body_html"]
         super().save(**kwargs)
+
+
+class MessageVersion(models.Model):
+    """A text a message had before its author edited it; staff read them in the admin.
+
+    Erased with the message's own text when the author deletes it.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="versions")
+    body = models.TextField()
+    # When this text was written (sent or edited), and when an edit replaced it.
+    written_at = models.DateTimeField()
+    replaced_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["message", "replaced_at"]
+        # The per-user edit limit counts a user's recent edits.
+        indexes = [models.Index(fields=["replaced_at"], name="version_replaced_recent")]
+
+    def __str__(self) -> str:
+        return f"Version of message {self.message_id} until {self.replaced_at:%Y-%m-%d %H:%M}"
 
 
 class ServerProcess(models.Model):
@@ -228,6 +252,8 @@ class Report(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     resolution = models.CharField(max_length=100, blank=True)
+    # The text as it was when reported: the author may edit or delete the message afterwards.
+    reported_body = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["resolved_at", "-created_at"]
@@ -244,6 +270,11 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"Report by {self.reporter} on message {self.message_id}"
+
+    def save(self, **kwargs: Any) -> None:
+        if self._state.adding and not self.reported_body:
+            self.reported_body = self.message.body
+        super().save(**kwargs)
 
 
 class AuditEntry(models.Model):

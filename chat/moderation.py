@@ -118,6 +118,8 @@ def report_message(reporter: Account, message: Message, reason: str = "") -> Rep
         raise NotAllowed("You can't report messages in this room.")
     if message.author_id == reporter.pk:
         raise NotAllowed("You can't report your own message.")
+    if message.deleted_at:
+        raise NotAllowed("Its author deleted that message; there is nothing left to report.")
     _one_at_a_time(reporter)
     already = "You have already reported this message; a moderator will take a look."
     if Report.objects.filter(message=message, reporter=reporter, resolved_at__isnull=True).exists():

@@ -30,6 +30,8 @@ class ShownMessage:
     body_html: str
     created_at: datetime
     removed_at: datetime | None
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
 
     @classmethod
     def of(cls, message: Message) -> "ShownMessage":
@@ -40,10 +42,21 @@ class ShownMessage:
             message.body_html,
             message.created_at,
             message.removed_at,
+            message.edited_at,
+            message.deleted_at,
         )
 
 
-SHOWN_FIELDS = ("pk", "author_id", "author__username", "body_html", "created_at", "removed_at")
+SHOWN_FIELDS = (
+    "pk",
+    "author_id",
+    "author__username",
+    "body_html",
+    "created_at",
+    "removed_at",
+    "edited_at",
+    "deleted_at",
+)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import time_format
 
-from chat import broadcast, queries
+from chat import broadcast, fragments, queries
 from chat.forms import MessageForm
-from chat.models import Message, Presence, Room, ServerProcess
-from chat.standing import Account, Standing, User, standing
+from chat.models import Message, MessageVersion, Presence, Room, ServerProcess
+from chat.standing import Account, Standing, User, standing, why_not_delete, why_not_edit
 
 
 @dataclass(frozen=True)
@@ -140,3 +140,70 @@ def record_presence(process_id: int, arrivals: Sequence[SocketPresence], departu
 def _presence_row(presence: SocketPresence, process_id: int) -> Presence:
     user = presence.user if presence.user.is_authenticated else None
     return Presence(room=presence.room, user=user, socket_id=presence.socket_id, process_id=process_id)
+
+
+# Your own messages: edit and delete --------------------------------------------------------
+
+
+class Refused(Exception):
+    """The author may not change the message now; the text says why, for the page."""
+
+
+@transaction.atomic
+def edit_message(user: Account, message: Message, text: str) -> bool:
+    """Store the author's new text, keeping the old one as a version, then show it to the room.
+
+    False when the text is unchanged (nothing stored or shown). `text` is already validated as a
+    message; raises Refused with a sentence when the author may not edit it now.
+    """
+    message = _lock(message)
+    refusal = why_not_edit(message, user, standing(message.room, user)) or _edits_too_fast(user)
+    if refusal:
+        raise Refused(refusal)
+    if text == message.body:
+        return False
+    MessageVersion.objects.create(
+        message=message, body=message.body, written_at=message.edited_at or message.created_at
+    )
+    message.body, message.edited_at = text, timezone.now()
+    message.save(update_fields=["body", "edited_at"])
+    broadcast.message_edited(message)
+    return True
+
+
+@transaction.atomic
+def delete_own_message(user: Account, message: Message) -> None:
+    """Erase the text (body, HTML and every earlier version) and leave a tombstone for everyone.
+
+    Reports keep the text as it was reported; a moderator's removal, unlike this, keeps it all.
+    """
+    message = _lock(message)
+    refusal = why_not_delete(message, user, standing(message.room, user))
+    if refusal:
+        raise Refused(refusal)
+    message.versions.all().delete()
+    message.body, message.body_html, message.deleted_at = "", "", timezone.now()
+    # An update, not save(): save() would render the empty body into "<p></p>". Pages are bumped
+    # by the broadcast.
+    Message.objects.filter(pk=message.pk).update(body="", body_html="", deleted_at=message.deleted_at)
+    broadcast.message_removed(message)
+
+
+def _lock(message: Message) -> Message:
+    """The message as stored now, locked until the commit: two tabs' edits take turns."""
+    return Message.objects.select_for_update().select_related("room", "author").get(pk=message.pk)
+
+
+def _edits_too_fast(user: Account) -> str | None:
+    """The per-user edit limit, counted in the database like the flood limit."""
+    window = settings.CHAT_EDIT_RATE_WINDOW_SECONDS
+    since = timezone.now() - timedelta(seconds=window)
+    recent = list(
+        MessageVersion.objects.filter(message__author=user, replaced_at__gte=since)
+        .order_by("-replaced_at")
+        .values_list("replaced_at", flat=True)[: settings.CHAT_EDITS_PER_USER]
+    )
+    if len(recent) < settings.CHAT_EDITS_PER_USER:
+        return None
+    wait = fragments.wait_in_words((recent[-1] - since).total_seconds())
+    return f"You're editing messages too fast: you can edit again in {wait}. Your text is still here."

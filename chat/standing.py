@@ -7,7 +7,7 @@ asks here whether the session it opened with still stands (signed out, disabled,
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 
 from django.conf import settings
@@ -19,8 +19,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
+from django.utils.formats import time_format
+from django.utils.timesince import timesince
 
-from chat.models import Ban, Membership, Mute, Role, Room
+from chat.models import Ban, Membership, Message, Mute, Role, Room
 
 # Whoever is asking: a signed-in account (AUTH_USER_MODEL is Django's own User) or a visitor.
 User = Account | AnonymousUser
@@ -118,6 +120,48 @@ def shut_out_notice(room: Room, viewer: Standing) -> str:
     if room.status == Room.Status.REJECTED:
         return "This room was not approved."
     return "This room is private."
+
+
+# Your own messages: only their author edits or deletes them ------------------------------------
+
+NBSP = "\xa0"  # timesince joins number and unit with one
+NOT_YOURS = "You can only change your own messages."
+GONE = "That message was deleted or removed; there is nothing left to change."
+
+
+def edit_window_open(message: Message) -> bool:
+    """Whether the message is young enough to edit (CHAT_EDIT_WINDOW_SECONDS; 0 means always)."""
+    window = settings.CHAT_EDIT_WINDOW_SECONDS
+    return not window or timezone.now() - message.created_at < timedelta(seconds=window)
+
+
+def why_not_edit(message: Message, user: User, viewer: Standing) -> str | None:
+    """Why `user` (with `viewer`, their standing in the message's room) may not edit it now, or None."""
+    refusal = why_not_delete(message, user, viewer)
+    if refusal:
+        return refusal
+    if not edit_window_open(message):
+        since = timezone.now() - timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS)
+        return f"Messages can only be edited for {timesince(since).replace(NBSP, ' ')} after sending."
+    if viewer.is_moderator:
+        return None
+    if message.room.is_locked:
+        return "This room is locked: only moderators can edit their messages."
+    if viewer.is_muted:
+        until = time_format(timezone.localtime(viewer.muted_until), "H:i T")
+        return f"You're muted in this room until {until}, so you can't edit messages."
+    return None
+
+
+def why_not_delete(message: Message, user: User, viewer: Standing) -> str | None:
+    """Authors may delete their own messages while they can read the room, muted or not."""
+    if not user.is_authenticated or message.author_id != user.pk:
+        return NOT_YOURS
+    if not viewer.can_read:
+        return "You can't change messages in this room."
+    if message.deleted_at or message.removed_at:
+        return GONE
+    return None
 
 
 # Sessions: an open socket acts for its user only while the session it opened with still does ----

@@ -9,5 +9,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
     path("rooms/<slug:slug>/messages/", views.older_messages, name="older-messages"),
     path("messages/<int:pk>/menu/", views.message_menu, name="message-menu"),
+    path("messages/<int:pk>/", views.message_detail, name="message-detail"),
+    path("messages/<int:pk>/edit/", views.message_edit_form, name="message-edit"),
     path("accounts/signup/", views.signup, name="signup"),
 ]

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET
 
 from chat import accounts, fragments, moderation, pagecache, queries
 from chat.forms import ProposeRoomForm, SignupForm
-from chat.models import Room
-from chat.standing import Account, Standing, ban_notice, room_and_standing, standing
+from chat.models import Message, Room
+from chat.standing import Account, Standing, ban_notice, room_and_standing, standing, why_not_edit
 
 
 def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
@@ -103,6 +103,33 @@ def message_menu(request: HttpRequest, pk: int) -> HttpResponse:
     if viewer.is_visitor:
         raise PermissionDenied("Sign in to report or moderate messages.")
     return HttpResponse(fragments.message_menu_html(message, viewer, request.user))
+
+
+@require_GET
+def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """One message as the viewer's role sees it: what Cancel puts back in place of the edit form."""
+    message = Message.objects.select_related("room", "author").filter(pk=pk).first()
+    if message is None:
+        raise Http404("No such message.")
+    viewer = standing(message.room, request.user)
+    _require_reader(message.room, viewer)
+    return HttpResponse(fragments.shown_message_html(message, viewer.role))
+
+
+@require_GET
+def message_edit_form(request: HttpRequest, pk: int) -> HttpResponse:
+    """The author's edit form for their message, while they may edit it; else the message as it was
+    and why not, in the notice line (the window may have closed since the menu was opened)."""
+    message = Message.objects.select_related("room", "author").filter(pk=pk).first()
+    if message is None:
+        raise Http404("No such message.")
+    viewer = standing(message.room, request.user)
+    _require_reader(message.room, viewer)
+    refusal = why_not_edit(message, request.user, viewer)
+    if refusal:
+        shown = fragments.shown_message_html(message, viewer.role)
+        return HttpResponse(shown + fragments.notice_html(refusal, error=True))
+    return HttpResponse(fragments.edit_form_html(message))
 
 
 @login_required

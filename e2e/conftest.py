@@ -158,3 +158,17 @@ def grant(site_env: dict[str, str], username: str, *, moderator_of: str = "", st
             " defaults={'role': 'moderator'})\n"
         )
     manage(site_env, "shell", "-c", script)
+
+
+def mute(site_env: dict[str, str], username: str, room: str, minutes: int = 10) -> None:
+    """Mute a signed-up user in a room, as a moderator would (no live effect: a shell has no socket)."""
+    script = (
+        "from datetime import timedelta\n"
+        "from django.contrib.auth.models import User\n"
+        "from django.utils import timezone\n"
+        "from chat.models import Mute, Room\n"
+        f"user = User.objects.get(username={username!r})\n"
+        f"Mute.objects.create(room=Room.objects.get(slug={room!r}), user=user,"
+        f" until=timezone.now() + timedelta(minutes={minutes}))\n"
+    )
+    manage(site_env, "shell", "-c", script)

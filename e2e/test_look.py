@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, open_room, send
+from e2e.test_editing import message_by, open_edit_form, open_menu
 
 CONVERSATION = [
     ("alice", "Morning all! Has anyone tried the new build yet?"),
@@ -26,7 +27,12 @@ def look_rooms(site_env: dict[str, str]) -> None:
     """A room per screenshot, so people from other tests don't show up in the member list."""
     create_rooms(
         site_env,
-        {f"design-{device}-{scheme}": "Design" for device in VIEWPORTS for scheme in ("light", "dark")},
+        {
+            f"{kind}-{device}-{scheme}": "Design"
+            for kind in ("design", "editing")
+            for device in VIEWPORTS
+            for scheme in ("light", "dark")
+        },
     )
 
 
@@ -74,3 +80,43 @@ def test_room_list_and_signed_out_room_look_right(server, browser, device: str):
     assert_fits_the_screen(page)
     page.screenshot(path=SCREENSHOTS / f"room-signed-out-{device}.png")
     context.close()
+
+
+REVIEW = "Could someone review the **changelog** before then? It is a long one this time."
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_edited_deleted_and_editing_messages_look_right(
+    server, new_user, look_rooms, device: str, scheme: str
+):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    alice = new_user(server.url, "alice", viewport=VIEWPORTS[device])
+    bob = new_user(server.url, "bob", viewport=VIEWPORTS[device])
+    alice.emulate_media(color_scheme=scheme)
+    room = f"editing-{device}-{scheme}"
+    open_room(alice, server.url, room)
+    open_room(bob, server.url, room)
+    send(bob, "Sorry, that was meant for another room entirely.")
+    send(alice, "The release is on Thursdya.")
+    send(alice, REVIEW)
+    send(bob, "I can take a look after lunch.")
+
+    open_menu(bob, "meant for another room")
+    message_by(bob, "meant for another room").locator(".confirm-delete summary").click()
+    message_by(bob, "meant for another room").get_by_role("button", name="Yes, delete it").click()
+    open_edit_form(alice, "The release is on Thursdya.")
+    alice.locator("form.editing textarea").fill("The release is on Thursday.")
+    alice.locator("form.editing").get_by_role("button", name="Save").click()
+    expect(alice.locator("#messages .edited")).to_have_count(1)
+    expect(alice.locator("#messages")).to_contain_text("Message deleted")
+
+    open_menu(alice, "Could someone review")
+    alice.screenshot(path=SCREENSHOTS / f"room-own-menu-{device}-{scheme}.png")
+    message_by(alice, "Could someone review").locator(".confirm-delete summary").click()
+    alice.screenshot(path=SCREENSHOTS / f"room-delete-confirm-{device}-{scheme}.png")
+    message_by(alice, "Could someone review").get_by_role("button", name="Edit").click()  # the menu is open
+    expect(alice.locator("form.editing textarea")).to_have_value(REVIEW)
+    expect(alice.locator("form.editing textarea")).to_be_in_viewport()
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"room-editing-{device}-{scheme}.png")

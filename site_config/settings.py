@@ -266,6 +266,11 @@ CHAT_REPORTS_PER_USER = int(os.environ.get("CHAT_REPORTS_PER_USER", "10"))
 CHAT_REPORT_WINDOW_SECONDS = float(os.environ.get("CHAT_REPORT_WINDOW_SECONDS", "600"))
 CHAT_PROPOSALS_PER_USER = int(os.environ.get("CHAT_PROPOSALS_PER_USER", "3"))
 CHAT_PROPOSAL_WINDOW_SECONDS = float(os.environ.get("CHAT_PROPOSAL_WINDOW_SECONDS", "86400"))
+# Editing your own messages (chat/standing.py, chat/services.py): for this long after sending
+# (0: no limit), and at most this many edits per user per rate window.
+CHAT_EDIT_WINDOW_SECONDS = float(os.environ.get("CHAT_EDIT_WINDOW_SECONDS", "3600"))
+CHAT_EDITS_PER_USER = int(os.environ.get("CHAT_EDITS_PER_USER", "10"))
+CHAT_EDIT_RATE_WINDOW_SECONDS = float(os.environ.get("CHAT_EDIT_RATE_WINDOW_SECONDS", "60"))
 # Failed logins for one account from one address, and from one address for any accounts.
 CHAT_LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ACCOUNT", "10"))
 CHAT_LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ADDRESS", "30"))

@@ -51,6 +51,8 @@ NOTICE = 'id="chat-notice"'
 NEW_MESSAGE = 'hx-swap-oob="beforeend:#messages"'
 HEADER = 'id="room-header"'
 TOMBSTONE = "Message removed by a moderator"
+DELETED = "Message deleted"  # the tombstone of a message its author deleted
+EDITED = "(edited)"
 REMOVED_FROM_ROOM = 4403
 SESSION_ENDED = 4401
 MODERATION_PANEL = 'id="moderation-tools"'
@@ -205,6 +207,17 @@ def stored_message(pk: int) -> Message:
 @database_sync_to_async
 def stored_bodies() -> list[str]:
     return list(Message.objects.order_by("pk").values_list("body", flat=True))
+
+
+def sent_ago(message: Message, seconds: float) -> Message:
+    """Pretend the message was sent `seconds` ago (e.g. to be past the edit window)."""
+    message.created_at = timezone.now() - timedelta(seconds=seconds)
+    Message.objects.filter(pk=message.pk).update(created_at=message.created_at)
+    return message
+
+
+def mute_for(room: Room, user: Account, minutes: float = 10) -> Mute:
+    return Mute.objects.create(room=room, user=user, until=timezone.now() + timedelta(minutes=minutes))
 
 
 # Reading HTML -------------------------------------------------------------------------------
