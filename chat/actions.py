@@ -11,7 +11,14 @@ from django.forms import BaseForm, Form
 from django.utils import timezone
 
 from chat import fragments, moderation, queries, services
-from chat.forms import InviteForm, MessageActionForm, MuteForm, RoomSettingsForm, UserActionForm
+from chat.forms import (
+    InviteForm,
+    MessageActionForm,
+    MuteForm,
+    ReactionForm,
+    RoomSettingsForm,
+    UserActionForm,
+)
 from chat.models import Message, Room
 from chat.standing import Account, User, check_session, standing
 
@@ -142,6 +149,27 @@ def invite(room: Room, user: Account, data: dict) -> str:
     return fragments.notice_html(f"{target} is a member of this room now.")
 
 
+def react(room: Room, user: Account, data: dict) -> str:
+    """Toggle the user's emoji on a message; they get their menu's buttons back, pressed or not."""
+    fields = _valid(ReactionForm(data))
+    message = room.messages.select_related("author", "room").filter(pk=fields["message_id"]).first()
+    if message is None:
+        raise moderation.NotAllowed("That message is not in this room.")
+    try:
+        services.toggle_reaction(user, message, fields["emoji"])
+    except services.ReactionRefused as refusal:
+        return fragments.notice_html(str(refusal), error=True)
+    return fragments.reaction_picker_html(message, standing(room, user), user) + fragments.notice_html("")
+
+
+def clear_reactions(room: Room, user: Account, data: dict) -> str:
+    message, reason = _message(room, data)
+    cleared = moderation.clear_reactions(user, message, reason)
+    if not cleared:
+        return fragments.notice_html("That message has no reactions to clear.")
+    return fragments.notice_html(f"Cleared {cleared} reaction{'s' if cleared != 1 else ''}.")
+
+
 HANDLERS: dict[str, Handler] = {
     "remove": remove,
     "report": report,
@@ -154,4 +182,6 @@ HANDLERS: dict[str, Handler] = {
     "settings": room_settings,
     "invite": invite,
     "form": current_form,
+    "react": react,
+    "clear_reactions": clear_reactions,
 }
