@@ -24,6 +24,7 @@ from chat.standing import (
     SessionEnded,
     Standing,
     User,
+    may_signal_typing,
     room_and_standing,
     session_tag,
     shut_out_notice,
@@ -124,12 +125,21 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except BadFrame as problem:
             await self.send(fragments.notice_html(str(problem), error=True))
             return
+        if data.get("action") == "typing":
+            self._typing()
+            return
         try:
             reply = await database_sync_to_async(actions.handle)(self.room, self.user, data, self.session_key)
         except SessionEnded as ended:
             await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
             return
         await self.send(reply)
+
+    def _typing(self) -> None:
+        """A typing signal: no database, no reply; the hub coalesces it. Ignored from those who
+        may not post (visitors, the muted; banned users have no socket)."""
+        if self.user.is_authenticated and may_signal_typing(self.room, self.standing):
+            self.hub.typing(self.room, self.user.pk, self.user.get_username())
 
     # Group events, handed over by the hub (finished HTML it writes to the socket itself) ----
 
@@ -198,6 +208,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._end_session(event["farewell"])
 
     # Helpers ------------------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk
 
     @property
     def user(self) -> User:
