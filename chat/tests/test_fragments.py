@@ -96,3 +96,17 @@ def test_a_removed_formatted_message_shows_only_its_tombstone(lobby: Room, alice
     for html in pages:
         assert TOMBSTONE in html
         assert "buy" not in html and "spam.example" not in html and "<strong>" not in html
+
+
+@pytest.mark.parametrize(
+    ("names", "words"),
+    [
+        ([], ""),
+        (["alice"], "alice is typing…"),
+        (["alice", "bob"], "alice and bob are typing…"),
+        (["alice", "bob", "carol", "dave"], "alice and 3 others are typing…"),
+    ],
+)
+def test_who_is_typing_in_words(names: list[str], words: str) -> None:
+    assert fragments.typing_in_words(names) == words
+    assert f">{words}</p>" in fragments.typing_html(names)
