@@ -215,7 +215,10 @@ def react_frame(message: Message, emoji: str = "👍") -> str:
 
 # A typing signal as the composer's hidden ws-send element sends it: its hx-vals, nothing else.
 TYPING_FRAME = json.dumps(
-    {"action": "typing", "HEADERS": {"HX-Request": "true", "HX-Trigger": None, "HX-Trigger-Name": None}}
+    {
+        "action": "typing",
+        "HEADERS": {"HX-Request": "true", "HX-Trigger": "typing-signal", "HX-Trigger-Name": None},
+    }
 )
 
 
