@@ -96,6 +96,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
         await self.send(await self.hub.reconnect_html(room, viewer.role))
+        if typing := self.hub.typing_now(room, self.user_id):
+            await self.send(typing)
         self.hub.arrived(self._socket_presence())
         self._give_form_back_when_mute_ends()
 

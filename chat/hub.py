@@ -355,6 +355,11 @@ class Hub:
             except Exception:
                 log.exception("Socket %s failed on %s", socket.socket_id, TYPING)
 
+    def typing_now(self, room: Room, user_id: int | None) -> str | None:
+        """Who is typing, for a socket that just joined (None when nobody else is)."""
+        names = [name for typer, (name, _) in self.typers.get(room.pk, {}).items() if typer != user_id]
+        return fragments.typing_html(names) if names else None
+
     def _forget_typing(self, group: str) -> None:
         """Nobody here reads the room any more: forget who types in it."""
         room_id = room_id_of(group)

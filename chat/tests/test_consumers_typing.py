@@ -106,3 +106,15 @@ async def test_signals_from_visitors_and_the_muted_are_ignored(
 
     assert typing_frames(await drain(reader, quiet=1.0)) == []
     assert await drain(sender) == []  # no reply either: a signal is not an action
+
+
+async def test_a_page_that_opens_meanwhile_is_told_who_is_typing(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    alice_socket, bob_socket = await open_socket(user=alice), await open_socket(user=bob)
+    await alice_socket.send_to(text_data=TYPING_FRAME)
+    assert await typing_seen(bob_socket) == "alice is typing…"
+
+    late = await open_socket(settle=False)
+
+    assert await typing_seen(late) == "alice is typing…"
