@@ -16,6 +16,7 @@ from chat.forms import (
     InviteForm,
     MessageActionForm,
     MuteForm,
+    ReactionForm,
     RoomSettingsForm,
     UserActionForm,
 )
@@ -183,6 +184,27 @@ def _message_in(room: Room, message_id: int) -> Message:
     return message
 
 
+def react(room: Room, user: Account, data: dict) -> str:
+    """Toggle the user's emoji on a message; they get their menu's buttons back, pressed or not."""
+    fields = _valid(ReactionForm(data))
+    message = room.messages.select_related("author", "room").filter(pk=fields["message_id"]).first()
+    if message is None:
+        raise moderation.NotAllowed("That message is not in this room.")
+    try:
+        services.toggle_reaction(user, message, fields["emoji"])
+    except services.ReactionRefused as refusal:
+        return fragments.notice_html(str(refusal), error=True)
+    return fragments.reaction_picker_html(message, standing(room, user), user) + fragments.notice_html("")
+
+
+def clear_reactions(room: Room, user: Account, data: dict) -> str:
+    message, reason = _message(room, data)
+    cleared = moderation.clear_reactions(user, message, reason)
+    if not cleared:
+        return fragments.notice_html("That message has no reactions to clear.")
+    return fragments.notice_html(f"Cleared {cleared} reaction{'s' if cleared != 1 else ''}.")
+
+
 HANDLERS: dict[str, Handler] = {
     "remove": remove,
     "report": report,
@@ -197,4 +219,6 @@ HANDLERS: dict[str, Handler] = {
     "form": current_form,
     "edit": edit,
     "delete": delete,
+    "react": react,
+    "clear_reactions": clear_reactions,
 }

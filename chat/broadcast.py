@@ -147,6 +147,8 @@ def new_message(message: Message) -> None:
             )
             for role in Role
         ]
+        # The author stops showing as typing, in the same hop to the event loop.
+        + [(message.room.group_name, {"type": "room.typing", "stopped": message.author_id})]
     )
 
 
@@ -170,6 +172,11 @@ def message_removed(message: Message) -> None:
 
 def message_deleted(room: Room, message_id: int) -> None:
     html_to_room(room, fragments.deleted_message_html(message_id))
+
+
+def reactions_changed(message: Message) -> None:
+    """The counts under a message, rendered once for every reader (no role or viewer in them)."""
+    html_to_room(message.room, fragments.reactions_html(message.pk))
 
 
 def members_event(room: Room) -> tuple[str, dict]:

@@ -30,6 +30,7 @@ from chat.standing import (
     SessionEnded,
     Standing,
     User,
+    may_signal_typing,
     room_and_standing,
     session_tag,
     shut_out_notice,
@@ -126,6 +127,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self.send(history)
         self.history_sent = (history, time.monotonic())
         self.held = [event for event in self.held if not self._already_shown(event)]
+        if typing := self.hub.typing_now(room, self.user_id):
+            await self.send(typing)
         self.hub.arrived(self._socket_presence())
         self._give_form_back_when_mute_ends()
 
@@ -176,6 +179,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except BadFrame as problem:
             await self.send(fragments.notice_html(str(problem), error=True))
             return
+        if data.get("action") == "typing":
+            if not self.hub.broker_down:  # nothing to pass on meanwhile, nothing to refuse
+                self._typing()
+            return
         if self.hub.broker_down:
             # Nothing is stored that others could not be shown: refused before storing.
             await self.send(fragments.notice_html(BROKER_DOWN, error=True))
@@ -192,6 +199,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
             return
         await self.send(reply)
+
+    def _typing(self) -> None:
+        """A typing signal: no database, no reply; the hub coalesces it. Ignored from those who
+        may not post (visitors, the muted; banned users have no socket)."""
+        if self.user.is_authenticated and may_signal_typing(self.room, self.standing):
+            self.hub.typing(self.room, self.user.pk, self.user.get_username())
 
     # Group events, handed over by the hub (finished HTML it writes to the socket itself) ----
 
@@ -296,6 +309,10 @@ class RoomConsumer(AsyncWebsocketConsumer):
         await self._end_session(event["farewell"])
 
     # Helpers ------------------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> int | None:
+        return self.user.pk
 
     @property
     def user(self) -> User:

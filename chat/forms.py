@@ -6,7 +6,7 @@ from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.db.models import F, Value
 from django.db.models.functions import Lower, Replace
 
-from chat.models import Room
+from chat.models import REACTION_EMOJI, Room
 
 
 class MessageForm(forms.Form):
@@ -43,6 +43,16 @@ class ModerationForm(forms.Form):
 
 class MessageActionForm(ModerationForm):
     message_id = forms.IntegerField(min_value=1)
+
+
+class ReactionForm(forms.Form):
+    """A click on one emoji of a message's menu: toggles the clicker's reaction."""
+
+    message_id = forms.IntegerField(min_value=1)
+    emoji = forms.ChoiceField(
+        choices=[(emoji, emoji) for emoji in REACTION_EMOJI],
+        error_messages={"invalid_choice": "Pick one of the emoji in the menu."},
+    )
 
 
 class UserActionForm(ModerationForm):

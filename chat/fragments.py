@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString
 
 from chat import queries
 from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
-from chat.models import Message, Role, Room
+from chat.models import REACTION_EMOJI, Message, Role, Room
 from chat.queries import ShownMessage
 from chat.standing import Standing, User, why_not_delete, why_not_edit
 
@@ -123,7 +123,7 @@ def message_html(message: Message) -> str:
 
 def edited_message_html(message: Message, role: Role) -> str:
     """A message replaced in place by its new text (closing its author's edit form), per role."""
-    return _message_html(ShownMessage.of(message), role, oob=True)
+    return _message_html(queries.with_reactions([ShownMessage.of(message)])[0], role, oob=True)
 
 
 def shown_message_html(message: Message, role: Role) -> str:
@@ -140,7 +140,8 @@ def edit_form_html(message: Message) -> str:
 
 def message_menu_html(message: Message, viewer: Standing, user: User) -> str:
     """The ··· menu of one message for this viewer: moderators act, members report."""
-    return _partial(MESSAGES, "message_menu", menu_context(message, viewer, user))
+    context = menu_context(message, viewer, user) | reaction_menu_context(message, viewer, user)
+    return _partial(MESSAGES, "message_menu", context)
 
 
 def deleted_message_html(message_id: int) -> str:
@@ -194,6 +195,45 @@ def socket_refused_html(text: str) -> str:
 def moderation_panel_gone_html() -> str:
     """Takes the Moderate panel off a page whose viewer no longer moderates."""
     return _partial(ROOM_TEMPLATE, "moderation_gone", {})
+
+
+# Reactions and typing ---------------------------------------------------------------------
+
+
+def reaction_menu_context(message: Message, viewer: Standing, user: User) -> dict:
+    """The emoji buttons of one viewer's menu, pressed where they reacted already."""
+    if not user.is_authenticated:
+        return {"reaction_choices": REACTION_EMOJI, "my_reactions": set()}
+    mine = set(message.reactions.filter(user_id=user.pk).values_list("emoji", flat=True))
+    return {"reaction_choices": REACTION_EMOJI, "my_reactions": mine}
+
+
+def reactions_html(message_id: int) -> str:
+    """The counts under a message, to swap in by id: the same for every reader."""
+    reactions = queries.reactions_of([message_id]).get(message_id, ())
+    return _partial(MESSAGES, "reactions", {"message_id": message_id, "reactions": reactions, "oob": True})
+
+
+def reaction_picker_html(message: Message, viewer: Standing, user: User) -> str:
+    """The emoji buttons again for the one who just clicked one: which are pressed changed."""
+    context = {"message": message, "standing": viewer, "oob": True}
+    return _partial(MESSAGES, "reaction_picker", context | reaction_menu_context(message, viewer, user))
+
+
+def typing_html(names: list[str]) -> str:
+    """ "alice is typing…" above the form; empty when nobody (else) is."""
+    return _partial(COMPOSER, "typing", {"typing": typing_in_words(names), "oob": True})
+
+
+def typing_in_words(names: list[str]) -> str:
+    if not names:
+        return ""
+    if len(names) == 1:
+        return f"{names[0]} is typing…"
+    if len(names) == 2:
+        return f"{names[0]} and {names[1]} are typing…"
+    others = len(names) - 1
+    return f"{names[0]} and {others} others are typing…"
 
 
 def wait_in_words(seconds: float) -> str:

@@ -18,6 +18,9 @@ The hub also does what is per process rather than per socket:
   connections are dropped, the hub's groups subscribed afresh and every socket gets the history
   it missed. On SIGTERM it asks every socket to finish the frame in hand and close with a code
   htmx retries (1011), then hands over to the server's own shutdown.
+- "alice is typing…": typing signals are kept in memory (never stored), sent to the other
+  processes at most once per room per CHAT_TYPING_BROADCAST_SECONDS, and shown to local sockets
+  only when the names change, rendered once per distinct text (typers don't see themselves).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from chat.models import Role, Room
 log = logging.getLogger(__name__)
 
 HistoryKey = tuple[int, str]
+TYPING = "room.typing"
 
 # What every socket shows while the broker is unreachable, and what a post gets meanwhile.
 BROKER_DOWN = "Live updates are interrupted; your messages can't be sent right now."
@@ -53,6 +57,10 @@ class LocalSocket(Protocol):
     """What the hub needs from a consumer."""
 
     socket_id: str
+
+    @property
+    def user_id(self) -> int | None:
+        """Who the socket is signed in as (None for visitors): typers don't see their own name."""
 
     async def deliver(self, event: dict) -> None: ...
 
@@ -92,6 +100,14 @@ class Hub:
         self.broker_down = False
         self.draining = False
         self.listener: asyncio.Task | None = None
+        # Typing: signals from local sockets waiting to go out, per room (user id -> name) ...
+        self.typing_out: dict[int, dict[int, str]] = {}
+        self.typing_due: dict[int, asyncio.Task] = {}
+        self.typing_sent_at: dict[int, float] = {}
+        # ... and who is typing in each room, from every process, with when it stops showing.
+        self.typers: dict[int, dict[int, tuple[str, float]]] = {}
+        self.typing_shown: dict[int, tuple[str, ...]] = {}
+        self.typing_expiry: dict[int, asyncio.Task] = {}
 
     # Life cycle -----------------------------------------------------------------------------
 
@@ -148,6 +164,7 @@ class Hub:
                     del self.members[group]
                     self.subscribed.discard(group)
                     self._forget_history(group)
+                    self._forget_typing(group)
                     await self.layer.group_discard(group, self.channel)
         if for_good:
             self.local.discard(socket)
@@ -174,6 +191,9 @@ class Hub:
 
     async def deliver(self, event: dict) -> None:
         group = event["group"]
+        if event["type"] == TYPING:
+            await self._typing_arrived(group, event)
+            return
         if event["type"] != "room.members":
             self._forget_history(group)
         for socket in self.sockets_in(group):
@@ -290,6 +310,97 @@ class Hub:
             await self.layer.group_send(group, event)
         except Exception:
             log.exception("Could not announce the members of %s", room)
+
+    # Typing, coalesced ----------------------------------------------------------------------
+
+    def typing(self, room: Room, user_id: int, name: str) -> None:
+        """A local user is typing: every process hears of it at most once per room per interval."""
+        self.typing_out.setdefault(room.pk, {})[user_id] = name
+        if room.pk in self.typing_due:
+            return
+        since_last = time.monotonic() - self.typing_sent_at.get(room.pk, float("-inf"))
+        delay = max(0.0, settings.CHAT_TYPING_BROADCAST_SECONDS - since_last)
+        self.typing_due[room.pk] = asyncio.create_task(self._announce_typing(room, delay))
+
+    async def _announce_typing(self, room: Room, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            self.typing_due.pop(room.pk, None)
+        typers = self.typing_out.pop(room.pk, {})
+        if not typers:
+            return  # all of them posted meanwhile
+        self.typing_sent_at[room.pk] = time.monotonic()
+        event = {"type": TYPING, "group": room.group_name, "typing": [list(pair) for pair in typers.items()]}
+        try:
+            await self.layer.group_send(room.group_name, event)
+        except Exception:
+            log.exception("Could not announce who is typing in %s", room)
+
+    async def _typing_arrived(self, group: str, event: dict) -> None:
+        """Someone started or went on typing (`typing`), or posted (`stopped`): show it if it shows."""
+        room_id = room_id_of(group)
+        if room_id is None:
+            return
+        typers = self.typers.setdefault(room_id, {})
+        until = time.monotonic() + settings.CHAT_TYPING_SHOWN_SECONDS
+        for user_id, name in event.get("typing", ()):
+            typers[user_id] = (name, until)  # an update keeps its place: the first typer is named first
+        stopped = event.get("stopped")
+        if stopped is not None:
+            self.typing_out.get(room_id, {}).pop(stopped, None)
+            typers.pop(stopped, None)
+        await self._show_typing(group, room_id)
+        if room_id not in self.typing_expiry and typers:
+            self.typing_expiry[room_id] = asyncio.create_task(self._expire_typing(group, room_id))
+
+    async def _expire_typing(self, group: str, room_id: int) -> None:
+        """Take names off CHAT_TYPING_SHOWN_SECONDS after their last signal, until nobody is left."""
+        try:
+            while typers := self.typers.get(room_id):
+                now = time.monotonic()
+                soonest = min(until for _, until in typers.values())
+                if soonest > now:
+                    await asyncio.sleep(soonest - now)
+                    continue
+                for user_id in [user_id for user_id, (_, until) in typers.items() if until <= now]:
+                    del typers[user_id]
+                await self._show_typing(group, room_id)
+        except Exception:
+            log.exception("Could not expire who is typing in room %s", room_id)
+        finally:
+            self.typing_expiry.pop(room_id, None)
+
+    async def _show_typing(self, group: str, room_id: int) -> None:
+        """Write "… is typing" to the room's local sockets when the names changed, each text rendered once."""
+        typers = self.typers.get(room_id, {})
+        names = tuple(name for name, _ in typers.values())
+        if self.typing_shown.get(room_id, ()) == names:
+            return
+        self.typing_shown[room_id] = names
+        rendered: dict[int | None, str] = {}
+        for socket in self.sockets_in(group):
+            viewer = socket.user_id if socket.user_id in typers else None
+            if viewer not in rendered:
+                rendered[viewer] = fragments.typing_html(
+                    [name for user_id, (name, _) in typers.items() if user_id != viewer]
+                )
+            try:
+                await socket.deliver({"type": "room.html", "html": rendered[viewer]})
+            except Exception:
+                log.exception("Socket %s failed on %s", socket.socket_id, TYPING)
+
+    def typing_now(self, room: Room, user_id: int | None) -> str | None:
+        """Who is typing, for a socket that just joined (None when nobody else is)."""
+        names = [name for typer, (name, _) in self.typers.get(room.pk, {}).items() if typer != user_id]
+        return fragments.typing_html(names) if names else None
+
+    def _forget_typing(self, group: str) -> None:
+        """Nobody here reads the room any more: forget who types in it."""
+        room_id = room_id_of(group)
+        if room_id is not None and group == f"room.{room_id}":
+            self.typers.pop(room_id, None)
+            self.typing_shown.pop(room_id, None)
 
     # Heartbeat ------------------------------------------------------------------------------
 

@@ -277,6 +277,27 @@ class Report(models.Model):
         super().save(**kwargs)
 
 
+# The emoji a message can get, in the order they are offered and shown.
+REACTION_EMOJI = ("👍", "❤️", "😂", "🎉", "😮", "🙏")
+
+
+class Reaction(models.Model):
+    """One person's emoji on one message; toggled from the message menu."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions")
+    emoji = models.CharField(max_length=8, choices=[(emoji, emoji) for emoji in REACTION_EMOJI])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user", "emoji"], name="one_reaction_per_emoji")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.emoji} on message {self.message_id}"
+
+
 class AuditEntry(models.Model):
     """Who did what to whom, when and why. Written by every moderation service; never edited."""
 
@@ -298,6 +319,7 @@ class AuditEntry(models.Model):
         PROPOSE_ROOM = "propose room"
         APPROVE_ROOM = "approve room"
         REJECT_ROOM = "reject room"
+        CLEAR_REACTIONS = "clear reactions"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

@@ -179,6 +179,18 @@ def resolve_reports_on(actor: Account, message: Message, resolution: str) -> Non
         resolve_report(actor, report, resolution)
 
 
+@transaction.atomic
+def clear_reactions(actor: Account, message: Message, reason: str = "") -> int:
+    """Take every reaction off a message; returns how many there were."""
+    require_moderator(message.room, actor)
+    cleared, _ = message.reactions.all().delete()
+    if cleared:
+        detail = f"{cleared} reaction{'s' if cleared != 1 else ''}"
+        record(actor, Action.CLEAR_REACTIONS, message.room, message=message, reason=reason, detail=detail)
+        broadcast.reactions_changed(message)
+    return cleared
+
+
 # Users in a room ---------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """What the chat reads: rooms, history pages and who is online. Nothing here writes or broadcasts."""
 
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
@@ -8,7 +9,7 @@ from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from chat.models import Message, Presence, Room
+from chat.models import REACTION_EMOJI, Message, Presence, Reaction, Room
 from chat.standing import User, readable_rooms
 
 if TYPE_CHECKING:
@@ -17,6 +18,31 @@ if TYPE_CHECKING:
 
 class OnlineCount(TypedDict):
     online: int
+
+
+# A reaction's tooltip names this many people and counts the rest.
+REACTION_NAMES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class ReactionCount:
+    """One emoji under a message: who gave it, in the order they did (hashable: it keys a cache)."""
+
+    emoji: str
+    user_ids: tuple[int, ...]
+    names: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def who(self) -> str:
+        """The tooltip: "alice, bob and 3 others"."""
+        shown, more = self.names[:REACTION_NAMES_SHOWN], self.count - REACTION_NAMES_SHOWN
+        if more > 0:
+            return f"{', '.join(shown)} and {more} other{'s' if more != 1 else ''}"
+        return " and ".join([", ".join(shown[:-1]), shown[-1]]) if len(shown) > 1 else "".join(shown)
 
 
 @dataclass(frozen=True)
@@ -32,6 +58,7 @@ class ShownMessage:
     removed_at: datetime | None
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
+    reactions: tuple[ReactionCount, ...] = ()
 
     @classmethod
     def of(cls, message: Message) -> "ShownMessage":
@@ -105,8 +132,37 @@ def history_page(room: Room, before: int | None = None) -> HistoryPage:
     # Plain rows, no model instances: most pages are joined from cached HTML keyed by these.
     newest_first = [ShownMessage(*row) for row in query.values_list(*SHOWN_FIELDS)[: size + 1]]
     has_older = len(newest_first) > size
-    page = newest_first[:size][::-1]
+    page = with_reactions(newest_first[:size][::-1])
     return HistoryPage(messages=page, older_than=page[0].pk if has_older else None)
+
+
+def with_reactions(messages: list[ShownMessage]) -> list[ShownMessage]:
+    """The messages with their reactions, read in one query for all of them."""
+    found = reactions_of([message.pk for message in messages])
+    return [
+        replace(message, reactions=found[message.pk]) if message.pk in found else message
+        for message in messages
+    ]
+
+
+def reactions_of(message_ids: list[int]) -> dict[int, tuple[ReactionCount, ...]]:
+    """Each message's reactions, emoji in their fixed order, people in the order they reacted."""
+    rows = (
+        Reaction.objects.filter(message_id__in=message_ids)
+        .order_by("pk")
+        .values_list("message_id", "emoji", "user_id", "user__username")
+    )
+    people: dict[int, dict[str, list[tuple[int, str]]]] = defaultdict(lambda: defaultdict(list))
+    for message_id, emoji, user_id, name in rows:
+        people[message_id][emoji].append((user_id, name))
+    return {
+        message_id: tuple(
+            ReactionCount(emoji, *map(tuple, zip(*by_emoji[emoji], strict=True)))
+            for emoji in REACTION_EMOJI
+            if emoji in by_emoji
+        )
+        for message_id, by_emoji in people.items()
+    }
 
 
 def live_processes_cutoff():

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.formats import time_format
 
 from chat import broadcast, fragments, queries
 from chat.forms import MessageForm
-from chat.models import Message, MessageVersion, Presence, Room, ServerProcess
-from chat.standing import Account, Standing, User, standing, why_not_delete, why_not_edit
+from chat.models import Message, MessageVersion, Presence, Reaction, Room, ServerProcess
+from chat.standing import Account, Standing, User, standing, why_not_delete, why_not_edit, why_not_react
 
 
 @dataclass(frozen=True)
@@ -207,3 +208,51 @@ def _edits_too_fast(user: Account) -> str | None:
         return None
     wait = fragments.wait_in_words((recent[-1] - since).total_seconds())
     return f"You're editing messages too fast: you can edit again in {wait}. Your text is still here."
+
+
+# Reactions --------------------------------------------------------------------------------
+
+
+class ReactionRefused(Exception):
+    """The reaction was not changed; the text says why, for the person who tried."""
+
+
+TOO_MANY_REACTIONS = "You're reacting too fast. Wait a few seconds and try again."
+
+
+@transaction.atomic
+def toggle_reaction(user: Account, message: Message, emoji: str) -> bool:
+    """Add the user's `emoji` to the message, or take it back; True when it is there now.
+
+    Counted per user in Django's cache (shared by every process with REDIS_URL), toggles
+    included, so flipping one emoji back and forth cannot flood the room with updates.
+    """
+    refusal = why_not_react(message.room, standing(message.room, user))
+    if refusal is None and message.removed_at:
+        refusal = "That message was removed."
+    if refusal is None and reacting_too_fast(user):
+        refusal = TOO_MANY_REACTIONS
+    if refusal:
+        raise ReactionRefused(refusal)
+    taken_back, _ = Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()
+    if not taken_back:
+        try:
+            with transaction.atomic():  # a savepoint: a double click from two tabs adds one row
+                Reaction.objects.create(message=message, user=user, emoji=emoji)
+        except IntegrityError:
+            return True
+    broadcast.reactions_changed(message)
+    return not taken_back
+
+
+def reacting_too_fast(user: Account) -> bool:
+    """Count one more reaction in the user's current window; True once it is over the limit."""
+    window = settings.CHAT_REACTION_WINDOW_SECONDS
+    key = f"reactions:{user.pk}:{int(timezone.now().timestamp() // window)}"
+    cache.add(key, 0, timeout=int(window) + 1)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr: count this one as the first
+        cache.add(key, 1, timeout=int(window) + 1)
+        count = 1
+    return count > settings.CHAT_REACTIONS_PER_USER

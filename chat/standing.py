@@ -108,6 +108,26 @@ def _decide(room: Room, user: User, facts: dict) -> Standing:
     return Standing(Role.MEMBER, can_read=can_read, banned=banned, muted_until=muted_until)
 
 
+def why_not_react(room: Room, viewer: Standing) -> str | None:
+    """Why this user may not react to messages in the room right now, or None if they may."""
+    if viewer.is_visitor:
+        return "Sign in to react to messages."
+    if not viewer.can_read:
+        return "You can't react to messages in this room."
+    if viewer.is_moderator:
+        return None
+    if room.is_locked:
+        return "This room is locked: only moderators can react."
+    if viewer.is_muted:
+        return "You're muted in this room, so you can't react to messages either."
+    return None
+
+
+def may_signal_typing(room: Room, viewer: Standing) -> bool:
+    """Whether "… is typing" may show this user: only people who may post (the rest send none)."""
+    return why_not_react(room, viewer) is None
+
+
 def ban_notice(room: Room) -> str:
     """What a banned user is told, on the page and on a socket closed by the ban."""
     return f"You have been banned from #{room.name}."

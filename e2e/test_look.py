@@ -29,7 +29,7 @@ def look_rooms(site_env: dict[str, str]) -> None:
         site_env,
         {
             f"{kind}-{device}-{scheme}": "Design"
-            for kind in ("design", "editing")
+            for kind in ("design", "editing", "react")
             for device in VIEWPORTS
             for scheme in ("light", "dark")
         },
@@ -120,3 +120,45 @@ def test_edited_deleted_and_editing_messages_look_right(
     expect(alice.locator("form.editing textarea")).to_be_in_viewport()
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"room-editing-{device}-{scheme}.png")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_reactions_and_typing_look_right(server, new_user, look_rooms, device: str, scheme: str):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    alice, bob, carol = (
+        new_user(server.url, name, viewport=VIEWPORTS[device]) for name in ("alice", "bob", "carol")
+    )
+    alice.emulate_media(color_scheme=scheme)
+    room = f"react-{device}-{scheme}"
+    for page in (alice, bob, carol):
+        open_room(page, server.url, room)
+    send(bob, CONVERSATION[1][1])
+    send(carol, CONVERSATION[3][1])
+    for page, text, emoji in [
+        (alice, CONVERSATION[1][1], "👍"),
+        (carol, CONVERSATION[1][1], "👍"),
+        (carol, CONVERSATION[1][1], "🎉"),
+        (alice, CONVERSATION[3][1], "😂"),
+        (bob, CONVERSATION[3][1], "❤️"),
+    ]:
+        message = page.locator("#messages .message", has_text=text[:30])
+        if message.locator(".message-actions").get_attribute("open") != "":
+            message.hover()
+            message.locator(".message-actions summary").click()
+        message.locator(".reaction-picker").get_by_role("button", name=emoji, exact=True).click()
+        expect(message.locator(".reaction", has_text=emoji)).to_be_visible()
+    bob.locator("#message-form input[name=message]").press_sequentially("typing a reply")
+    carol.locator("#message-form input[name=message]").press_sequentially("me too")
+    alice.reload()  # the history shows the reactions; a page that opens is told who is typing
+    expect(alice.locator("#messages .reaction")).to_have_count(4)
+    expect(alice.locator("#typing")).to_contain_text("are typing…")
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"room-reactions-{device}-{scheme}.png")
+    # The menu with its emoji, as the reactor sees it (their picks pressed).
+    message = alice.locator("#messages .message", has_text=CONVERSATION[3][1][:30])
+    message.hover()
+    message.locator(".message-actions summary").click()
+    expect(message.locator(".reaction-picker")).to_be_visible()
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"room-reaction-menu-{device}-{scheme}.png")

@@ -251,6 +251,13 @@ CHAT_SHUTDOWN_GRACE_SECONDS = float(os.environ.get("CHAT_SHUTDOWN_GRACE_SECONDS"
 CHAT_PRESENCE_BATCH_SECONDS = float(os.environ.get("CHAT_PRESENCE_BATCH_SECONDS", "0.05"))
 # A big room lists this many names and counts the rest.
 CHAT_MEMBER_NAMES_SHOWN = int(os.environ.get("CHAT_MEMBER_NAMES_SHOWN", "50"))
+# Reactions toggled per user per window (counted in Django's cache, shared with REDIS_URL).
+CHAT_REACTIONS_PER_USER = int(os.environ.get("CHAT_REACTIONS_PER_USER", "20"))
+CHAT_REACTION_WINDOW_SECONDS = float(os.environ.get("CHAT_REACTION_WINDOW_SECONDS", "10"))
+# "alice is typing…" goes to a room at most once per this many seconds, and lasts this long
+# after someone's last typing signal (the composer sends one at most every 3 seconds).
+CHAT_TYPING_BROADCAST_SECONDS = float(os.environ.get("CHAT_TYPING_BROADCAST_SECONDS", "0.5"))
+CHAT_TYPING_SHOWN_SECONDS = float(os.environ.get("CHAT_TYPING_SHOWN_SECONDS", "6"))
 # Largest websocket text frame the consumer reads; larger ones get an error notice.
 CHAT_MAX_FRAME_BYTES = 16 * 1024
 # Open sockets per signed-in user and per visitors' address, in each server process (chat/sockets.py).

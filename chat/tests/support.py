@@ -56,6 +56,7 @@ EDITED = "(edited)"
 REMOVED_FROM_ROOM = 4403
 SESSION_ENDED = 4401
 MODERATION_PANEL = 'id="moderation-tools"'
+TYPING = 'id="typing"'
 
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
@@ -220,6 +221,20 @@ def mute_for(room: Room, user: Account, minutes: float = 10) -> Mute:
     return Mute.objects.create(room=room, user=user, until=timezone.now() + timedelta(minutes=minutes))
 
 
+def react_frame(message: Message, emoji: str = "👍") -> str:
+    """What a click on one emoji of a message's menu sends (the clicked button's name and value)."""
+    return ws_send_frame(action="react", message_id=str(message.pk), emoji=emoji)
+
+
+# A typing signal as the composer's hidden ws-send element sends it: its hx-vals, nothing else.
+TYPING_FRAME = json.dumps(
+    {
+        "action": "typing",
+        "HEADERS": {"HX-Request": "true", "HX-Trigger": "typing-signal", "HX-Trigger-Name": None},
+    }
+)
+
+
 # Reading HTML -------------------------------------------------------------------------------
 
 # Marks a message rendered with a ··· menu (for signed-in readers); visitors' messages have none.
@@ -242,6 +257,22 @@ def menu_of(user: Account | None, message_pk: int) -> str:
     """The menu's HTML as `user` gets it on opening, or "" when refused."""
     response = client_for(user).get(f"/messages/{message_pk}/menu/")
     return response.text if response.status_code == 200 else ""
+
+
+def reactions_shown(html: str, message_pk: int) -> dict[str, tuple[int, str]]:
+    """The reactions under a message in a page or frame: emoji -> (count, the tooltip's names)."""
+    match = re.search(
+        rf'<div class="reactions" id="reactions-{message_pk}"[^>]*>(.*?)</div>', html, re.DOTALL
+    )
+    assert match, f"no reactions under message {message_pk}"
+    chips = re.findall(r'title="([^"]*)"[^>]*>(\S+) <b>(\d+)</b>', match.group(1))
+    return {emoji: (int(count), who) for who, emoji, count in chips}
+
+
+def typing_text(html: str) -> str:
+    match = re.search(r'<p id="typing"[^>]*>([^<]*)</p>', html)
+    assert match, f"no typing line in {html!r}"
+    return match.group(1)
 
 
 def message_ids(html: str) -> list[int]:

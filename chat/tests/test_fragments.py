@@ -5,7 +5,7 @@ from django.utils import timezone
 
 from chat import formatting, fragments, moderation, services
 from chat.models import Message, Role, Room
-from chat.standing import Account
+from chat.standing import Account, Standing
 from chat.tests.support import TOMBSTONE, client_for, make_moderator
 
 pytestmark = pytest.mark.django_db
@@ -96,3 +96,26 @@ def test_a_removed_formatted_message_shows_only_its_tombstone(lobby: Room, alice
     for html in pages:
         assert TOMBSTONE in html
         assert "buy" not in html and "spam.example" not in html and "<strong>" not in html
+
+
+@pytest.mark.parametrize(
+    ("names", "words"),
+    [
+        ([], ""),
+        (["alice"], "alice is typing…"),
+        (["alice", "bob"], "alice and bob are typing…"),
+        (["alice", "bob", "carol", "dave"], "alice and 3 others are typing…"),
+    ],
+)
+def test_who_is_typing_in_words(names: list[str], words: str) -> None:
+    assert fragments.typing_in_words(names) == words
+    assert f">{words}</p>" in fragments.typing_html(names)
+
+
+def test_every_fresh_form_brings_a_typing_signal_that_sends_no_draft(lobby: Room, alice: Account) -> None:
+    html = fragments.form_html(lobby, Standing(Role.MEMBER, can_read=True))
+
+    # Outside the form (htmx would add the form's fields to what it sends), listening to it by id.
+    signal = html[html.index("</form>") :]
+    assert 'id="typing-signal" ws-send hx-trigger="input throttle:3s from:#message-form"' in signal
+    assert """hx-vals='{"action": "typing"}'""" in signal

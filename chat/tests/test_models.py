@@ -4,8 +4,9 @@ import importlib
 
 import pytest
 from django.apps import apps
+from django.db import IntegrityError, transaction
 
-from chat.models import Message, Room
+from chat.models import Message, Reaction, Room
 from chat.standing import Account
 
 pytestmark = pytest.mark.django_db
@@ -52,3 +53,12 @@ def test_the_migration_renders_messages_stored_before_formatting(
 
     rendered = set(Message.objects.values_list("body_html", flat=True))
     assert rendered == {f"<p><s>{n}</s></p>" for n in range(3)}
+
+
+def test_one_reaction_per_message_user_and_emoji(lobby: Room, alice: Account, bob: Account) -> None:
+    message = Message.objects.create(room=lobby, author=alice, body="hi")
+    Reaction.objects.create(message=message, user=bob, emoji="👍")
+    Reaction.objects.create(message=message, user=bob, emoji="🎉")  # another emoji is another row
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Reaction.objects.create(message=message, user=bob, emoji="👍")

@@ -25,6 +25,7 @@ from chat.tests.support import (
     member_names,
     message_input,
     private_room,
+    reactions_shown,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -316,3 +317,34 @@ def test_someone_signing_in_keeps_the_cached_pages(lobby: Room, alice: Account, 
     assert Client().login(username="bob", password="correct horse battery")
 
     assert get_page(client, "/rooms/lobby/").cached
+
+
+def test_reactions_show_in_the_history_at_once_and_go_when_cleared(
+    lobby: Room, alice: Account, bob: Account, moderator: Account
+) -> None:
+    message = post(lobby, alice, "who wants tea")
+    client = client_for(alice)
+    warm(client)
+
+    services.toggle_reaction(bob, message, "🙏")
+    assert reactions_shown(get_page(client, "/rooms/lobby/").html, message.pk) == {"🙏": (1, "bob")}
+
+    warm(client)
+    moderation.clear_reactions(moderator, message)
+    assert reactions_shown(get_page(client, "/rooms/lobby/").html, message.pk) == {}
+
+
+def test_the_page_marks_the_viewers_own_reactions_by_their_id_only(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    message = post(lobby, alice, "standup in 5")
+    services.toggle_reaction(bob, message, "👍")
+    as_bob, as_alice = (
+        get_page(client_for(bob), "/rooms/lobby/"),
+        get_page(client_for(alice), "/rooms/lobby/"),
+    )
+
+    # One cached page for both; each gets a style naming their own id.
+    assert f'data-by="{bob.pk}"' in as_bob.html and f'data-by="{bob.pk}"' in as_alice.html
+    assert f'.reaction[data-by~="{bob.pk}"]' in as_bob.html
+    assert f'.reaction[data-by~="{alice.pk}"]' in as_alice.html

@@ -6,13 +6,15 @@ per role, keyed by every field it shows, so a change to a message can never serv
 
 import gzip
 import random
+from datetime import timedelta
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from chat import broadcast, moderation
-from chat.models import Ban, Message, Room
+from chat.models import REACTION_EMOJI, Ban, Message, Mute, Reaction, Room
 from chat.standing import Account
 from chat.tests.support import MENU, client_for, make_moderator, menu_of, menu_status, private_room
 
@@ -144,3 +146,20 @@ def test_cached_messages_follow_removals_and_renamed_authors(
         page = client_for(user).get("/rooms/lobby/").text
         assert "buy cheap watches" not in page and "Message removed by a moderator" in page
         assert ">alicia</span>" in page
+
+
+def test_menus_offer_the_emoji_to_those_who_may_react_and_clearing_to_moderators(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    moderator = make_moderator(lobby)
+    message = Message.objects.create(room=lobby, author=bob, body="hello")
+    Reaction.objects.create(message=message, user=alice, emoji="❤️")
+
+    as_alice = menu_of(alice, message.pk)
+    assert all(f'value="{emoji}"' in as_alice for emoji in REACTION_EMOJI)
+    assert 'value="❤️" aria-pressed="true"' in as_alice and 'value="👍" aria-pressed="false"' in as_alice
+    assert "Clear reactions" not in as_alice
+    assert "Clear reactions" in menu_of(moderator, message.pk)
+
+    Mute.objects.create(room=lobby, user=alice, until=timezone.now() + timedelta(minutes=5))
+    assert 'name="emoji"' not in menu_of(alice, message.pk)
