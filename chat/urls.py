@@ -10,4 +10,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/messages/", views.older_messages, name="older-messages"),
     path("messages/<int:pk>/menu/", views.message_menu, name="message-menu"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("rooms/<slug:slug>/mentions/", views.mention_suggestions, name="mention-suggestions"),
+    path("messages/<int:pk>/reply/", views.reply_bar, name="reply-bar"),
+    path("people/<str:username>/", views.person, name="person"),
 ]
