@@ -12,6 +12,7 @@ text in links and code stays as typed); which names are people is asked of the c
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 from urllib.parse import urlsplit
 
@@ -148,6 +149,22 @@ def render(text: str) -> str:
     Never empty: text that renders to nothing (a lone link reference definition) shows as typed.
     """
     return render_message(text).html
+
+
+@lru_cache(maxsize=10_000)
+def plain_text(text: str) -> str:
+    """What the Markdown reads as, without its marks, on one line: for quoting a message."""
+    words = []
+    for block in _MARKDOWN.parse(text):
+        for child in block.children or []:
+            if child.type in ("text", "code_inline"):
+                words.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                words.append(" ")
+        if block.type in ("code_block", "fence"):
+            words.append(block.content)
+        words.append(" ")
+    return " ".join("".join(words).split())
 
 
 @dataclass(frozen=True)

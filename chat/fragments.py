@@ -201,6 +201,16 @@ def reply_bar_html(room: Room | None, message_id: int | None) -> str:
     return _partial(REPLIES, "reply_bar", {"reply_bar": reply_bar_context(room, message_id)})
 
 
+def reply_started_html(message: Message, role: Role) -> str:
+    """What Reply in a message's menu gets: the bar put in place by id, and the menu closed
+    (a fresh ··· in its place, as the message shows it to this role)."""
+    bar = _partial(
+        REPLIES, "reply_bar", {"reply_bar": reply_bar_context(message.room, message.pk), "oob": True}
+    )
+    actions = _partial(MESSAGES, "message_actions", {"message": message} | message_context(role))
+    return actions + bar
+
+
 def quotes_html(replies: list[Message]) -> str:
     """The quotes in these replies, as they read now (e.g. "Original message deleted")."""
     return "".join(

@@ -10,6 +10,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import Truncator
 
+from chat import formatting
 from chat.models import Mention, Message, Presence, Room
 from chat.standing import Account, User, readable_rooms, readers
 
@@ -78,7 +79,7 @@ def _quote(author: str, body: str, removed_at: datetime | None) -> tuple[str, st
     """Who wrote the original and its first words as plain text; nothing of a removed one's."""
     if removed_at is not None:
         return author, "", True
-    return author, Truncator(" ".join(body.split())).chars(QUOTE_CHARACTERS), False
+    return author, Truncator(formatting.plain_text(body)).chars(QUOTE_CHARACTERS), False
 
 
 def replied_to(message: Message) -> Message | None:

@@ -130,7 +130,7 @@ def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
     _require_reader(message.room, viewer)
     if viewer.is_visitor:
         raise PermissionDenied("Sign in to reply.")
-    return HttpResponse(fragments.reply_bar_html(message.room, message.pk))
+    return HttpResponse(fragments.reply_started_html(message, viewer.role))
 
 
 @require_GET

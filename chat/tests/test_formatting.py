@@ -242,3 +242,17 @@ def test_at_name_links_the_person_named_and_nothing_else(text: str, html: str, i
 
 def test_a_typed_link_to_a_person_page_stays_text() -> None:
     assert "<a" not in render("[me](/people/bob/)")
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("**ship** it `now`, see [the plan](https://example.com)", "ship it now, see the plan"),
+        ("> quoted\n> twice\n\n- one\n- two", "quoted twice one two"),
+        ("<b>typed</b>", "<b>typed</b>"),
+    ],
+)
+def test_a_quote_reads_the_text_without_its_marks(text: str, plain: str) -> None:
+    from chat.formatting import plain_text
+
+    assert plain_text(text) == plain

@@ -126,11 +126,14 @@ def test_reply_puts_a_bar_with_the_original_above_the_composer_and_cancel_emptie
         room=lobby, author=alice, body="First   words of a **long** message " * 5
     )
 
-    bar = client_for(bob).get(f"/messages/{original.pk}/reply/").text
+    answer = client_for(bob).get(f"/messages/{original.pk}/reply/").text
+    menu, bar = answer.split('<div id="reply-bar"')
 
+    assert 'class="message-actions not-own"' in menu and "open" not in menu  # the menu closes
     assert f'<input type="hidden" name="reply_to" value="{original.pk}">' in bar
-    text = " ".join(re.sub(r"<[^>]+>", " ", bar).split())
-    assert text.startswith("Replying to alice : First words of a **long** message First")
+    assert 'hx-swap-oob="true"' in bar
+    text = " ".join(re.sub(r"<[^>]+>", " ", "<" + bar).split())
+    assert text.startswith("Replying to alice : First words of a long message First words")
     assert text.endswith("… Cancel")
     cancelled = client_for(bob).get("/messages/0/reply/").text
     assert 'id="reply-bar"' in cancelled and "reply_to" not in cancelled
