@@ -94,6 +94,7 @@ def test_mentions_and_replies_look_right(server, site_env, new_user, device: str
     first.hover()
     first.locator(".message-actions summary").click()
     first.locator("button.reply").click()
+    expect(bob.locator("#reply-bar")).to_contain_text("Replying to")
     send(bob, "Looks good to me, ship it")
     expect(bob.locator("#messages .message .quote")).to_be_visible()
     send(alice, "Thanks! One more: does the footer still wrap on phones?")
