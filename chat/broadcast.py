@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.http import HttpRequest
 
-from chat import fragments
+from chat import fragments, queries
 from chat.models import Ban, Membership, Message, Mute, Role, Room, account_group_name
 from chat.standing import (
     AUTHORITY_FIELDS,
@@ -40,6 +40,11 @@ ROOM_LIST = "pages:list"  # the room list: any room's name, access or online cou
 
 def room_version_key(room_id: int) -> str:
     return f"pages:room:{room_id}"
+
+
+def user_version_key(user_id: int) -> str:
+    """What one user's room list shows of them alone: their unread mentions."""
+    return f"pages:user:{user_id}"
 
 
 def versions(*keys: str) -> tuple:
@@ -65,6 +70,11 @@ def bump(room: Room | int) -> None:
     """The room's page and the room list changed: after the commit, no cached copy is served again."""
     room_id = room if isinstance(room, int) else room.pk
     _bump(room_version_key(room_id), ROOM_LIST)
+
+
+def bump_user(user_id: int) -> None:
+    """The user's unread mentions changed: their room list only, nobody else's."""
+    _bump(user_version_key(user_id))
 
 
 def bump_all() -> None:
@@ -168,10 +178,19 @@ def message_edited(message: Message) -> None:
 
 def message_removed(message: Message) -> None:
     html_to_room(message.room, fragments.message_html(message))
+    quotes_changed(message.room, message.pk)
 
 
 def message_deleted(room: Room, message_id: int) -> None:
     html_to_room(room, fragments.deleted_message_html(message_id))
+    quotes_changed(room, message_id)
+
+
+def quotes_changed(room: Room, message_id: int) -> None:
+    """Replies quote their original as it is now: redraw those quotes on open pages, once for all."""
+    replies = queries.replies_to(message_id)
+    if replies:
+        html_to_room(room, fragments.quotes_html(replies))
 
 
 def reactions_changed(message: Message) -> None:

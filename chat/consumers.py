@@ -131,6 +131,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send(typing)
         self.hub.arrived(self._socket_presence())
         self._give_form_back_when_mute_ends()
+        if self.user.is_authenticated:  # opening the room reads what named the user there
+            await database_sync_to_async(services.mark_mentions_read)(room, self.user)
 
     async def __call__(self, scope, receive, send) -> None:
         # Leave the room however the consumer ends: a clean close, a crash, a server shutdown.

@@ -4,19 +4,38 @@ markdown-it-py parses (raw HTML off, so any tag typed is text); nh3 then keeps o
 attributes and URL schemes listed below, whatever the parser produced. Two tools, two lists:
 a gap in one is not a hole. Headings, images, rules and tables are switched off in the parser,
 so their syntax reads as the text that was typed.
+
+`@username` becomes a link to that person (a core rule on the parsed tokens, after linkify, so
+text in links and code stays as typed); which names are people is asked of the caller.
 """
 
+import re
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from html import escape
 from urllib.parse import urlsplit
 
 import nh3
+from django.urls import reverse
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 
 TAGS = frozenset({"p", "br", "strong", "em", "s", "code", "pre", "blockquote", "ul", "ol", "li", "a"})
 ATTRIBUTES = {"a": {"href"}, "ol": {"start"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "nofollow noopener noreferrer ugc"
 LINK_TARGET = "_blank"
+# Usernames are ASCII letters, digits and @ . + - _; an @ inside a word (an address) is no mention.
+MENTION = re.compile(r"(?<![\w@.+-])@([A-Za-z0-9_.+-]+)")
+# A name being typed at the end of the composer's text, for suggestions ("hi @al").
+TRAILING_MENTION = re.compile(r"(?<![\w@.+-])@([A-Za-z0-9_.+-]*)$")
+MENTION_CLASS = "mention"
+# Names looked up per message, at most: a message full of @s costs one bounded query.
+MAX_MENTIONS = 20
+# Lowercased names in, {lowercased name: (user id, username)} out, for those that are people.
+FindUsers = Callable[[Collection[str]], Mapping[str, tuple[int, str]]]
 # Shown as typed rather than rendered: a message is a line in a chat, not a page.
 OFF_RULES = ["heading", "lheading", "hr", "image", "table", "html_block", "html_inline"]
 
@@ -35,11 +54,77 @@ def _parser() -> MarkdownIt:
     md.enable(["linkify", "strikethrough"]).disable(OFF_RULES)
     # A link whose URL is refused stays text, so the reader sees what was typed.
     md.validateLink = is_allowed_url  # type: ignore[method-assign]
+    md.core.ruler.after("linkify", "mentions", _link_mentions)
     return md
 
 
+def _plain_texts(state: StateCore) -> list[Token]:
+    """Text tokens outside links (code spans and blocks are other token types)."""
+    texts = []
+    for block in state.tokens:
+        depth = 0
+        for child in block.children or []:
+            depth += {"link_open": 1, "link_close": -1}.get(child.type, 0)
+            if child.type == "text" and depth == 0 and "@" in child.content:
+                texts.append(child)
+    return texts
+
+
+def _candidates(name: str) -> tuple[str, str]:
+    """A name as matched, and without trailing punctuation ("thanks @bob.")."""
+    return name.lower(), name.rstrip(".-+").lower()
+
+
+def _link_mentions(state: StateCore) -> None:
+    find: FindUsers | None = state.env.get("find_users")
+    texts = _plain_texts(state) if find else []
+    names = {c for t in texts for m in MENTION.finditer(t.content) for c in _candidates(m[1]) if c}
+    if not find or not names:
+        return
+    people = find(sorted(names)[:MAX_MENTIONS])
+    mentioned: dict[int, None] = state.env.setdefault("mentioned", {})
+    for block in state.tokens:
+        if block.children:
+            block.children = [piece for child in block.children for piece in _split(child, texts, people)]
+    for token in state.tokens:
+        for child in token.children or []:
+            if child.type == "link_open" and child.attrGet("class") == MENTION_CLASS:
+                mentioned[int(str(child.meta["user_id"]))] = None
+
+
+def _split(token: Token, texts: list[Token], people: Mapping[str, tuple[int, str]]) -> list[Token]:
+    """A text token cut into text and mention links; other tokens as they are."""
+    if not any(token is text for text in texts):
+        return [token]
+    pieces, start = [], 0
+    for match in MENTION.finditer(token.content):
+        whole, trimmed = _candidates(match[1])
+        name = whole if whole in people else trimmed if trimmed in people else None
+        if name is None:
+            continue
+        user_id, username = people[name]
+        end = match.start() + 1 + len(name)
+        pieces += [Token("text", "", 0, content=token.content[start : match.start()])]
+        pieces += _mention_link(user_id, username)
+        start = end
+    return [*pieces, Token("text", "", 0, content=token.content[start:])] if pieces else [token]
+
+
+def _mention_link(user_id: int, username: str) -> list[Token]:
+    href = reverse("person", kwargs={"username": username})
+    opening = Token(
+        "link_open", "a", 1, attrs={"href": href, "class": MENTION_CLASS}, meta={"user_id": user_id}
+    )
+    return [opening, Token("text", "", 0, content=f"@{username}"), Token("link_close", "a", -1)]
+
+
+def _is_person_path(url: str) -> bool:
+    return url.startswith(reverse("person", kwargs={"username": "x"}).removesuffix("x/"))
+
+
 def _keep_allowed_urls(tag: str, attribute: str, value: str) -> str | None:
-    if attribute == "href" and not is_allowed_url(value):
+    # Only the mention rule makes relative links: the parser refuses every one typed.
+    if attribute == "href" and not (is_allowed_url(value) or _is_person_path(value)):
         return None
     return value
 
@@ -50,6 +135,7 @@ _CLEANER = nh3.Cleaner(
     clean_content_tags={"script", "style"},
     # "*" too: nh3 otherwise keeps its default lang and title on every tag.
     attributes={"*": set()} | {tag: set(names) for tag, names in ATTRIBUTES.items()},
+    allowed_classes={"a": {MENTION_CLASS}},
     attribute_filter=_keep_allowed_urls,
     url_schemes=set(URL_SCHEMES),
     link_rel=LINK_REL,
@@ -62,4 +148,34 @@ def render(text: str) -> str:
 
     Never empty: text that renders to nothing (a lone link reference definition) shows as typed.
     """
-    return _CLEANER.clean(_MARKDOWN.render(text)).strip() or f"<p>{escape(text, quote=False)}</p>"
+    return render_message(text).html
+
+
+@lru_cache(maxsize=10_000)
+def plain_text(text: str) -> str:
+    """What the Markdown reads as, without its marks, on one line: for quoting a message."""
+    words = []
+    for block in _MARKDOWN.parse(text):
+        for child in block.children or []:
+            if child.type in ("text", "code_inline"):
+                words.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                words.append(" ")
+        if block.type in ("code_block", "fence"):
+            words.append(block.content)
+        words.append(" ")
+    return " ".join("".join(words).split())
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str
+    # The ids of the people linked by @name, in order of first mention.
+    mentioned_ids: tuple[int, ...] = ()
+
+
+def render_message(text: str, find_users: FindUsers | None = None) -> Rendered:
+    """`render`, with each @name that `find_users` knows linked to that person."""
+    env: dict = {"find_users": find_users}
+    html = _CLEANER.clean(_MARKDOWN.render(text, env)).strip() or f"<p>{escape(text, quote=False)}</p>"
+    return Rendered(html, tuple(env.get("mentioned", ())))

@@ -19,6 +19,8 @@ class MessageForm(forms.Form):
             "max_length": "Messages can be at most %(limit_value)s characters (this one has %(show_value)s).",
         },
     )
+    # The id of the message this one answers, from the reply bar; checked against the room on posting.
+    reply_to = forms.CharField(required=False, max_length=20)
 
 
 class EditMessageForm(MessageForm):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from chat import queries
+from chat import formatting, queries
 from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
 from chat.models import REACTION_EMOJI, Message, Role, Room
 from chat.queries import ShownMessage
@@ -26,6 +26,7 @@ MESSAGES = "chat/parts/messages.html"
 COMPOSER = "chat/parts/composer.html"
 MODERATION = "chat/parts/moderation.html"
 MEMBERS = "chat/parts/members.html"
+REPLIES = "chat/parts/replies.html"
 
 
 def _partial(template: str, name: str, context: dict) -> str:
@@ -64,6 +65,8 @@ def members_context(room: Room) -> dict:
 def form_context(room: Room, viewer: Standing, form: MessageForm | None = None) -> dict:
     return {
         "room": room,
+        # A form sent back with an error keeps its reply bar (if the original is still there).
+        "reply_bar": reply_bar_context(room, form.data.get("reply_to") if form and form.is_bound else None),
         "standing": viewer,
         "form": form or MessageForm(),
         "login_url": f"{reverse('login')}?next={room.get_absolute_url()}",
@@ -246,3 +249,45 @@ def wait_in_words(seconds: float) -> str:
     else:
         count, unit = math.ceil(seconds / 3600), "hour"
     return f"{count} {unit}{'s' if count != 1 else ''}"
+
+
+# Mentions and replies ---------------------------------------------------------------------
+
+
+def reply_bar_context(room: Room | None, message_id: object) -> dict:
+    original = queries.reply_target(room, message_id) if room and message_id else None
+    if original is None:
+        return {"original": None}
+    return {"original": original, "excerpt": ShownMessage.of_quote(original)}
+
+
+def reply_bar_html(room: Room | None, message_id: int | None) -> str:
+    """The bar above the composer: "Replying to alice: first words…", or empty when cancelled."""
+    return _partial(REPLIES, "reply_bar", {"reply_bar": reply_bar_context(room, message_id)})
+
+
+def reply_started_html(message: Message, role: Role) -> str:
+    """What Reply in a message's menu gets: the bar put in place by id, and the menu closed
+    (a fresh ··· in its place, as the message shows it to this role)."""
+    bar = _partial(
+        REPLIES, "reply_bar", {"reply_bar": reply_bar_context(message.room, message.pk), "oob": True}
+    )
+    actions = _partial(MESSAGES, "message_actions", {"message": message} | message_context(role))
+    return actions + bar
+
+
+def quotes_html(replies: list[Message]) -> str:
+    """The quotes in these replies, as they read now (e.g. "Original message deleted")."""
+    return "".join(
+        _partial(REPLIES, "quote", {"message": ShownMessage.of(reply), "oob": True}) for reply in replies
+    )
+
+
+def mention_suggestions_html(room: Room, text: str) -> str:
+    """A datalist completing the @name being typed at the end of `text` with people who may read
+    the room; each option is the whole text with the name filled in."""
+    typed = formatting.TRAILING_MENTION.search(text)
+    names = queries.people_to_mention(room, typed[1]) if typed else []
+    before = text[: typed.start()] if typed else ""
+    options = [(f"{before}@{name} ", name) for name in names]
+    return _partial(REPLIES, "suggestions", {"options": options})

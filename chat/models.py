@@ -2,8 +2,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 
 from chat import formatting
@@ -97,7 +99,8 @@ class MessageManager(models.Manager["Message"]):
         """bulk_create skips save(): the rows it writes are rendered here instead."""
         messages = list(objs)
         for message in messages:
-            message.body_html = message.body_html or formatting.render(message.body)
+            if not message.body_html:
+                message.render_body()
         return super().bulk_create(messages, *args, **kwargs)
 
 
@@ -118,6 +121,19 @@ class Message(models.Model):
     # Set by the author's edits (earlier texts are MessageVersions) and deletion (text erased).
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The ids of the people the body links by @name, space-separated, rendered with body_html:
+    # the message carries them for the per-reader "mentions you" CSS rule.
+    mentions = models.CharField(max_length=300, editable=False, default="", blank=True)
+    # The message this one answers. No database constraint: deleting the original keeps the id,
+    # so the reply can say the original was deleted (the join simply finds nothing).
+    reply_to = models.ForeignKey(
+        "self",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="replies",
+    )
 
     objects = MessageManager()
 
@@ -135,10 +151,51 @@ class Message(models.Model):
     def save(self, **kwargs: Any) -> None:
         update_fields = kwargs.get("update_fields")
         if update_fields is None or "body" in update_fields:
-            self.body_html = formatting.render(self.body)
+            self.render_body()
             if update_fields is not None:
-                kwargs["update_fields"] = [*update_fields, "body_html"]
+                kwargs["update_fields"] = [*update_fields, "body_html", "mentions"]
         super().save(**kwargs)
+
+    def render_body(self) -> None:
+        rendered = formatting.render_message(self.body, find_people)
+        self.body_html = rendered.html
+        # Naming yourself is no news to you.
+        self.mentions = " ".join(str(pk) for pk in rendered.mentioned_ids if pk != self.author_id)
+
+    @property
+    def mentioned_ids(self) -> list[int]:
+        return [int(user_id) for user_id in self.mentions.split()]
+
+
+def find_people(names: Iterable[str]) -> dict[str, tuple[int, str]]:
+    """Active users by lowercased username (names are unique whatever their case, see SignupForm)."""
+    wanted = {name.lower() for name in names}
+    if not wanted:
+        return {}
+    people = get_user_model().objects.alias(name=Lower("username"))
+    found = people.filter(is_active=True, name__in=wanted).values_list("pk", "username")
+    return {username.lower(): (pk, username) for pk, username in found}
+
+
+class Mention(models.Model):
+    """A reader of the room named in a message: counted on their room list until they open the room.
+
+    Only people who may read the room get one: naming anyone else tells them nothing.
+    """
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mention_rows")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mentions")
+    # The message's room, kept here so the room list counts without a join.
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="mentions")
+    # Read once the user opens the room, or at once if they had it open when they were named.
+    seen = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="one_mention_per_message")]
+        indexes = [models.Index(fields=["user", "seen", "room"], name="mention_unseen")]
+
+    def __str__(self) -> str:
+        return f"{self.user} named in message {self.message_id}"
 
 
 class MessageVersion(models.Model):

@@ -1,6 +1,7 @@
 """Whole rendered pages, kept per process and served again while nothing they show has changed.
 
-A page is rendered once per (room, role, standing) [room list: per user], with placeholders for
+A page is rendered once per (room, role, standing) [room list: per user, with their unread
+mentions, under a version of their own], with placeholders for
 what differs per request: the CSRF token, the CSP nonce, the viewer's id and name. Each request
 splices its own values in. An entry is served only while the versions it was rendered under
 (chat/broadcast.py, bumped after every commit that changes what a page shows) are unchanged, and
@@ -137,8 +138,11 @@ def list_key(user: User) -> tuple:
     return ("list", user.pk, user.is_staff) if user.is_authenticated else ("list", None, False)
 
 
-def list_versions() -> tuple:
-    return broadcast.versions(broadcast.ROOM_LIST, broadcast.ALL_PAGES)
+def list_versions(user: User) -> tuple:
+    """The list, plus the user's own version: their unread mention counts are in it."""
+    if not user.is_authenticated:
+        return broadcast.versions(broadcast.ROOM_LIST, broadcast.ALL_PAGES)
+    return broadcast.versions(broadcast.ROOM_LIST, broadcast.ALL_PAGES, broadcast.user_version_key(user.pk))
 
 
 # Entries ------------------------------------------------------------------------------------
@@ -283,7 +287,7 @@ class FastPages:
                 return None  # 404 or 403: Django says why
             entry = lookup(room_key(*found), room_versions(found[0]))
         else:
-            entry = lookup(list_key(user), list_versions())
+            entry = lookup(list_key(user), list_versions(user))
         if entry is None:
             return None
         request.user = user

@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.text import Truncator
 
-from chat.models import REACTION_EMOJI, Message, Presence, Reaction, Room
-from chat.standing import User, readable_rooms
+from chat import formatting
+from chat.models import REACTION_EMOJI, Mention, Message, Presence, Reaction, Room
+from chat.standing import Account, User, readable_rooms, readers
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -58,10 +61,19 @@ class ShownMessage:
     removed_at: datetime | None
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
+    # Ids of the people named, for the "mentions you" CSS rule (see Message.mentions).
+    mentions: str = ""
+    # The quote of the message this one answers, read fresh from the original each time, so a
+    # removed or deleted original is a new cache key. reply_author None: the original is gone.
+    reply_to_id: int | None = None
+    reply_author: str | None = None
+    reply_excerpt: str = ""
+    reply_removed: bool = False
     reactions: tuple[ReactionCount, ...] = ()
 
     @classmethod
     def of(cls, message: Message) -> "ShownMessage":
+        original = replied_to(message)
         return cls(
             message.pk,
             message.author_id,
@@ -71,19 +83,47 @@ class ShownMessage:
             message.removed_at,
             message.edited_at,
             message.deleted_at,
+            message.mentions,
+            message.reply_to_id,
+            *_quote(original.author.username, original.body, original.removed_at) if original else (),
         )
+
+    @staticmethod
+    def of_quote(original: Message) -> str:
+        """The first words of a message as plain text, as a reply quotes it."""
+        return _quote(original.author.username, original.body, original.removed_at)[1]
+
+    @classmethod
+    def from_row(cls, row: tuple) -> "ShownMessage":
+        *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at = row
+        quoted = reply_author is not None and reply_deleted_at is None
+        return cls(*shown, *_quote(reply_author, reply_body, reply_removed_at) if quoted else ())
 
 
 SHOWN_FIELDS = (
-    "pk",
-    "author_id",
-    "author__username",
-    "body_html",
-    "created_at",
-    "removed_at",
-    "edited_at",
-    "deleted_at",
+    *("pk", "author_id", "author__username", "body_html", "created_at", "removed_at", "edited_at"),
+    *("deleted_at", "mentions", "reply_to_id"),
+    *("reply_to__author__username", "reply_to__body", "reply_to__removed_at", "reply_to__deleted_at"),
 )
+QUOTE_CHARACTERS = 80
+
+
+def _quote(author: str, body: str, removed_at: datetime | None) -> tuple[str, str, bool]:
+    """Who wrote the original and its first words as plain text; nothing of a removed one's."""
+    if removed_at is not None:
+        return author, "", True
+    return author, Truncator(formatting.plain_text(body)).chars(QUOTE_CHARACTERS), False
+
+
+def replied_to(message: Message) -> Message | None:
+    """The original a message answers, if it still exists and its author has not deleted it."""
+    if message.reply_to_id is None:
+        return None
+    try:
+        original = message.reply_to
+    except Message.DoesNotExist:
+        return None
+    return original if original is not None and original.deleted_at is None else None
 
 
 @dataclass(frozen=True)
@@ -130,7 +170,7 @@ def history_page(room: Room, before: int | None = None) -> HistoryPage:
     if before is not None:
         query = query.filter(pk__lt=before)
     # Plain rows, no model instances: most pages are joined from cached HTML keyed by these.
-    newest_first = [ShownMessage(*row) for row in query.values_list(*SHOWN_FIELDS)[: size + 1]]
+    newest_first = [ShownMessage.from_row(row) for row in query.values_list(*SHOWN_FIELDS)[: size + 1]]
     has_older = len(newest_first) > size
     page = with_reactions(newest_first[:size][::-1])
     return HistoryPage(messages=page, older_than=page[0].pk if has_older else None)
@@ -202,3 +242,47 @@ def rooms_with_online_counts(user: User) -> "list[WithAnnotations[Room, OnlineCo
             + Count("presences", filter=fresh & Q(presences__user__isnull=True))
         )
     )
+
+
+def unread_mentions(user: User) -> dict[int, int]:
+    """How many times the user was named in each room since they last opened it (shown messages)."""
+    if not user.is_authenticated:
+        return {}
+    unseen = Mention.objects.filter(user=user, seen=False, message__removed_at__isnull=True)
+    return dict(unseen.values("room").annotate(count=Count("pk")).values_list("room", "count"))
+
+
+MENTION_SUGGESTIONS = 8
+
+
+def people_to_mention(room: Room, prefix: str) -> list[str]:
+    """Usernames starting with `prefix` (any case) among those who may read the room."""
+    named = readers(room).filter(username__istartswith=prefix)
+    in_order = named.order_by(Lower("username"), "username")
+    return list(in_order.values_list("username", flat=True)[:MENTION_SUGGESTIONS])
+
+
+def reply_target(room: Room, message_id: object) -> Message | None:
+    """The message a reply in this room may quote: shown in the room, not removed."""
+    try:
+        pk = int(str(message_id))
+    except ValueError:
+        return None
+    return room.messages.select_related("author").filter(pk=pk, removed_at__isnull=True).first()
+
+
+def readers_among(room: Room, user_ids: list[int]) -> list[Account]:
+    return list(readers(room).filter(pk__in=user_ids))
+
+
+def present_user_ids(room: Room, user_ids: list[int]) -> set[int]:
+    """Which of these users have the room open now."""
+    present = _fresh_presences().filter(room=room, user__in=user_ids)
+    return set(present.values_list("user", flat=True))
+
+
+def replies_to(message_id: int) -> list[Message]:
+    """The shown replies to a message (the most recent ones), whose quotes change with it."""
+    replies = Message.objects.filter(reply_to_id=message_id, removed_at__isnull=True)
+    # Not select_related("reply_to"): filtering on it makes that an inner join, losing a deleted original.
+    return list(replies.select_related("author").order_by("-pk")[:100])

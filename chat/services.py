@@ -15,7 +15,7 @@ from django.utils.formats import time_format
 
 from chat import broadcast, fragments, queries
 from chat.forms import MessageForm
-from chat.models import Message, MessageVersion, Presence, Reaction, Room, ServerProcess
+from chat.models import Mention, Message, MessageVersion, Presence, Reaction, Room, ServerProcess
 from chat.standing import Account, Standing, User, standing, why_not_delete, why_not_edit, why_not_react
 
 
@@ -39,15 +39,46 @@ def post_message(room: Room, user: User, data: dict) -> PostOutcome:
     refusal = why_not_post(room, viewer)
     if refusal is None and form.is_valid():
         refusal = why_wait(room, user, viewer)
+    original = None
+    if refusal is None and form.is_valid() and form.cleaned_data["reply_to"]:
+        original = queries.reply_target(room, form.cleaned_data["reply_to"])
+        if original is None:
+            refusal = "The message you were replying to is gone. Send again to post without the quote."
     if refusal:
         form.add_error(None, refusal)
     if not form.is_valid():
         return PostOutcome(form, None, viewer)
     # One transaction: a failure before the commit (the cache's page versions) stores nothing.
     with transaction.atomic():
-        message = Message.objects.create(room=room, author=user, body=form.cleaned_data["message"])
+        message = Message.objects.create(
+            room=room, author=user, body=form.cleaned_data["message"], reply_to=original
+        )
+        notify_mentioned(message)
         broadcast.new_message(message)
     return PostOutcome(form, message, viewer)
+
+
+def notify_mentioned(message: Message) -> None:
+    """A Mention for each person named who may read the room (nobody else learns of it); already
+    seen by those who have the room open."""
+    named = [user_id for user_id in message.mentioned_ids if user_id != message.author_id]
+    if not named:
+        return
+    readers = queries.readers_among(message.room, named)
+    present = queries.present_user_ids(message.room, named)
+    Mention.objects.bulk_create(
+        Mention(message=message, user=reader, room=message.room, seen=reader.pk in present)
+        for reader in readers
+    )
+    for reader in readers:
+        if reader.pk not in present:
+            broadcast.bump_user(reader.pk)
+
+
+def mark_mentions_read(room: Room, user: User) -> None:
+    """The user opened the room: what named them there is no longer unread."""
+    if user.is_authenticated and Mention.objects.filter(user=user, room=room, seen=False).update(seen=True):
+        broadcast.bump_user(user.pk)
 
 
 def why_not_post(room: Room, viewer: Standing) -> str | None:

@@ -15,7 +15,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as Account
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
@@ -253,3 +253,19 @@ def readable_rooms(user: User) -> QuerySet[Room]:
     private_ok = Membership.objects.filter(user=user).values("room")
     banned = Ban.objects.filter(user=user).values("room")
     return (rooms.filter(is_public=True) | rooms.filter(pk__in=private_ok)).exclude(pk__in=banned)
+
+
+def readers(room: Room) -> QuerySet[Account]:
+    """Everyone who may read the room now: `standing(room, user).can_read` for many users at once."""
+    people = Account.objects.filter(is_active=True)
+    memberships = Membership.objects.filter(room=room)
+    moderators = memberships.filter(role=Role.MODERATOR).values("user")
+    staff_or_moderator = Q(is_staff=True) | Q(pk__in=moderators)
+    if room.status == Room.Status.PENDING:
+        return people.filter(staff_or_moderator)
+    if not room.is_approved:
+        return people.filter(is_staff=True)
+    others = people.exclude(pk__in=Ban.objects.filter(room=room).values("user"))
+    if not room.is_public:
+        others = others.filter(pk__in=memberships.values("user"))
+    return people.filter(staff_or_moderator | Q(pk__in=others.values("pk")))

@@ -12,4 +12,7 @@ urlpatterns = [
     path("messages/<int:pk>/", views.message_detail, name="message-detail"),
     path("messages/<int:pk>/edit/", views.message_edit_form, name="message-edit"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("rooms/<slug:slug>/mentions/", views.mention_suggestions, name="mention-suggestions"),
+    path("messages/<int:pk>/reply/", views.reply_bar, name="reply-bar"),
+    path("people/<str:username>/", views.person, name="person"),
 ]

@@ -7,7 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
@@ -38,7 +38,7 @@ def _require_reader(room: Room, viewer: Standing) -> None:
 @require_GET
 def room_list(request: HttpRequest) -> HttpResponse:
     """The rooms this user may open; a cached copy while no room, user or presence changed."""
-    key, versions = pagecache.list_key(request.user), pagecache.list_versions()
+    key, versions = pagecache.list_key(request.user), pagecache.list_versions(request.user)
     entry = pagecache.lookup(key, versions)
     if entry is None:
         entry = pagecache.store(key, versions, _room_list_html(request))
@@ -48,7 +48,11 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def _room_list_html(request: HttpRequest) -> str:
     user = request.user
     proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
-    context = {"rooms": queries.rooms_with_online_counts(user), "proposals": proposals}
+    rooms = queries.rooms_with_online_counts(user)
+    unread = queries.unread_mentions(user)
+    for room in rooms:
+        room.unread_mentions = unread.get(room.pk, 0)  # type: ignore[attr-defined]
+    context = {"rooms": rooms, "proposals": proposals}
     return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
 
 
@@ -130,6 +134,37 @@ def message_edit_form(request: HttpRequest, pk: int) -> HttpResponse:
         shown = fragments.shown_message_html(message, viewer.role)
         return HttpResponse(shown + fragments.notice_html(refusal, error=True))
     return HttpResponse(fragments.edit_form_html(message))
+
+
+@require_GET
+def mention_suggestions(request: HttpRequest, slug: str) -> HttpResponse:
+    """People who may read the room, completing the @name typed last (?message=<the text so far>)."""
+    room, viewer = _readable_room(request, slug)
+    if viewer.is_visitor:
+        raise PermissionDenied("Sign in to mention people.")
+    return HttpResponse(fragments.mention_suggestions_html(room, request.GET.get("message", "")))
+
+
+@require_GET
+def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
+    """The "Replying to…" bar for a message the viewer may read; pk 0 is no reply (cancel)."""
+    if pk == 0:
+        return HttpResponse(fragments.reply_bar_html(None, None))
+    message = queries.find_message(pk)
+    if message is None:
+        raise Http404("That message is gone.")
+    viewer = standing(message.room, request.user)
+    _require_reader(message.room, viewer)
+    if viewer.is_visitor:
+        raise PermissionDenied("Sign in to reply.")
+    return HttpResponse(fragments.reply_started_html(message, viewer.role))
+
+
+@require_GET
+def person(request: HttpRequest, username: str) -> HttpResponse:
+    """Where an @name links: who they are, and nothing of where they talk."""
+    found = get_object_or_404(Account, username=username, is_active=True)
+    return render(request, "chat/person.html", {"person": found})
 
 
 @login_required

@@ -162,3 +162,48 @@ def test_reactions_and_typing_look_right(server, new_user, look_rooms, device: s
     expect(message.locator(".reaction-picker")).to_be_visible()
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"room-reaction-menu-{device}-{scheme}.png")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_mentions_and_replies_look_right(server, site_env, new_user, device: str, scheme: str):
+    """The reader named sees the highlight; a reply shows its quote; the reply bar is open."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    room = f"replies-{device}-{scheme}"
+    create_rooms(site_env, {room: "Design"})
+    alice = new_user(server.url, "alice", viewport=VIEWPORTS[device])
+    bob = new_user(server.url, "bob", viewport=VIEWPORTS[device])
+    bob.emulate_media(color_scheme=scheme)
+    for page in (alice, bob):
+        open_room(page, server.url, room)
+    send(alice, f"@{bob.username} could you review the **new header** before lunch?")
+    send(bob, "Sure, looking now.")
+    first = bob.locator("#messages .message", has_text="new header")
+    first.hover()
+    first.locator(".message-actions summary").click()
+    first.locator("button.reply").click()
+    expect(bob.locator("#reply-bar")).to_contain_text("Replying to")
+    send(bob, "Looks good to me, ship it")
+    expect(bob.locator("#messages .message .quote")).to_be_visible()
+    send(alice, "Thanks! One more: does the footer still wrap on phones?")
+    last = bob.locator("#messages .message", has_text="footer still wrap")
+    last.hover()
+    last.locator(".message-actions summary").click()
+    last.locator("button.reply").click()
+    bob.locator("#message-form input[name=message]").fill(f"Yes, @{alice.username}, I'll fix it")
+    bob.mouse.move(0, 0)
+
+    expect(bob.locator("#reply-bar")).to_contain_text("Replying to")
+    expect(bob.locator(".mentions-you").first).to_be_visible()
+    expect(bob.locator("#message-form input[name=message]")).to_be_in_viewport()
+    assert_fits_the_screen(bob)
+    bob.screenshot(path=SCREENSHOTS / f"room-replies-{device}-{scheme}.png")
+
+    bob.goto(server.url)
+    # Gone from the room first: someone with the room open has seen what names them.
+    expect(alice.locator("#members")).not_to_contain_text(bob.username)
+    send(alice, f"@{bob.username} see you at the stand-up")
+    bob.reload()
+    expect(bob.locator(f'.room-card[href="/rooms/{room}/"] .mention-count')).to_have_text("1 mention")
+    assert_fits_the_screen(bob)
+    bob.screenshot(path=SCREENSHOTS / f"rooms-mentions-{device}-{scheme}.png")

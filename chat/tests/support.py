@@ -479,3 +479,32 @@ def close_code_after_reading(raw: tcp.socket, timeout: float = 10.0) -> int:
     except ConnectionResetError:
         pass
     return 1011 if received.endswith(b"\x88\x02\x03\xf3") else 1006
+
+
+# Mentions and replies -------------------------------------------------------------------------
+
+
+def mention_counts(html: str) -> dict[str, str]:
+    """Room name → the unread-mentions badge next to it on the room list."""
+    found = re.findall(
+        r'# ([^<]+?)\s*(?:<span class="badge">Private</span>)?\s*<span class="mention-count"[^>]*>([^<]*)<',
+        html,
+    )
+    return dict(found)
+
+
+def quote_in(html: str, reply_pk: int) -> str:
+    """The text of the quote reply `reply_pk` shows of its original ("" if none)."""
+    match = re.search(
+        rf'<(?:a|p) class="quote[^"]*" id="quote-{reply_pk}"[^>]*>(.*?)</(?:a|p)>', html, re.DOTALL
+    )
+    return " ".join(re.sub(r"<[^>]+>", " ", match.group(1)).split()) if match else ""
+
+
+def quote_link(html: str, reply_pk: int) -> str | None:
+    match = re.search(rf'<a class="quote" id="quote-{reply_pk}" href="([^"]+)"', html)
+    return match.group(1) if match else None
+
+
+def suggestion_values(html: str) -> list[str]:
+    return re.findall(r'<option value="([^"]*)"', html)

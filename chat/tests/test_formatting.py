@@ -197,3 +197,62 @@ def test_any_text_renders_only_allowlisted_tags_attributes_and_urls(text: str) -
 
     assert html  # never an empty message
     assert_inert(html)
+
+
+# Mentions ----------------------------------------------------------------------------------
+
+PEOPLE = {"bob": (7, "bob"), "ann.lee": (8, "Ann.Lee")}
+
+
+def find_people(names: object) -> dict[str, tuple[int, str]]:
+    return {name: PEOPLE[name] for name in names if name in PEOPLE}  # type: ignore[attr-defined]
+
+
+def mention(username: str) -> str:
+    attributes = f'href="/people/{username}/" class="mention" target="{LINK_TARGET}" rel="{LINK_REL}"'
+    return f"<a {attributes}>@{username}</a>"
+
+
+@pytest.mark.parametrize(
+    ("text", "html", "ids"),
+    [
+        ("hi @bob!", f"<p>hi {mention('bob')}!</p>", (7,)),
+        ("thanks @BOB.", f"<p>thanks {mention('bob')}.</p>", (7,)),
+        (
+            "@ann.lee and @bob, @bob",
+            f"<p>{mention('Ann.Lee')} and {mention('bob')}, {mention('bob')}</p>",
+            (8, 7),
+        ),
+        ("**@bob** look", f"<p><strong>{mention('bob')}</strong> look</p>", (7,)),
+        ("@nobody here", "<p>@nobody here</p>", ()),
+        ("mail bob@example.com", '<p>mail <a href="mailto:bob@example.com"', ()),
+        ("`@bob` is code", "<p><code>@bob</code> is code</p>", ()),
+        ("[@bob](https://example.com)", '<p><a href="https://example.com"', ()),
+    ],
+)
+def test_at_name_links_the_person_named_and_nothing_else(text: str, html: str, ids: tuple) -> None:
+    from chat.formatting import render_message
+
+    rendered = render_message(text, find_people)
+
+    assert rendered.html.startswith(html)
+    assert rendered.mentioned_ids == ids
+    assert render(text) == render_message(text).html  # without a directory of people: no links
+
+
+def test_a_typed_link_to_a_person_page_stays_text() -> None:
+    assert "<a" not in render("[me](/people/bob/)")
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("**ship** it `now`, see [the plan](https://example.com)", "ship it now, see the plan"),
+        ("> quoted\n> twice\n\n- one\n- two", "quoted twice one two"),
+        ("<b>typed</b>", "<b>typed</b>"),
+    ],
+)
+def test_a_quote_reads_the_text_without_its_marks(text: str, plain: str) -> None:
+    from chat.formatting import plain_text
+
+    assert plain_text(text) == plain

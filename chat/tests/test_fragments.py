@@ -65,13 +65,13 @@ def test_markdown_is_rendered_once_when_posted_never_per_role_or_reader(
     lobby: Room, alice: Account, bob: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    render = formatting.render
+    render = formatting.render_message
 
-    def counted(text: str) -> str:
+    def counted(text: str, find_users: formatting.FindUsers | None = None) -> formatting.Rendered:
         calls.append(text)
-        return render(text)
+        return render(text, find_users)
 
-    monkeypatch.setattr(formatting, "render", counted)
+    monkeypatch.setattr(formatting, "render_message", counted)
     make_moderator(lobby)
 
     outcome = services.post_message(lobby, alice, {"message": "**fan** out"})  # renders for each role

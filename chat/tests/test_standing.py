@@ -7,8 +7,15 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 
 from chat.models import Ban, Membership, Mute, Role, Room
-from chat.standing import Account, readable_rooms, standing
-from chat.tests.support import make_member, make_moderator, make_staff, pending_room, private_room
+from chat.standing import Account, readable_rooms, readers, standing
+from chat.tests.support import (
+    make_member,
+    make_moderator,
+    make_staff,
+    make_user,
+    pending_room,
+    private_room,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -76,3 +83,22 @@ def test_readable_rooms_are_what_the_room_list_may_show(lobby: Room, alice: Acco
     assert list(readable_rooms(alice).values_list("slug", flat=True)) == ["secret"]
     assert list(readable_rooms(bob).values_list("slug", flat=True)) == ["lobby"]
     assert list(readable_rooms(AnonymousUser()).values_list("slug", flat=True)) == ["lobby"]
+
+
+def test_readers_are_exactly_those_whose_standing_can_read(alice: Account, bob: Account) -> None:
+    carol, dave, idle = make_user("carol"), make_user("dave"), make_user("idle", is_active=False)
+    staff, proposer = make_staff("sam"), make_user("pat")
+    public, secret = Room.objects.create(slug="open", name="Open"), private_room()
+    make_member(secret, alice)
+    make_moderator(secret, "mia")
+    Ban.objects.create(room=public, user=bob)
+    Ban.objects.create(room=secret, user=alice)
+    make_member(secret, carol)
+    rejected = pending_room(proposer, slug="nope")
+    rejected.status = Room.Status.REJECTED
+    rejected.save()
+    everyone = [alice, bob, carol, dave, idle, staff, proposer, *Account.objects.filter(username="mia")]
+
+    for room in (public, secret, pending_room(proposer), rejected):
+        expected = {user.username for user in everyone if user.is_active and standing(room, user).can_read}
+        assert set(readers(room).values_list("username", flat=True)) == expected, room.slug
