@@ -57,6 +57,27 @@ async def test_a_refused_reply_keeps_its_text_and_its_bar(
     assert "Replying to <strong>alice</strong>" in form
 
 
+async def test_a_quote_of_a_message_its_author_deleted_says_so_and_shows_none_of_it(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    original = await database_sync_to_async(Message.objects.create)(
+        room=lobby, author=alice, body="oops, secret"
+    )
+    outcome = await database_sync_to_async(services.post_message)(
+        lobby, bob, {"message": "what secret?", "reply_to": original.pk}
+    )
+    assert outcome.message is not None
+    reader = await open_socket(user=bob)
+
+    await database_sync_to_async(services.delete_own_message)(alice, original)
+    frame = await receive_until(reader, f'id="quote-{outcome.message.pk}"')
+    assert quote_in(frame, outcome.message.pk) == "Replying to a deleted message"
+
+    history = await receive_until(await open_socket(user=alice, settle=False), HISTORY)
+    assert quote_in(history, outcome.message.pk) == "Replying to a deleted message"
+    assert "secret" not in history.replace("what secret?", "")
+
+
 async def test_quotes_follow_their_original_when_it_is_removed_or_deleted(
     open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
 ) -> None:
