@@ -13,11 +13,12 @@ from testsupport.servers import REPO, manage, production_like_env
 
 WRITE_FOR_SECONDS = """
 import time
+from pathlib import Path
 from chat.models import Message, Room
 from chat.standing import Account
 author = Account.objects.create_user(username="writer")
 lobby, number, until = Room.objects.get(slug="lobby"), 0, time.monotonic() + {seconds}
-while time.monotonic() < until:
+while time.monotonic() < until and not Path({stop!r}).exists():
     Message.objects.create(room=lobby, author=author, body=f"m{{number}}")
     number += 1
 print(number)
@@ -35,6 +36,18 @@ def bodies(database: Path) -> list[str]:
         return [body for (body,) in db.execute("SELECT body FROM chat_message ORDER BY id")]
 
 
+def wait_for_rows(database: Path, more_than: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(bodies(database)) > more_than:
+                return
+        except sqlite3.OperationalError:  # the table is not there yet, or the file is busy
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"no more than {more_than} messages within {timeout} s")
+
+
 @pytest.fixture
 def site(tmp_path: Path) -> dict[str, str]:
     env = production_like_env(tmp_path, MEDIA_ROOT=str(tmp_path / "media"))
@@ -43,16 +56,22 @@ def site(tmp_path: Path) -> dict[str, str]:
 
 
 def test_a_backup_taken_while_messages_are_written_is_a_consistent_copy(site, tmp_path):
+    stop = tmp_path / "stop-writing"
     writer = subprocess.Popen(
-        [sys.executable, "manage.py", "shell", "-c", WRITE_FOR_SECONDS.format(seconds=4)],
+        [sys.executable, "manage.py", "shell", "-c", WRITE_FOR_SECONDS.format(seconds=120, stop=str(stop))],
         cwd=REPO,
         env=site,
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)
+    # However slow the machine: the backup starts once rows are being written, and the writer
+    # stops only once it has written more after the backup ended.
+    wait_for_rows(tmp_path / "db.sqlite3", more_than=0)
     result = run(site, "backup", str(tmp_path / "copy.sqlite3"))
-    written = int(writer.communicate(timeout=30)[0].split()[-1])
+    if result.returncode == 0:
+        wait_for_rows(tmp_path / "db.sqlite3", more_than=len(bodies(tmp_path / "copy.sqlite3")))
+    stop.touch()
+    written = int(writer.communicate(timeout=60)[0].split()[-1])
 
     assert result.returncode == 0, result.stderr
     assert "Database copied to" in result.stdout and "No media files." in result.stdout
@@ -66,7 +85,7 @@ def test_restore_needs_force_then_puts_the_database_and_media_back(site, tmp_pat
     media = Path(site["MEDIA_ROOT"])
     (media / "avatars").mkdir(parents=True)
     (media / "avatars" / "a.png").write_bytes(b"png")
-    manage(site, "shell", "-c", WRITE_FOR_SECONDS.format(seconds=0.2))
+    manage(site, "shell", "-c", WRITE_FOR_SECONDS.format(seconds=0.2, stop=str(tmp_path / "never")))
     database, copy = tmp_path / "db.sqlite3", tmp_path / "copy.sqlite3"
     before = bodies(database)
     assert "1 media files" in run(site, "backup", str(copy)).stdout
