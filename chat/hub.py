@@ -40,6 +40,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat import broadcast, fragments, services
 from chat.models import Role, Room
@@ -50,6 +51,8 @@ HistoryKey = tuple[int, str]
 TYPING = "room.typing"
 
 # What every socket shows while the broker is unreachable, and what a post gets meanwhile.
+# Slow PING answers in a row before the broker counts as gone (a refused connection counts at once).
+BROKER_SLOW_CHECKS = 3
 BROKER_DOWN = "Live updates are interrupted; your messages can't be sent right now."
 
 
@@ -98,6 +101,8 @@ class Hub:
         self.members_due: dict[int, asyncio.Task] = {}
         self.members_sent_at: dict[int, float] = {}
         self.broker_down = False
+        self.broker_lock = asyncio.Lock()
+        self.slow_checks = 0
         self.draining = False
         self.listener: asyncio.Task | None = None
         # Typing: signals from local sockets waiting to go out, per room (user id -> name) ...
@@ -442,8 +447,21 @@ class Hub:
                 log.exception("Could not recover from a broker outage; trying again")
 
     async def check_broker(self) -> bool:
-        """PING the broker; tell every socket when it goes away, recover when it is back."""
-        up = await _broker_answers()
+        """PING the broker; tell every socket when it goes away, recover when it is back.
+
+        One check at a time: sockets joining during an outage all ask, and one recovery is enough.
+        A refused connection counts at once; a slow answer only when it happens
+        BROKER_SLOW_CHECKS times in a row, since a busy event loop (10,000 sockets joining)
+        is slow to read a PING that Redis answered at once.
+        """
+        async with self.broker_lock:
+            answer = await _broker_answers()
+            self.slow_checks = self.slow_checks + 1 if answer == "slow" else 0
+            up = answer == "up" or (answer == "slow" and self.slow_checks < BROKER_SLOW_CHECKS)
+            await self._broker_changed(up)
+            return up
+
+    async def _broker_changed(self, up: bool) -> None:
         if not up and not self.broker_down:
             self.broker_down = True
             log.warning("The channel layer's broker is unreachable: posts are refused until it is back")
@@ -456,7 +474,6 @@ class Hub:
             await self._to_every_socket({"type": "room.recovered"})
             for room in {s.room.pk: s.room for s in map(_presence_of, self.local) if s}.values():
                 self.members_changed(room)
-        return up
 
     async def _resubscribe(self) -> None:
         """Drop the layer's stale connections, then listen on a fresh channel in every group we had.
@@ -538,15 +555,19 @@ def _redis_urls() -> list[str]:
     return [host if isinstance(host, str) else host["address"] for host in hosts]
 
 
-async def _broker_answers() -> bool:
+async def _broker_answers() -> str:
+    """ "up", "slow" (no answer in time) or "down" (refused, reset, unknown host...)."""
     try:
         for url in _redis_urls():
             async with Redis.from_url(url, socket_timeout=settings.CHAT_BROKER_CHECK_SECONDS) as redis:
                 await asyncio.wait_for(redis.ping(), settings.CHAT_BROKER_CHECK_SECONDS)
-    except Exception as problem:  # redis.exceptions.ConnectionError, OSError, TimeoutError
+    except (TimeoutError, RedisTimeoutError):
+        log.debug("Broker check: no answer within %s s", settings.CHAT_BROKER_CHECK_SECONDS)
+        return "slow"
+    except Exception as problem:  # redis.exceptions.ConnectionError, OSError
         log.debug("Broker check failed: %s", type(problem).__name__)
-        return False
-    return True
+        return "down"
+    return "up"
 
 
 def hub() -> Hub:
