@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    Locator,
     Page,
     Playwright,
     ViewportSize,
@@ -127,6 +128,18 @@ def open_room(page: Page, base_url: str, slug: str = "lobby") -> None:
     """Opens a room and waits until its socket has delivered the live form."""
     page.goto(f"{base_url}/rooms/{slug}/")
     expect(page.locator("#members")).to_contain_text(page.username)  # type: ignore[attr-defined]
+
+
+def message_by(page: Page, text: str) -> Locator:
+    return page.locator("#messages .message", has_text=text)
+
+
+def open_menu(page: Page, text: str) -> None:
+    message = message_by(page, text)
+    message.hover()
+    message.locator(".message-actions > summary").click()
+    # The menu is fetched for whoever opens it: wait until it is there.
+    expect(message.locator(".message-actions .menu")).to_be_visible()
 
 
 def send(page: Page, text: str, *, answered: bool = True) -> None:

@@ -5,7 +5,7 @@ import itertools
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import create_rooms, mute, open_room, send
+from e2e.conftest import create_rooms, message_by, mute, open_menu, open_room, send
 
 _rooms = itertools.count(1)
 
@@ -15,17 +15,6 @@ def room(site_env: dict[str, str]) -> str:
     slug = f"editing-{next(_rooms)}"
     create_rooms(site_env, {slug: "Workshop"})
     return slug
-
-
-def message_by(page: Page, text: str):
-    return page.locator("#messages .message", has_text=text)
-
-
-def open_menu(page: Page, text: str) -> None:
-    message = message_by(page, text)
-    message.hover()
-    message.locator(".message-actions > summary").click()
-    expect(message.locator(".message-actions .menu")).to_be_visible()
 
 
 def open_edit_form(page: Page, text: str, typed: str | None = None) -> None:
@@ -97,7 +86,7 @@ def test_a_crafted_edit_of_someone_elses_message_is_refused(server, new_user, ro
     open_room(bob, server.url, room)
     send(alice, "Alice's original")
     send(bob, "Bob's own")
-    target_id = message_by(bob, "Alice's original").get_attribute("id").removeprefix("message-")
+    target_id = (message_by(bob, "Alice's original").get_attribute("id") or "").removeprefix("message-")
 
     open_edit_form(bob, "Bob's own")
     bob.locator("form.editing input[name=message_id]").evaluate(

@@ -7,8 +7,8 @@ would notice at once: a page wider than the phone, a message box out of view.
 import pytest
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, open_room, send
-from e2e.test_editing import message_by, open_edit_form, open_menu
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, message_by, open_menu, open_room, send
+from e2e.test_editing import open_edit_form
 
 CONVERSATION = [
     ("alice", "Morning all! Has anyone tried the new build yet?"),

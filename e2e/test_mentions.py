@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import create_rooms, open_room, send
+from e2e.conftest import create_rooms, message_by, open_room, send
 
 _rooms = itertools.count(1)
 
@@ -16,10 +16,6 @@ def own_room(site_env: dict[str, str], name: str = "Porch") -> str:
     slug = f"talk-{next(_rooms)}"
     create_rooms(site_env, {slug: name})
     return slug
-
-
-def message_by(page: Page, text: str):
-    return page.locator("#messages .message", has_text=text)
 
 
 def start_reply(page: Page, text: str) -> None:

@@ -3,9 +3,9 @@
 import itertools
 
 import pytest
-from playwright.sync_api import Page, WebSocket, expect
+from playwright.sync_api import WebSocket, expect
 
-from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, grant, open_room, send
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, grant, message_by, open_menu, open_room, send
 
 _rooms = itertools.count(1)
 
@@ -16,18 +16,6 @@ def room(site_env: dict[str, str]) -> str:
     slug = f"moderated-{next(_rooms)}"
     create_rooms(site_env, {slug: "Town Square"})
     return slug
-
-
-def message_by(page: Page, text: str):
-    return page.locator("#messages .message", has_text=text)
-
-
-def open_menu(page: Page, text: str) -> None:
-    message = message_by(page, text)
-    message.hover()
-    message.locator(".message-actions summary").click()
-    # The menu is fetched for whoever opens it: wait until it is there.
-    expect(message.locator(".message-actions .menu")).to_be_visible()
 
 
 def test_moderator_removes_a_message_and_everyone_sees_the_tombstone(server, new_user, site_env, room):

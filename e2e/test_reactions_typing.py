@@ -4,11 +4,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from e2e.conftest import open_room, send
-
-
-def message_by(page: Page, text: str):
-    return page.locator("#messages .message", has_text=text)
+from e2e.conftest import message_by, open_room, send
 
 
 def react(page: Page, text: str, emoji: str) -> None:
