@@ -40,7 +40,6 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from redis.asyncio import Redis
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat import broadcast, fragments, services
 from chat.models import Role, Room
@@ -51,8 +50,8 @@ HistoryKey = tuple[int, str]
 TYPING = "room.typing"
 
 # What every socket shows while the broker is unreachable, and what a post gets meanwhile.
-# Slow PING answers in a row before the broker counts as gone (a refused connection counts at once).
-BROKER_SLOW_CHECKS = 3
+# Failed PINGs in a row before the broker counts as gone (CHAT_BROKER_CHECK_SECONDS apart).
+BROKER_FAILED_CHECKS = 3
 BROKER_DOWN = "Live updates are interrupted; your messages can't be sent right now."
 
 
@@ -102,7 +101,7 @@ class Hub:
         self.members_sent_at: dict[int, float] = {}
         self.broker_down = False
         self.broker_lock = asyncio.Lock()
-        self.slow_checks = 0
+        self.failed_checks = 0
         self.draining = False
         self.listener: asyncio.Task | None = None
         # Typing: signals from local sockets waiting to go out, per room (user id -> name) ...
@@ -450,14 +449,13 @@ class Hub:
         """PING the broker; tell every socket when it goes away, recover when it is back.
 
         One check at a time: sockets joining during an outage all ask, and one recovery is enough.
-        A refused connection counts at once; a slow answer only when it happens
-        BROKER_SLOW_CHECKS times in a row, since a busy event loop (10,000 sockets joining)
-        is slow to read a PING that Redis answered at once.
+        The broker counts as gone after BROKER_FAILED_CHECKS failed checks in a row, not one: a
+        busy event loop (thousands of sockets joining) can be slow to read a PING answered at once.
         """
         async with self.broker_lock:
-            answer = await _broker_answers()
-            self.slow_checks = self.slow_checks + 1 if answer == "slow" else 0
-            up = answer == "up" or (answer == "slow" and self.slow_checks < BROKER_SLOW_CHECKS)
+            answered = await _broker_answers()
+            self.failed_checks = 0 if answered else self.failed_checks + 1
+            up = answered or (not self.broker_down and self.failed_checks < BROKER_FAILED_CHECKS)
             await self._broker_changed(up)
             return up
 
@@ -555,19 +553,16 @@ def _redis_urls() -> list[str]:
     return [host if isinstance(host, str) else host["address"] for host in hosts]
 
 
-async def _broker_answers() -> str:
-    """ "up", "slow" (no answer in time) or "down" (refused, reset, unknown host...)."""
+async def _broker_answers() -> bool:
+    timeout = settings.CHAT_BROKER_CHECK_SECONDS * BROKER_FAILED_CHECKS
     try:
         for url in _redis_urls():
-            async with Redis.from_url(url, socket_timeout=settings.CHAT_BROKER_CHECK_SECONDS) as redis:
-                await asyncio.wait_for(redis.ping(), settings.CHAT_BROKER_CHECK_SECONDS)
-    except (TimeoutError, RedisTimeoutError):
-        log.debug("Broker check: no answer within %s s", settings.CHAT_BROKER_CHECK_SECONDS)
-        return "slow"
-    except Exception as problem:  # redis.exceptions.ConnectionError, OSError
+            async with Redis.from_url(url, socket_timeout=timeout) as redis:
+                await asyncio.wait_for(redis.ping(), timeout)
+    except Exception as problem:  # redis.exceptions.ConnectionError, TimeoutError, OSError
         log.debug("Broker check failed: %s", type(problem).__name__)
-        return "down"
-    return "up"
+        return False
+    return True
 
 
 def hub() -> Hub:
