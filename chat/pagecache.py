@@ -215,6 +215,13 @@ def _middleware(cls: type) -> Any:
     return cls(_passes)
 
 
+def _drop_broken_connections() -> None:
+    """What Django does as each request starts and ends (broken or too old connections go), but
+    never inside a transaction: a request is never in one, a test always is (its whole body)."""
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 class FastPages:
     """ASGI middleware: serves the room page and the room list from the cache when it can.
 
@@ -259,13 +266,13 @@ class FastPages:
         await self.app(scope, receive, send)
 
     def serve(self, scope: dict) -> HttpResponse | None:
-        close_old_connections()
+        _drop_broken_connections()
         try:
             return self._serve(scope)
         except (OperationalError, InterfaceError, RedisError):
             return None  # Django answers, with a 503 (chat.unavailable)
         finally:
-            close_old_connections()
+            _drop_broken_connections()
 
     def _serve(self, scope: dict) -> HttpResponse | None:
         request = ASGIRequest(scope, BytesIO())
