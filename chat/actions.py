@@ -165,7 +165,8 @@ def edit(room: Room, user: Account, data: dict) -> str:
     if changed:
         return fragments.notice_html("")  # the broadcast puts the new text in the form's place
     # Nothing to store: put the message back for this page only.
-    return fragments.edited_message_html(message, standing(room, user).role) + fragments.notice_html("")
+    role = standing(room, user).role
+    return fragments.edited_message_html(message, role)[role] + fragments.notice_html("")
 
 
 def delete(room: Room, user: Account, data: dict) -> str:

@@ -165,13 +165,11 @@ def new_message(message: Message) -> None:
 def message_edited(message: Message) -> None:
     """The new text replaces the old in place, rendered once per role as a new message is."""
     bump(message.room)
+    rendered = fragments.edited_message_html(message, *Role)
     _all_after_commit(
         [
-            (
-                message.room.role_group_name(role),
-                {"type": "room.html", "html": fragments.edited_message_html(message, role)},
-            )
-            for role in Role
+            (message.room.role_group_name(role), {"type": "room.html", "html": html})
+            for role, html in rendered.items()
         ]
     )
 

@@ -124,9 +124,11 @@ def message_html(message: Message) -> str:
     return _message_html(ShownMessage.of(message), Role.VISITOR, oob=True)
 
 
-def edited_message_html(message: Message, role: Role) -> str:
-    """A message replaced in place by its new text (closing its author's edit form), per role."""
-    return _message_html(queries.with_reactions([ShownMessage.of(message)])[0], role, oob=True)
+def edited_message_html(message: Message, *roles: Role) -> dict[Role, str]:
+    """A message replaced in place by its new text (closing its author's edit form), for each
+    of `roles`; its reactions are read once for all of them."""
+    shown = queries.with_reactions([ShownMessage.of(message)])[0]
+    return {role: _message_html(shown, role, oob=True) for role in roles}
 
 
 def shown_message_html(message: Message, role: Role) -> str:
