@@ -24,6 +24,9 @@ BASELINES = ("tut", "ceil")
 ALL_SERVERS = ["ceil", "tut", "p1", "p2"]
 
 
+SCENARIO_NAMES = [scenario.__name__ for _rows, scenario, _applies in SCENARIOS]
+
+
 def row_titles(plan: Plan) -> dict[str, str]:
     titles = {
         "joins": f"{plan.joins} sockets join one room (Parley: until each has its history)",
@@ -79,9 +82,11 @@ def table(servers: list[Server], results: dict[str, dict[str, Figure]], plan: Pl
     return "\n".join(lines)
 
 
-async def measure_server(server: Server, plan: Plan) -> dict[str, Figure]:
+async def measure_server(server: Server, plan: Plan, only: set[str]) -> dict[str, Figure]:
     results: dict[str, Figure] = {}
     for rows, scenario, applies in SCENARIOS:
+        if only and scenario.__name__ not in only:
+            continue
         if server.broken:
             results |= {row: Figure.fail(server.broken) for row in rows}
         elif applies(server) and (plan.wrk_seconds or scenario.__name__ != "pages"):
@@ -97,7 +102,7 @@ async def measure_server(server: Server, plan: Plan) -> dict[str, Figure]:
 
 
 async def run(
-    plan: Plan, which: list[str], folder: Path
+    plan: Plan, which: list[str], folder: Path, only: set[str]
 ) -> tuple[list[Server], dict[str, dict[str, Figure]]]:
     rooms = [f"{key}-{name}" for key in which if key.startswith("p") for name in SCENARIO_ROOMS]
     fleet = Fleet(
@@ -105,7 +110,7 @@ async def run(
     )
     try:
         fleet.start()
-        return fleet.servers, {server.key: await measure_server(server, plan) for server in fleet.servers}
+        return fleet.servers, {server.key: await measure_server(server, plan, only) for server in fleet.servers}
     finally:
         fleet.stop()
 
@@ -136,14 +141,20 @@ def main() -> None:
         default=",".join(ALL_SERVERS),
         help="which columns, e.g. ceil,p1 (p2core: two processes on channels-redis's core layer)",
     )
+    parser.add_argument(
+        "--only", default="", help="some scenarios, e.g. posting,fan_out (of: " + ", ".join(SCENARIO_NAMES) + ")"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs and database")
     arguments = parser.parse_args()
     plan = QUICK if arguments.quick else Plan()
+    only = {name for name in arguments.only.split(",") if name}
+    if only - set(SCENARIO_NAMES):
+        parser.error(f"no such scenario: {', '.join(sorted(only - set(SCENARIO_NAMES)))}")
     prepare_client()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="parley-bench-", delete=not arguments.keep) as folder:
         print(f"servers' logs and database in {folder}", file=sys.stderr)
-        servers, results = asyncio.run(run(plan, arguments.servers.split(","), Path(folder)))
+        servers, results = asyncio.run(run(plan, arguments.servers.split(","), Path(folder), only))
     print(table(servers, results, plan))
     kind = "quick" if arguments.quick else "full"
     print(f"\n{machine()}; {kind} run took {time.perf_counter() - started:.0f} s")
