@@ -21,7 +21,7 @@ from chat.forms import (
     UserActionForm,
 )
 from chat.models import Message, Room
-from chat.standing import Account, User, check_session, standing
+from chat.standing import Account, Standing, User, check_session, standing
 
 # Every action but posting needs an account; posting tells visitors itself how to join in.
 Handler = Callable[[Room, Account, dict], str]
@@ -33,11 +33,11 @@ def handle(room: Room, user: User, data: dict, session_key: str | None) -> str:
     Raises standing.SessionEnded when that session no longer signs the user in (signed out,
     disabled, password changed): nothing is done, and the socket closes with the reason.
     """
-    room = queries.reload(room, user)
+    room, viewer = queries.reload(room, user)
     check_session(user, session_key)
     action = data.get("action") or "post"
     if action == "post":
-        return post(room, user, data)
+        return post(room, user, data, viewer)
     handler = HANDLERS.get(action)
     if handler is None:
         return fragments.notice_html("That action is not something this page can do.", error=True)
@@ -49,8 +49,8 @@ def handle(room: Room, user: User, data: dict, session_key: str | None) -> str:
         return fragments.notice_html(str(refusal), error=True)
 
 
-def post(room: Room, user: User, data: dict) -> str:
-    outcome = services.post_message(room, user, data)
+def post(room: Room, user: User, data: dict, viewer: Standing) -> str:
+    outcome = services.post_message(room, user, data, viewer)
     if outcome.message is None:
         return fragments.form_html(room, outcome.viewer, outcome.form)
     # A fresh, empty form for the sender only; it carries autofocus so typing goes on.

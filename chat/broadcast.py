@@ -6,8 +6,10 @@ for the database commit: nobody sees what was not stored.
 """
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -124,7 +126,44 @@ def _after_commit(group: str, event: dict) -> None:
 
 def _all_after_commit(events: list[tuple[str, dict]]) -> None:
     """Several events in one hop to the event loop: each hop from this thread costs a round trip."""
-    transaction.on_commit(lambda: _stored_anyway(async_to_sync(_send), events), robust=False)
+    transaction.on_commit(lambda: _deliver(events), robust=False)
+
+
+# Events committed inside `collected()` in this thread, waiting for its caller to send them.
+_outbox = threading.local()
+
+
+@contextmanager
+def collected() -> Iterator[list[tuple[str, dict]]]:
+    """Keep the events committed inside for the caller to send from the event loop with
+    `send_collected`: a consumer's handler then makes no hop to the loop and back per post
+    (which would also hold up the one database thread meanwhile)."""
+    events: list[tuple[str, dict]] = []
+    _outbox.events = events
+    try:
+        yield events
+    except BaseException:
+        _outbox.events = None
+        if events:  # stored, so shown, though what came after the commit failed
+            _stored_anyway(async_to_sync(_send), events)
+        raise
+    finally:
+        _outbox.events = None
+
+
+async def send_collected(events: list[tuple[str, dict]]) -> None:
+    try:
+        await _send(events)
+    except Exception as problem:
+        log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
+
+
+def _deliver(events: list[tuple[str, dict]]) -> None:
+    outbox = getattr(_outbox, "events", None)
+    if outbox is not None:
+        outbox.extend(events)
+    else:
+        _stored_anyway(async_to_sync(_send), events)
 
 
 def _stored_anyway(effect: Callable, *args: object) -> None:
@@ -142,20 +181,14 @@ def html_to_room(room: Room, html: str) -> None:
 
 
 def new_message(message: Message) -> None:
-    """One render per role however many readers: moderators' copy carries their controls."""
+    """Rendered once per look however many readers: signed-in readers' copy carries the menu."""
     bump(message.room)
+    pk = message.pk
     _all_after_commit(
         [
-            (
-                message.room.role_group_name(role),
-                # The id lets a socket that is just connecting skip a message its history has.
-                {
-                    "type": "room.html",
-                    "html": fragments.new_message_html(message, role),
-                    "message_id": message.pk,
-                },
-            )
-            for role in Role
+            # The id lets a socket that is just connecting skip a message its history has.
+            (message.room.role_group_name(role), {"type": "room.html", "html": html, "message_id": pk})
+            for role, html in fragments.new_message_html(message).items()
         ]
         # The author stops showing as typing, in the same hop to the event loop.
         + [(message.room.group_name, {"type": "room.typing", "stopped": message.author_id})]

@@ -21,7 +21,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from chat import actions, fragments, queries, services
+from chat import actions, broadcast, fragments, queries, services
 from chat.hub import BROKER_DOWN, Hub, hub
 from chat.models import Room, account_group_name
 from chat.payloads import BadFrame, parse_ws_send
@@ -34,7 +34,6 @@ from chat.standing import (
     room_and_standing,
     session_tag,
     shut_out_notice,
-    standing,
 )
 
 log = logging.getLogger(__name__)
@@ -190,7 +189,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self.send(fragments.notice_html(BROKER_DOWN, error=True))
             return
         try:
-            reply = await database_sync_to_async(actions.handle)(self.room, self.user, data, self.session_key)
+            reply, events = await database_sync_to_async(self._answer)(data)
         except (OperationalError, InterfaceError) as problem:
             await self._refuse_frame(DATABASE_DOWN, problem)
             return
@@ -200,7 +199,13 @@ class RoomConsumer(AsyncWebsocketConsumer):
         except SessionEnded as ended:
             await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
             return
+        await broadcast.send_collected(events)
         await self.send(reply)
+
+    def _answer(self, data: dict) -> tuple[str, list[tuple[str, dict]]]:
+        """The reply to a frame, and the events it committed, for the event loop to send."""
+        with broadcast.collected() as events:
+            return actions.handle(self.room, self.user, data, self.session_key), events
 
     def _typing(self) -> None:
         """A typing signal: no database, no reply; the hub coalesces it. Ignored from those who
@@ -323,8 +328,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
 
     def _refresh(self) -> Standing:
         """The room and this user's standing in it as stored now."""
-        self.room = self.hub.shared_room(queries.reload(self.room, self.user))
-        return standing(self.room, self.user)
+        room, viewer = queries.reload(self.room, self.user)
+        self.room = self.hub.shared_room(room)
+        return viewer
 
     async def _refuse_socket(self, why: str) -> None:
         """Say why on the page, then close with a code htmx does not retry: no database, no presence."""

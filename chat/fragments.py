@@ -37,8 +37,9 @@ def _partial(template: str, name: str, context: dict) -> str:
 
 
 def message_context(role: Role) -> dict:
-    """Messages differ by role only: signed-in readers get a menu, loaded when opened."""
-    return {"can_moderate": role == Role.MODERATOR, "can_report": role == Role.MEMBER}
+    """Messages differ by role in one thing only: signed-in readers get a menu, loaded when opened
+    (what it offers depends on the reader), so members and moderators share one rendering."""
+    return {"has_menu": role != Role.VISITOR}
 
 
 def history_context(room: Room, role: Role, before: int | None = None) -> dict:
@@ -107,16 +108,28 @@ def older_messages_html(room: Room, role: Role, before: int) -> str:
     return _partial(MESSAGES, "older_messages", history_context(room, role, before))
 
 
-@lru_cache(maxsize=10_000)
 def _message_html(message: ShownMessage, role: Role, oob: bool = False) -> str:
-    """One message as readers of a role see it. Cached: the key holds every field the HTML shows,
-    so a removed or changed message (read fresh with each page) is a new key, never a stale hit."""
-    return _partial(MESSAGES, "message", {"message": message, "oob": oob} | message_context(role))
+    """One message as readers of a role see it."""
+    return _message_look_html(message, oob, **message_context(role))
 
 
-def new_message_html(message: Message, role: Role) -> str:
-    """A message appended to the end of #messages, as readers of this role see it."""
-    return _partial(MESSAGES, "new_message", {"message_html": _message_html(ShownMessage.of(message), role)})
+@lru_cache(maxsize=10_000)
+def _message_look_html(message: ShownMessage, oob: bool, has_menu: bool) -> str:
+    """Cached: the key holds every field the HTML shows, so a removed or changed message (read
+    fresh with each page) is a new key, never a stale hit."""
+    return _partial(MESSAGES, "message", {"message": message, "oob": oob, "has_menu": has_menu})
+
+
+def new_message_html(message: Message) -> dict[Role, str]:
+    """A message appended to the end of #messages, for each role: one rendering per look."""
+    shown = ShownMessage.of(message)
+    looks = {
+        has_menu: _partial(
+            MESSAGES, "new_message", {"message_html": _message_look_html(shown, False, has_menu)}
+        )
+        for has_menu in (False, True)
+    }
+    return {role: looks[message_context(role)["has_menu"]] for role in Role}
 
 
 def message_html(message: Message) -> str:
@@ -159,7 +172,26 @@ def members_html(room: Room) -> str:
 
 def form_html(room: Room, viewer: Standing, form: MessageForm | None = None) -> str:
     """The message form as this viewer may use it now (sign in, muted, locked, or ready)."""
+    if form is None:
+        return _fresh_form_html(room, viewer)
     return _partial(COMPOSER, "message_form", form_context(room, viewer, form) | {"oob": True})
+
+
+# Empty forms by everything they show: every accepted post answers with one.
+_fresh_forms: dict[tuple, str] = {}
+
+
+def _fresh_form_html(room: Room, viewer: Standing) -> str:
+    """The empty form is the same for everyone of one standing in the room as it is now: kept."""
+    muted_until = viewer.muted_until if viewer.is_muted else None
+    key = (room.pk, room.name, room.slug, room.is_locked, room.slow_mode_seconds, viewer.role, muted_until)
+    html = _fresh_forms.get(key)
+    if html is None:
+        if len(_fresh_forms) >= 1_000:
+            _fresh_forms.clear()
+        html = _partial(COMPOSER, "message_form", form_context(room, viewer) | {"oob": True})
+        _fresh_forms[key] = html
+    return html
 
 
 def form_html_for_role(room: Room, role: Role) -> str:
@@ -177,6 +209,7 @@ def moderation_panel_html(room: Room) -> str:
     return _partial(MODERATION, "moderation_panel", moderation_context(room) | {"oob": True})
 
 
+@lru_cache(maxsize=1_000)
 def notice_html(text: str, error: bool = False) -> str:
     """A line above the form: the outcome of what the user just did."""
     return _partial(COMPOSER, "notice", {"notice": text, "error": error, "oob": True})

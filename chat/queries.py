@@ -13,7 +13,7 @@ from django.utils.text import Truncator
 
 from chat import formatting
 from chat.models import REACTION_EMOJI, Mention, Message, Presence, Reaction, Room
-from chat.standing import Account, User, readable_rooms, readers
+from chat.standing import Account, Standing, User, readable_rooms, readers, room_and_standing_by_id
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -152,15 +152,19 @@ def find_message(pk: int) -> Message | None:
     return Message.objects.select_related("room", "author").filter(pk=pk, removed_at__isnull=True).first()
 
 
-def reload(room: Room, user: User) -> Room:
-    """The room and the user as stored now, for a socket that loaded both when it opened.
+def reload(room: Room, user: User) -> tuple[Room, Standing]:
+    """The room, the user and their standing in it as stored now, for a socket that loaded
+    them when it opened.
 
     Locks and slow mode may have changed since, and so may the user's staff status, whether
     the account is active, and its password (which every session's hash is made from).
     """
     if user.is_authenticated:
         user.refresh_from_db(fields=["is_staff", "is_superuser", "is_active", "password"])
-    return Room.objects.get(pk=room.pk)
+    found = room_and_standing_by_id(room.pk, user)
+    if found is None:
+        raise Room.DoesNotExist(f"Room {room.pk} is gone.")
+    return found
 
 
 def history_page(room: Room, before: int | None = None) -> HistoryPage:

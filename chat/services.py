@@ -29,10 +29,13 @@ class PostOutcome:
     viewer: Standing
 
 
-def post_message(room: Room, user: User, data: dict) -> PostOutcome:
-    """Check the poster may post, validate, store, then show it to the room."""
+def post_message(room: Room, user: User, data: dict, viewer: Standing | None = None) -> PostOutcome:
+    """Check the poster may post, validate, store, then show it to the room.
+
+    `viewer` is the poster's standing if the caller read it with the room just now.
+    """
     form = MessageForm(data)
-    viewer = standing(room, user)
+    viewer = viewer or standing(room, user)
     if not isinstance(user, Account):
         form.add_error(None, "Sign in to post messages.")
         return PostOutcome(form, None, viewer)

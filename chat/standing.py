@@ -55,7 +55,16 @@ def standing(room: Room, user: User) -> Standing:
 
 def room_and_standing(slug: str, user: User) -> tuple[Room, Standing] | None:
     """The room by slug and the user's standing in it, read fresh in one query."""
-    found = _rooms_with_standing("slug", slug, user)
+    return _first_with_standing("slug", slug, user)
+
+
+def room_and_standing_by_id(room_id: int, user: User) -> tuple[Room, Standing] | None:
+    """The room by id and the user's standing in it, read fresh in one query."""
+    return _first_with_standing("id", room_id, user)
+
+
+def _first_with_standing(column: str, value: object, user: User) -> tuple[Room, Standing] | None:
+    found = _rooms_with_standing(column, value, user)
     return (found[0], _decide(found[0], user, vars(found[0]))) if found else None
 
 

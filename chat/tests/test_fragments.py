@@ -38,7 +38,7 @@ def test_a_removal_broadcast_replaces_the_message_in_place(lobby: Room, alice: A
 def test_a_new_message_is_appended_with_its_text_escaped(lobby: Room, alice: Account) -> None:
     message = Message.objects.create(room=lobby, author=alice, body='<img src=x onerror="alert(1)">')
 
-    html = fragments.new_message_html(message, Role.MEMBER)
+    html = fragments.new_message_html(message)[Role.MEMBER]
 
     assert 'hx-swap-oob="beforeend:#messages"' in html
     assert "<img" not in html
@@ -87,7 +87,7 @@ def test_markdown_is_rendered_once_when_posted_never_per_role_or_reader(
 def test_a_removed_formatted_message_shows_only_its_tombstone(lobby: Room, alice: Account) -> None:
     moderator = make_moderator(lobby)
     message = Message.objects.create(room=lobby, author=alice, body="**buy** [watches](https://spam.example)")
-    assert "<strong>buy</strong>" in fragments.new_message_html(message, Role.MEMBER)
+    assert "<strong>buy</strong>" in fragments.new_message_html(message)[Role.MEMBER]
 
     moderation.remove_message(moderator, message)
 
