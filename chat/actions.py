@@ -33,8 +33,8 @@ def handle(room: Room, user: User, data: dict, session_key: str | None) -> str:
     Raises standing.SessionEnded when that session no longer signs the user in (signed out,
     disabled, password changed): nothing is done, and the socket closes with the reason.
     """
-    room, viewer = queries.reload(room, user)
-    check_session(user, session_key)
+    check_session(user, session_key)  # which reloads the user
+    room, viewer = queries.fresh_standing(room, user)
     action = data.get("action") or "post"
     if action == "post":
         return post(room, user, data, viewer)

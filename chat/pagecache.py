@@ -29,9 +29,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.db import SessionStore
 from django.core.handlers.asgi import ASGIRequest
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.http import HttpRequest, HttpResponse
@@ -49,7 +47,7 @@ from redis.exceptions import RedisError
 
 from chat import broadcast
 from chat.models import Room
-from chat.standing import Account, Standing, User, room_and_standing
+from chat.standing import DATABASE_SESSIONS, Account, Standing, User, room_and_standing, session_facts
 
 # Per process and unguessable, so no text a user types can be mistaken for one.
 _MARK = secrets.token_hex(12)
@@ -233,7 +231,7 @@ class FastPages:
     def __init__(self, app: Callable) -> None:
         self.app = app
         self.enabled = (
-            settings.SESSION_ENGINE == "django.contrib.sessions.backends.db"
+            settings.SESSION_ENGINE == DATABASE_SESSIONS
             and not settings.SESSION_SAVE_EVERY_REQUEST
             and not settings.CSRF_USE_SESSIONS
             and _MODEL_BACKEND in settings.AUTHENTICATION_BACKENDS
@@ -340,10 +338,10 @@ def _session_user(request: HttpRequest) -> User | None:
         row = cursor.fetchone()
         if row is None:
             return None
-        data = SessionStore().decode(row[0])
-        if data.get(BACKEND_SESSION_KEY) != _MODEL_BACKEND or SESSION_KEY not in data:
+        stored = session_facts(row[0])
+        if stored.backend != _MODEL_BACKEND or stored.user_id is None:
             return None
-        cursor.execute(_USER_SQL.format(table=Account._meta.db_table), [data[SESSION_KEY]])
+        cursor.execute(_USER_SQL.format(table=Account._meta.db_table), [stored.user_id])
         found = cursor.fetchone()
     if found is None:
         return None
@@ -355,7 +353,7 @@ def _session_user(request: HttpRequest) -> User | None:
         is_staff=bool(found[4]),
         is_superuser=bool(found[5]),
     )
-    verified = constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
+    verified = constant_time_compare(stored.auth_hash, user.get_session_auth_hash())
     if not user.is_active or not verified:
         return None
     return user

@@ -13,7 +13,15 @@ from django.utils.text import Truncator
 
 from chat import formatting
 from chat.models import REACTION_EMOJI, Mention, Message, Presence, Reaction, Room
-from chat.standing import Account, Standing, User, readable_rooms, readers, room_and_standing_by_id
+from chat.standing import (
+    RELOADED_FIELDS,
+    Account,
+    Standing,
+    User,
+    readable_rooms,
+    readers,
+    room_and_standing_by_id,
+)
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -160,7 +168,12 @@ def reload(room: Room, user: User) -> tuple[Room, Standing]:
     the account is active, and its password (which every session's hash is made from).
     """
     if user.is_authenticated:
-        user.refresh_from_db(fields=["is_staff", "is_superuser", "is_active", "password"])
+        user.refresh_from_db(fields=RELOADED_FIELDS)
+    return fresh_standing(room, user)
+
+
+def fresh_standing(room: Room, user: User) -> tuple[Room, Standing]:
+    """The room as stored now and the user's standing in it (the user as loaded), in one query."""
     found = room_and_standing_by_id(room.pk, user)
     if found is None:
         raise Room.DoesNotExist(f"Room {room.pk} is gone.")

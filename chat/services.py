@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.formats import time_format
 
@@ -118,11 +118,21 @@ def is_flooding(user: Account) -> bool:
     Counted in the database, so the limit holds across tabs and server processes.
     """
     since = timezone.now() - timedelta(seconds=settings.CHAT_FLOOD_WINDOW_SECONDS)
-    # Counting stops at the limit: a flooder's backlog costs no more than an ordinary user's.
-    recent = Message.objects.filter(author=user, created_at__gte=since)[
-        : settings.CHAT_FLOOD_MESSAGES
-    ].count()
+    # Hand-written: it runs on every post, and building it with the ORM costs several times what
+    # the database takes to answer. Counting stops at the limit, so a flooder's backlog costs no
+    # more than an ordinary user's.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RECENT_POSTS_SQL.format(table=Message._meta.db_table),
+            [user.pk, connection.ops.adapt_datetimefield_value(since), settings.CHAT_FLOOD_MESSAGES],
+        )
+        (recent,) = cursor.fetchone()
     return recent >= settings.CHAT_FLOOD_MESSAGES
+
+
+_RECENT_POSTS_SQL = (
+    "SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE author_id = %s AND created_at >= %s LIMIT %s) recent"
+)
 
 
 # Presence ---------------------------------------------------------------------------------

@@ -8,12 +8,16 @@ asks here whether the session it opened with still stands (signed out, disabled,
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from importlib import import_module
+from typing import NamedTuple
 
 from django.conf import settings
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as Account
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.contrib.sessions.models import Session
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -210,20 +214,73 @@ def session_tag(session_key: str | None) -> str:
 
 
 def check_session(user: User, session_key: str | None) -> None:
-    """Raise SessionEnded unless the session still signs in `user`, as Django checks it per request:
-    it exists, is unexpired, names this user and carries the hash of their current password.
+    """Reload the user's flags and password, then raise SessionEnded unless the session still
+    signs them in, as Django checks it per request: it exists, is unexpired, names this user and
+    carries the hash of their current password.
 
-    One read of the session (a small query, or a cache read with a cache session engine);
-    `user` must be freshly loaded (queries.reload) for is_active and the password.
+    With database sessions (the default) that is one small query for both; with other engines,
+    a read of the user and one of the session (from the cache, for a cache engine).
     """
     if not user.is_authenticated:
         return
+    if settings.SESSION_ENGINE == DATABASE_SESSIONS:
+        stored = _reload_with_session(user, session_key)
+    else:
+        user.refresh_from_db(fields=RELOADED_FIELDS)
+        engine = import_module(settings.SESSION_ENGINE)
+        stored = _facts(engine.SessionStore(session_key).load() if session_key else {})
     if not user.is_active:
         raise SessionEnded(ACCOUNT_DISABLED)
-    stored = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load() if session_key else {}
-    same_hash = constant_time_compare(stored.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
-    if not (same_hash and stored.get(SESSION_KEY) == str(user.pk)):
+    same_hash = constant_time_compare(stored.auth_hash, user.get_session_auth_hash())
+    if not (same_hash and stored.user_id == str(user.pk)):
         raise SessionEnded(SIGNED_OUT)
+
+
+DATABASE_SESSIONS = "django.contrib.sessions.backends.db"
+# What a socket's frame re-reads of its user: whether they may act at all, and as whom.
+RELOADED_FIELDS = ("is_staff", "is_superuser", "is_active", "password")
+_RELOAD_WITH_SESSION_SQL = (
+    "SELECT {fields}, (SELECT session_data FROM {sessions} WHERE session_key = %s AND expire_date > %s)"
+    " FROM {accounts} WHERE id = %s"
+)
+
+
+def _reload_with_session(user: Account, session_key: str | None) -> "SessionFacts":
+    sql = _RELOAD_WITH_SESSION_SQL.format(
+        fields=", ".join(RELOADED_FIELDS), sessions=Session._meta.db_table, accounts=Account._meta.db_table
+    )
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [session_key or "", now, user.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise SessionEnded(ACCOUNT_DISABLED)  # the account was deleted
+    *values, session_data = row
+    for field, value in zip(RELOADED_FIELDS, values, strict=True):
+        setattr(user, field, bool(value) if field != "password" else value)
+    return session_facts(session_data) if session_data else NO_SESSION
+
+
+class SessionFacts(NamedTuple):
+    """What a stored session says about who it signs in, the parts auth checks."""
+
+    user_id: str | None
+    backend: str | None
+    auth_hash: str
+
+
+NO_SESSION = SessionFacts(None, None, "")
+
+
+@lru_cache(maxsize=4_096)
+def session_facts(session_data: str) -> SessionFacts:
+    """A stored session decoded (and its signature checked) once, not once per frame or page:
+    the same text always decodes the same."""
+    return _facts(DatabaseSessionStore().decode(session_data))
+
+
+def _facts(data: dict) -> SessionFacts:
+    return SessionFacts(data.get(SESSION_KEY), data.get(BACKEND_SESSION_KEY), data.get(HASH_SESSION_KEY, ""))
 
 
 @dataclass(frozen=True)

@@ -97,9 +97,15 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several server processes may share one SQLite file: wait for locks, don't fail.
+    # Several server processes may share one SQLite file: wait for locks, don't fail. In WAL mode,
+    # synchronous=NORMAL syncs at checkpoints, not on every commit: a commit still survives the
+    # process crashing, and only an operating-system crash or power loss can undo the last ones.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
     )
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

@@ -4,11 +4,14 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
 from chat.models import Ban, Membership, Mute, Role, Room
-from chat.standing import Account, readable_rooms, readers, standing
+from chat.standing import Account, SessionEnded, check_session, readable_rooms, readers, standing
 from chat.tests.support import (
+    client_for,
     make_member,
     make_moderator,
     make_staff,
@@ -102,3 +105,42 @@ def test_readers_are_exactly_those_whose_standing_can_read(alice: Account, bob: 
     for room in (public, secret, pending_room(proposer), rejected):
         expected = {user.username for user in everyone if user.is_active and standing(room, user).can_read}
         assert set(readers(room).values_list("username", flat=True)) == expected, room.slug
+
+
+@pytest.mark.parametrize(
+    "engine", ["django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cache"]
+)
+def test_a_session_stands_until_signed_out_disabled_or_the_password_changes(
+    alice: Account, bob: Account, engine: str, settings
+) -> None:
+    """What a socket checks per frame, with the default database sessions (one query for the
+    session and the user) and with any other engine."""
+    settings.SESSION_ENGINE = engine
+    browser = client_for(alice)
+    session = browser.cookies["sessionid"].value
+    socket_user = Account.objects.get(pk=alice.pk)  # as the socket loaded it when it opened
+
+    check_session(socket_user, session)  # stands
+    with pytest.raises(SessionEnded):
+        check_session(Account.objects.get(pk=bob.pk), session)  # names someone else
+    with pytest.raises(SessionEnded):
+        check_session(socket_user, "no-such-session")
+
+    alice.set_password("a new one, elsewhere")
+    alice.save()
+    with pytest.raises(SessionEnded, match="signed out"):
+        check_session(socket_user, session)  # reloaded: the old session's hash no longer matches
+    assert socket_user.password == alice.password
+
+    Account.objects.filter(pk=alice.pk).update(is_active=False)
+    with pytest.raises(SessionEnded, match="disabled"):
+        check_session(socket_user, session)
+
+    Account.objects.filter(pk=alice.pk).update(is_active=True)
+    fresh = client_for(alice).cookies["sessionid"].value
+    check_session(socket_user, fresh)
+    signed_in = Client()
+    signed_in.cookies["sessionid"] = fresh
+    signed_in.post(reverse("logout"))
+    with pytest.raises(SessionEnded, match="signed out"):
+        check_session(socket_user, fresh)
