@@ -1,4 +1,9 @@
+from datetime import datetime
+
 from django import template
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 register = template.Library()
 
@@ -9,3 +14,12 @@ AVATAR_HUES = 8
 def avatar_hue(username: str) -> int:
     """A stable colour class (0-7) per username, so CSS can tint avatars without inline styles."""
     return sum(map(ord, username)) % AVATAR_HUES
+
+
+@register.simple_tag
+def message_time(value: datetime) -> SafeString:
+    """A message's <time>: what the `date` filter gives for 'c', 'DATETIME_FORMAT e' and 'H:i',
+    with the locale's long format looked up once. Four filters cost a third of a message's render."""
+    local = timezone.localtime(value)
+    title = f"{formats.date_format(local, 'DATETIME_FORMAT')} {local.tzname() or ''}"
+    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(), title, f"{local:%H:%M}")

@@ -1,7 +1,11 @@
 """The HTML fragments the page and the socket share: what each one swaps, and what it never leaks."""
 
+from datetime import UTC, datetime
+
 import pytest
+from django.template import Context, Template
 from django.utils import timezone
+from django.utils.timezone import override
 
 from chat import formatting, fragments, moderation, services
 from chat.models import Message, Role, Room
@@ -119,3 +123,20 @@ def test_every_fresh_form_brings_a_typing_signal_that_sends_no_draft(lobby: Room
     signal = html[html.index("</form>") :]
     assert 'id="typing-signal" ws-send hx-trigger="input throttle:3s from:#message-form"' in signal
     assert """hx-vals='{"action": "typing"}'""" in signal
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Berlin", "America/New_York"])
+def test_a_messages_time_reads_as_djangos_date_filter_gives_it(zone: str, settings) -> None:
+    """The <time> tag is computed in Python for speed; it must say exactly what the filters said."""
+    settings.TIME_ZONE = zone
+    filters = Template(
+        "<time datetime=\"{{ t|date:'c' }}\" title=\"{{ t|date:'DATETIME_FORMAT' }} {{ t|date:'e' }}\">"
+        "{{ t|date:'H:i' }}</time>"
+    )
+    tag = Template("{% load chat_extras %}{% message_time t %}")
+    for moment in (
+        datetime(2026, 3, 29, 0, 59, 30, 123456, tzinfo=UTC),
+        datetime(2026, 7, 4, 23, 5, tzinfo=UTC),
+    ):
+        with override(zone):
+            assert tag.render(Context({"t": moment})) == filters.render(Context({"t": moment}))
