@@ -181,8 +181,9 @@ def html_to_room(room: Room, html: str) -> None:
 
 
 def new_message(message: Message) -> None:
-    """Rendered once per look however many readers: signed-in readers' copy carries the menu."""
-    bump(message.room)
+    """Rendered once per look however many readers: signed-in readers' copy carries the menu.
+
+    No page-cache bump here: saving the message did it (`_room_saved`), once per post."""
     pk = message.pk
     _all_after_commit(
         [
