@@ -383,10 +383,28 @@ class BanAdmin(SanctionAdmin):
 class AuditEntryAdmin(admin.ModelAdmin):
     """Read-only: the log is written by the services and never edited."""
 
-    list_display = ["created_at", "actor", "action", "shown_room", "target_user", "shown_message", "reason", "detail"]
+    list_display = [
+        "created_at",
+        "actor",
+        "action",
+        "shown_room",
+        "target_user",
+        "shown_message",
+        "reason",
+        "detail",
+    ]
     list_filter = ["action", ("room", OrdinaryRoomFilter)]
-    fields = ["created_at", "actor", "action", "shown_room", "target_user", "shown_message", "reason", "detail"]
-    readonly_fields = fields
+    readonly_fields = (
+        "created_at",
+        "actor",
+        "action",
+        "shown_room",
+        "target_user",
+        "shown_message",
+        "reason",
+        "detail",
+    )
+    fields = readonly_fields
     search_fields = ["actor__username", "target_user__username", "reason", "detail"]
     list_select_related = ["actor", "room", "target_user", "message"]
     date_hierarchy = "created_at"

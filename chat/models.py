@@ -115,6 +115,11 @@ class Room(models.Model):
     def is_direct(self) -> bool:
         return self.kind == self.Kind.DIRECT
 
+    @staticmethod
+    def is_direct_slug(slug: str) -> bool:
+        """Slugs of the form only direct messages take (no ordinary room may)."""
+        return bool(DIRECT_SLUG.match(slug))
+
 
 class MessageManager(models.Manager["Message"]):
     def bulk_create(self, objs: Iterable["Message"], *args: Any, **kwargs: Any) -> list["Message"]:

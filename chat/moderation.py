@@ -15,7 +15,7 @@ from django.utils.text import slugify
 
 from chat import broadcast, fragments
 from chat.forms import RoomSettingsForm
-from chat.models import DIRECT_SLUG, RESERVED_ROOM_SLUGS, AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
+from chat.models import RESERVED_ROOM_SLUGS, AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
 from chat.standing import Account, User, standing
 
 Action = AuditEntry.Action
@@ -340,7 +340,7 @@ def propose_room(proposer: Account, name: str, description: str = "", is_public:
 def unique_slug(name: str) -> str:
     base = slugify(name)[:70] or "room"
     slug, n = base, 2
-    while slug in RESERVED_ROOM_SLUGS or DIRECT_SLUG.match(slug) or Room.objects.filter(slug=slug).exists():
+    while slug in RESERVED_ROOM_SLUGS or Room.is_direct_slug(slug) or Room.objects.filter(slug=slug).exists():
         slug, n = f"{base}-{n}", n + 1
     return slug
 

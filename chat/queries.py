@@ -307,7 +307,7 @@ def replies_to(message_id: int) -> list[Message]:
 
 def direct_partners(user: User, room_ids: list[int]) -> dict[int, str]:
     """The other person's name in each of these direct messages of the user (one query)."""
-    if not room_ids:
+    if not room_ids or not isinstance(user, Account):
         return {}
-    others = Membership.objects.filter(room_id__in=room_ids).exclude(user_id=user.pk)
+    others = Membership.objects.filter(room_id__in=room_ids).exclude(user=user)
     return dict(others.values_list("room_id", "user__username"))

@@ -132,7 +132,7 @@ DIRECTS_OFF = "Direct messages are turned off on this site."
 DIRECT_OFF = f"{DIRECTS_OFF} You can still read this conversation."
 
 
-def _in_direct(room: Room, user: User, facts: dict) -> Standing:
+def _in_direct(room: Room, user: Account, facts: dict) -> Standing:
     """Only its two people read or write a direct message: not staff, not site moderators, not
     anyone a membership could be given to (none can: see chat.moderation). Staff who are not in
     it stay moderators who cannot read: they act on its reported messages from the moderation
@@ -149,7 +149,7 @@ def _in_direct(room: Room, user: User, facts: dict) -> Standing:
     )
 
 
-def why_direct_closed(room: Room, user: User) -> str | None:
+def why_direct_closed(room: Room, user: Account) -> str | None:
     """Why one of a conversation's two people may not write in it now, or None (one query)."""
     if not settings.CHAT_DIRECT_MESSAGES_ENABLED:
         return DIRECT_OFF

@@ -10,8 +10,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import accounts, direct, fragments, moderation, pagecache, queries
@@ -184,8 +184,10 @@ def person(request: HttpRequest, username: str) -> HttpResponse:
 
 def _conversation_context(user: Account | AnonymousUser, room: Room) -> dict:
     """What a direct message's page shows its viewer alone: the other person, and their block."""
+    if not isinstance(user, Account):  # only its two people read it
+        return {}
     partner = Account.objects.filter(memberships__room=room).exclude(pk=user.pk).first()
-    blocked = isinstance(user, Account) and partner is not None and direct.has_blocked(user, partner)
+    blocked = partner is not None and direct.has_blocked(user, partner)
     return {"partner": partner, "partner_blocked": blocked}
 
 

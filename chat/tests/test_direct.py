@@ -201,8 +201,9 @@ def test_dm_link_tells_the_blocked_plainly_and_unknown_names_404(alice: Account,
 def test_the_page_names_the_other_person_for_each_and_is_refused_to_a_third(
     talk: Room, alice: Account, bob: Account, carol: Account, staff: Account
 ) -> None:
-    alices, bobs = get_page(client_for(alice), talk.get_absolute_url()), get_page(
-        client_for(bob), talk.get_absolute_url()
+    alices, bobs = (
+        get_page(client_for(alice), talk.get_absolute_url()),
+        get_page(client_for(bob), talk.get_absolute_url()),
     )
     assert alices.status == bobs.status == 200
     assert "<title>bob · Parley</title>" in alices.html and "Block bob" in alices.html
@@ -269,9 +270,10 @@ def test_blocking_from_the_conversation_comes_back_to_it_closed(talk: Room, alic
 def test_names_in_the_member_list_and_the_message_menu_lead_to_a_conversation(
     lobby: Room, alice: Account, bob: Account
 ) -> None:
+    from django.utils import timezone
+
     from chat import fragments
     from chat.models import Presence, ServerProcess
-    from django.utils import timezone
 
     process = ServerProcess.objects.create(last_seen=timezone.now())
     Presence.objects.create(room=lobby, user=bob, socket_id="s1", process=process)
