@@ -17,7 +17,15 @@ from django.views.decorators.http import require_GET, require_POST
 from chat import accounts, direct, fragments, moderation, pagecache, queries
 from chat.forms import ProposeRoomForm, SignupForm
 from chat.models import Message, Room
-from chat.standing import Account, Standing, ban_notice, room_and_standing, standing, why_not_edit
+from chat.standing import (
+    DIRECTS_OFF,
+    Account,
+    Standing,
+    ban_notice,
+    room_and_standing,
+    standing,
+    why_not_edit,
+)
 
 
 def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
@@ -197,11 +205,11 @@ def direct_message(request: HttpRequest, username: str) -> HttpResponse:
     assert isinstance(request.user, Account)  # login_required
     other = get_object_or_404(Account, username=username, is_active=True)
     refusal = direct.why_not_start(request.user, other)
+    existing = direct.conversation(request.user, other)
+    if existing is not None and refusal in (None, DIRECTS_OFF):  # turned off: still readable
+        return redirect(existing)
     if refusal:
         return render(request, "chat/direct_start.html", {"person": other, "refusal": refusal}, status=403)
-    existing = direct.conversation(request.user, other)
-    if existing is not None:
-        return redirect(existing)
     if request.method == "POST":
         try:
             return redirect(direct.start(request.user, other))

@@ -168,6 +168,9 @@ def test_turned_off_nothing_starts_and_existing_ones_are_readable_but_closed(
     assert "turned off" in (services.why_not_post(talk, standing(talk, alice)) or "")
     page = client_for(alice).get(talk.get_absolute_url())
     assert page.status_code == 200 and "secret plans" in page.text and "turned off" in page.text
+    assert client_for(alice).get("/dm/bob/")["Location"] == talk.get_absolute_url()
+    refused = client_for(alice).get("/dm/carol/")
+    assert refused.status_code == 403 and "turned off" in refused.text
 
 
 # Pages ----------------------------------------------------------------------------------------
