@@ -119,5 +119,6 @@ def test_a_conversation_looks_right(server, new_user, device: str, scheme: str):
     alice.screenshot(path=SCREENSHOTS / f"person-blocked-{device}-{scheme}.png")
     alice.goto(conversation)
     expect(alice.locator("#message-form")).to_contain_text(f"You have blocked {bob.username}.")
+    expect(alice.locator("#members")).to_contain_text(alice.username)
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"dm-closed-{device}-{scheme}.png")
