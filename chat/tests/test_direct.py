@@ -363,3 +363,29 @@ def test_an_outsider_cannot_be_given_a_membership_by_any_staff_path(talk: Room, 
     with pytest.raises(moderation.NotAllowed):
         moderation.set_role(staff, talk, outsider, Role.MEMBER)
     assert not standing(talk, outsider).can_read
+
+
+def test_the_room_autocomplete_offers_rooms_and_no_conversation(
+    staff: Account, talk: Room, lobby: Room
+) -> None:
+    search = client_for(staff).get(
+        "/admin/autocomplete/", {"app_label": "chat", "model_name": "ban", "field_name": "room", "term": ""}
+    )
+    assert search.status_code == 200
+    names = [result["text"] for result in search.json()["results"]]
+    assert "Lobby" in names and not any("bob" in name for name in names)
+
+
+def test_a_post_in_a_room_costs_what_it_did_and_in_a_conversation_one_query_more(
+    lobby: Room, talk: Room, alice: Account
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(room: Room, text: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert services.post_message(room, alice, {"message": text}).message is not None
+        return len(captured)
+
+    queries_for(lobby, "warm up")  # first-use lookups (content types, caches) out of the way
+    assert queries_for(talk, "in private") == queries_for(lobby, "in public") + 1
