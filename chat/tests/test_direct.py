@@ -389,3 +389,13 @@ def test_a_post_in_a_room_costs_what_it_did_and_in_a_conversation_one_query_more
 
     queries_for(lobby, "warm up")  # first-use lookups (content types, caches) out of the way
     assert queries_for(talk, "in private") == queries_for(lobby, "in public") + 1
+
+
+def test_a_kept_empty_form_is_never_the_other_persons(talk: Room, alice: Account, bob: Account) -> None:
+    from chat import fragments
+
+    assert 'name="message"' in fragments.form_html(talk, standing(talk, bob))
+    direct.block(alice, bob)
+
+    closed = unescape(fragments.form_html(talk, standing(talk, bob)))
+    assert "they have blocked you" in closed and 'name="message"' not in closed
