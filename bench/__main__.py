@@ -110,7 +110,8 @@ async def run(
     )
     try:
         fleet.start()
-        return fleet.servers, {server.key: await measure_server(server, plan, only) for server in fleet.servers}
+        results = {server.key: await measure_server(server, plan, only) for server in fleet.servers}
+        return fleet.servers, results
     finally:
         fleet.stop()
 
@@ -142,7 +143,9 @@ def main() -> None:
         help="which columns, e.g. ceil,p1 (p2core: two processes on channels-redis's core layer)",
     )
     parser.add_argument(
-        "--only", default="", help="some scenarios, e.g. posting,fan_out (of: " + ", ".join(SCENARIO_NAMES) + ")"
+        "--only",
+        default="",
+        help="some scenarios, e.g. posting,fan_out (of: " + ", ".join(SCENARIO_NAMES) + ")",
     )
     parser.add_argument("--keep", action="store_true", help="keep the servers' logs and database")
     arguments = parser.parse_args()
