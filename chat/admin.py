@@ -33,6 +33,20 @@ def staff_member(request: HttpRequest) -> Account:
     return request.user
 
 
+# Direct messages are their two people's alone: staff see a reported one in the moderation queue
+# (ReportAdmin, with context) and nowhere else, so every other list, filter and page leaves them out.
+
+
+class OrdinaryRoomFilter(admin.RelatedFieldListFilter):
+    """A filter by room that lists rooms only, never direct messages."""
+
+    def field_choices(self, field, request, model_admin):
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        return field.get_choices(
+            include_blank=False, ordering=ordering, limit_choices_to={"kind": Room.Kind.ROOM}
+        )
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
@@ -60,6 +74,10 @@ class RoomAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "status", "is_public", "is_locked", "slow_mode_seconds", "proposed_by"]
     list_filter = ["status", "is_public", "is_locked"]
     prepopulated_fields = {"slug": ["name"]}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
+        return super().get_queryset(request).filter(kind=Room.Kind.ROOM)
+
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
     actions = ["approve", "reject"]
@@ -106,7 +124,7 @@ class RoomAdmin(admin.ModelAdmin):
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ["created_at", "room", "author", "body", "removed_at"]
-    list_filter = ["room", ("removed_at", admin.EmptyFieldListFilter)]
+    list_filter = [("room", OrdinaryRoomFilter), ("removed_at", admin.EmptyFieldListFilter)]
     search_fields = ["body", "author__username"]
     list_select_related = ["room", "author"]
     readonly_fields = [
@@ -121,6 +139,9 @@ class MessageAdmin(admin.ModelAdmin):
     ]
     actions = ["remove"]
     inlines = [MessageVersionInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).filter(room__kind=Room.Kind.ROOM)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -170,7 +191,7 @@ class ReportAdmin(admin.ModelAdmin):
     """The moderation queue: each open report with its message, context and one-click actions."""
 
     list_display = ["created_at", "room", "reported_message", "author", "reporter", "reason", "queue_actions"]
-    list_filter = [OpenReportsFilter, "message__room"]
+    list_filter = [OpenReportsFilter, ("message__room", OrdinaryRoomFilter)]
     list_select_related = ["message__room", "message__author", "reporter"]
     search_fields = [
         "message__body",
@@ -294,8 +315,12 @@ class MembershipAdmin(admin.ModelAdmin):
     """Roles and private-room memberships; changes redraw the user's open pages."""
 
     list_display = ["user", "room", "role", "created_at"]
-    list_filter = ["role", "room"]
+    list_filter = ["role", ("room", OrdinaryRoomFilter)]
     list_select_related = ["room", "user"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return super().get_queryset(request).filter(room__kind=Room.Kind.ROOM)
+
     autocomplete_fields = ["user", "room"]
     search_fields = ["user__username", "room__name"]
 
@@ -358,8 +383,28 @@ class BanAdmin(SanctionAdmin):
 class AuditEntryAdmin(admin.ModelAdmin):
     """Read-only: the log is written by the services and never edited."""
 
-    list_display = ["created_at", "actor", "action", "room", "target_user", "message", "reason", "detail"]
-    list_filter = ["action", "room"]
+    list_display = [
+        "created_at",
+        "actor",
+        "action",
+        "shown_room",
+        "target_user",
+        "shown_message",
+        "reason",
+        "detail",
+    ]
+    list_filter = ["action", ("room", OrdinaryRoomFilter)]
+    readonly_fields = (
+        "created_at",
+        "actor",
+        "action",
+        "shown_room",
+        "target_user",
+        "shown_message",
+        "reason",
+        "detail",
+    )
+    fields = readonly_fields
     search_fields = ["actor__username", "target_user__username", "reason", "detail"]
     list_select_related = ["actor", "room", "target_user", "message"]
     date_hierarchy = "created_at"
@@ -369,6 +414,21 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="room")
+    def shown_room(self, entry: AuditEntry) -> str:
+        if entry.room is None:
+            return "-"
+        return "a direct message" if entry.room.is_direct else str(entry.room)
+
+    @admin.display(description="message")
+    def shown_message(self, entry: AuditEntry) -> str:
+        """The message, by its text only in rooms: a direct message's text is read in the queue alone."""
+        if entry.message_id is None:
+            return "-"
+        if entry.room is not None and entry.room.is_direct:
+            return f"message #{entry.message_id} (direct message)"
+        return str(entry.message)
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

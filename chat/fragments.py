@@ -184,7 +184,16 @@ _fresh_forms: dict[tuple, str] = {}
 def _fresh_form_html(room: Room, viewer: Standing) -> str:
     """The empty form is the same for everyone of one standing in the room as it is now: kept."""
     muted_until = viewer.muted_until if viewer.is_muted else None
-    key = (room.pk, room.name, room.slug, room.is_locked, room.slow_mode_seconds, viewer.role, muted_until)
+    # A direct message's form also depends on whether it is closed for this one of its two.
+    shown = (
+        room.is_locked,
+        room.slow_mode_seconds,
+        room.kind,
+        viewer.role,
+        muted_until,
+        viewer.closed_because,
+    )
+    key = (room.pk, room.name, room.slug, *shown)
     html = _fresh_forms.get(key)
     if html is None:
         if len(_fresh_forms) >= 1_000:

@@ -1,3 +1,4 @@
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,8 +33,18 @@ def account_group_name(user_id: int) -> str:
     return f"account.{user_id}"
 
 
+# A direct message's slug: its two people's ids, lower first (see direct_slug).
+DIRECT_SLUG = re.compile(r"^dm-\d+-\d+$")
+
+
+def direct_slug(first_user_id: int, second_user_id: int) -> str:
+    """The one slug of the conversation between two people, whoever starts it."""
+    low, high = sorted((first_user_id, second_user_id))
+    return f"dm-{low}-{high}"
+
+
 def not_reserved(slug: str) -> None:
-    if slug in RESERVED_ROOM_SLUGS:
+    if slug in RESERVED_ROOM_SLUGS or DIRECT_SLUG.match(slug):
         raise ValidationError(f"“{slug}” is used by the site itself; choose another slug.")
 
 
@@ -58,6 +69,13 @@ class Room(models.Model):
         help_text="At most one message per this many seconds per member; 0 is off.",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.APPROVED)
+
+    class Kind(models.TextChoices):
+        ROOM = "room", "Room"
+        DIRECT = "direct", "Direct message"
+
+    # A direct message is a private room of exactly two people (chat/standing.py keeps it theirs).
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ROOM, editable=False)
     proposed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -92,6 +110,15 @@ class Room(models.Model):
     @property
     def is_approved(self) -> bool:
         return self.status == self.Status.APPROVED
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == self.Kind.DIRECT
+
+    @staticmethod
+    def is_direct_slug(slug: str) -> bool:
+        """Slugs of the form only direct messages take (no ordinary room may)."""
+        return bool(DIRECT_SLUG.match(slug))
 
 
 class MessageManager(models.Manager["Message"]):
@@ -397,3 +424,21 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"
+
+
+class Block(models.Model):
+    """`blocker` wants no direct messages from `blocked`: neither can write in a conversation of theirs.
+
+    Only the blocker sees it (on the person's page and in the conversation); the blocked person is
+    told only when they try to write.
+    """
+
+    blocker = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="blocks")
+    blocked = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["blocker", "blocked"], name="one_block_per_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.blocker} blocked {self.blocked}"

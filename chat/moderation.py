@@ -34,6 +34,12 @@ def require_moderator(room: Room, actor: User) -> None:
         raise NotAllowed("Only this room's moderators can do that.")
 
 
+def require_ordinary_room(room: Room) -> None:
+    """A direct message has no settings, roles or invitations: it is its two people's alone."""
+    if room.is_direct:
+        raise NotAllowed("That can't be done to a direct message.")
+
+
 def require_staff(actor: Account) -> None:
     if not actor.is_staff:
         raise NotAllowed("Only staff can do that.")
@@ -249,6 +255,7 @@ def unban(actor: Account, room: Room, target: Account) -> None:
 
 @transaction.atomic
 def invite(actor: Account, room: Room, target: Account) -> Membership:
+    require_ordinary_room(room)
     require_moderator(room, actor)
     membership, created = Membership.objects.get_or_create(room=room, user=target)
     if created:
@@ -259,6 +266,7 @@ def invite(actor: Account, room: Room, target: Account) -> Membership:
 @transaction.atomic
 def set_role(actor: Account, room: Room, target: Account, role: Role | None) -> None:
     """Staff grant or take a role; None removes the membership. Open sockets redraw for it."""
+    require_ordinary_room(room)
     require_staff(actor)
     if role is None:
         Membership.objects.filter(room=room, user=target).delete()
@@ -277,6 +285,7 @@ SETTINGS_FIELDS = tuple(RoomSettingsForm.Meta.fields)
 @transaction.atomic
 def update_room(actor: Account, room: Room, reason: str = "", **changes) -> None:
     """Change room settings; every open browser sees the new header and form at once."""
+    require_ordinary_room(room)
     require_moderator(room, actor)
     unknown = set(changes) - set(SETTINGS_FIELDS)
     if unknown:
@@ -331,13 +340,14 @@ def propose_room(proposer: Account, name: str, description: str = "", is_public:
 def unique_slug(name: str) -> str:
     base = slugify(name)[:70] or "room"
     slug, n = base, 2
-    while slug in RESERVED_ROOM_SLUGS or Room.objects.filter(slug=slug).exists():
+    while slug in RESERVED_ROOM_SLUGS or Room.is_direct_slug(slug) or Room.objects.filter(slug=slug).exists():
         slug, n = f"{base}-{n}", n + 1
     return slug
 
 
 @transaction.atomic
 def review_room(actor: Account, room: Room, approve: bool, reason: str = "") -> None:
+    require_ordinary_room(room)
     require_staff(actor)
     room.status = Room.Status.APPROVED if approve else Room.Status.REJECTED
     room.save(update_fields=["status"])

@@ -122,9 +122,11 @@ def clear() -> None:
 # Keys and versions --------------------------------------------------------------------------
 
 
-def room_key(room: Room, viewer: Standing) -> tuple:
-    """The room page depends on the room and the viewer's role and mute (the form), nothing else."""
-    return ("room", room.pk, viewer.role, viewer.muted_until if viewer.is_muted else None)
+def room_key(room: Room, viewer: Standing, user: User | None = None) -> tuple:
+    """The room page depends on the room and the viewer's role and mute (the form), nothing else;
+    a direct message's also on who views it (it names the other person), one of its two people."""
+    key = ("room", room.pk, viewer.role, viewer.muted_until if viewer.is_muted else None)
+    return (*key, user and user.pk, viewer.closed_because) if room.is_direct else key
 
 
 def room_versions(room: Room) -> tuple:
@@ -290,7 +292,7 @@ class FastPages:
             found = room_and_standing(match["slug"], user)
             if found is None or not found[1].can_read:
                 return None  # 404 or 403: Django says why
-            entry = lookup(room_key(*found), room_versions(found[0]))
+            entry = lookup(room_key(*found, user), room_versions(found[0]))
         else:
             entry = lookup(list_key(user), list_versions(user))
         if entry is None:

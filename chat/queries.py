@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 
 from chat import formatting
-from chat.models import REACTION_EMOJI, Mention, Message, Presence, Reaction, Room
+from chat.models import REACTION_EMOJI, Membership, Mention, Message, Presence, Reaction, Room
 from chat.standing import (
     RELOADED_FIELDS,
     Account,
@@ -303,3 +303,11 @@ def replies_to(message_id: int) -> list[Message]:
     replies = Message.objects.filter(reply_to_id=message_id, removed_at__isnull=True)
     # Not select_related("reply_to"): filtering on it makes that an inner join, losing a deleted original.
     return list(replies.select_related("author").order_by("-pk")[:100])
+
+
+def direct_partners(user: User, room_ids: list[int]) -> dict[int, str]:
+    """The other person's name in each of these direct messages of the user (one query)."""
+    if not room_ids or not isinstance(user, Account):
+        return {}
+    others = Membership.objects.filter(room_id__in=room_ids).exclude(user=user)
+    return dict(others.values_list("room_id", "user__username"))

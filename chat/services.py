@@ -88,6 +88,8 @@ def why_not_post(room: Room, viewer: Standing) -> str | None:
     """Why this signed-in user may not post in the room at all right now, or None if they may."""
     if not viewer.can_read:
         return "You can't post in this room."
+    if viewer.closed_because:  # a direct message closed by a block, or DMs turned off
+        return viewer.closed_because
     if viewer.is_moderator:
         return None
     if room.is_locked:

@@ -19,14 +19,14 @@ from django.contrib.auth.models import User as Account
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.contrib.sessions.models import Session
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
 from django.utils.formats import time_format
 from django.utils.timesince import timesince
 
-from chat.models import Ban, Membership, Message, Mute, Role, Room
+from chat.models import Ban, Block, Membership, Message, Mute, Role, Room
 
 # Whoever is asking: a signed-in account (AUTH_USER_MODEL is Django's own User) or a visitor.
 User = Account | AnonymousUser
@@ -38,6 +38,9 @@ class Standing:
     can_read: bool
     banned: bool = False
     muted_until: datetime | None = None
+    # In a direct message: why this person may read but not write there now (a block, DMs
+    # turned off, the other account disabled), or None.
+    closed_because: str | None = None
 
     @property
     def is_visitor(self) -> bool:
@@ -78,7 +81,7 @@ def _rooms_with_standing(column: str, value: object, user: User) -> list[Room]:
     Hand-written SQL: this runs on every page and socket, and building the same query with
     three ORM subqueries costs more CPU than the database takes to answer it.
     """
-    if not user.is_authenticated or user.is_staff:
+    if not user.is_authenticated:
         return list(Room.objects.filter(**{column: value}))
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     params = [user.pk, user.pk, user.pk, now, value]
@@ -107,6 +110,8 @@ def _stored_datetime(value: datetime | str | None) -> datetime | None:
 def _decide(room: Room, user: User, facts: dict) -> Standing:
     if not user.is_authenticated:
         return Standing(Role.VISITOR, can_read=room.is_approved and room.is_public)
+    if room.is_direct:
+        return _in_direct(room, user, facts)
     if user.is_staff:
         return Standing(Role.MODERATOR, can_read=True)
     role = facts.get("viewer_role")
@@ -121,12 +126,68 @@ def _decide(room: Room, user: User, facts: dict) -> Standing:
     return Standing(Role.MEMBER, can_read=can_read, banned=banned, muted_until=muted_until)
 
 
+# Direct messages: a room of exactly two people, and nobody else's -------------------------------
+
+DIRECTS_OFF = "Direct messages are turned off on this site."
+DIRECT_OFF = f"{DIRECTS_OFF} You can still read this conversation."
+
+
+def _in_direct(room: Room, user: Account, facts: dict) -> Standing:
+    """Only its two people read or write a direct message: not staff, not site moderators, not
+    anyone a membership could be given to (none can: see chat.moderation). Staff who are not in
+    it stay moderators who cannot read: they act on its reported messages from the moderation
+    queue, and see them nowhere else."""
+    if facts.get("viewer_role") is None:
+        return Standing(Role.MODERATOR if user.is_staff else Role.MEMBER, can_read=False)
+    banned = bool(facts.get("viewer_banned"))
+    return Standing(
+        Role.MEMBER,
+        can_read=room.is_approved and not banned,
+        banned=banned,
+        muted_until=_stored_datetime(facts.get("viewer_muted_until")),
+        closed_because=None if banned else why_direct_closed(room, user),
+    )
+
+
+def why_direct_closed(room: Room, user: Account) -> str | None:
+    """Why one of a conversation's two people may not write in it now, or None (one query)."""
+    if not settings.CHAT_DIRECT_MESSAGES_ENABLED:
+        return DIRECT_OFF
+    other = (
+        Membership.objects.filter(room=room)
+        .exclude(user_id=user.pk)
+        .annotate(
+            blocked_me=Exists(Block.objects.filter(blocker=OuterRef("user"), blocked=user.pk)),
+            i_blocked=Exists(Block.objects.filter(blocker=user.pk, blocked=OuterRef("user"))),
+        )
+        .values_list("user__username", "user__is_active", "blocked_me", "i_blocked")
+        .first()
+    )
+    if other is None:
+        return "The other person in this conversation is gone."
+    name, active, blocked_me, i_blocked = other
+    return block_refusal(name, blocked_me=blocked_me, i_blocked=i_blocked) or (
+        None if active else f"{name}'s account is disabled, so they can't read new messages."
+    )
+
+
+def block_refusal(name: str, blocked_me: bool, i_blocked: bool) -> str | None:
+    """What each side of a block is told when they would write to the other."""
+    if blocked_me:
+        return f"You can't send messages to {name}: they have blocked you."
+    if i_blocked:
+        return f"You have blocked {name}. Unblock them to write to them again."
+    return None
+
+
 def why_not_react(room: Room, viewer: Standing) -> str | None:
     """Why this user may not react to messages in the room right now, or None if they may."""
     if viewer.is_visitor:
         return "Sign in to react to messages."
     if not viewer.can_read:
         return "You can't react to messages in this room."
+    if viewer.closed_because:
+        return viewer.closed_because
     if viewer.is_moderator:
         return None
     if room.is_locked:
@@ -176,6 +237,8 @@ def why_not_edit(message: Message, user: User, viewer: Standing) -> str | None:
     if not edit_window_open(message):
         since = timezone.now() - timedelta(seconds=settings.CHAT_EDIT_WINDOW_SECONDS)
         return f"Messages can only be edited for {timesince(since).replace(NBSP, ' ')} after sending."
+    if viewer.closed_because:
+        return viewer.closed_because
     if viewer.is_moderator:
         return None
     if message.room.is_locked:
@@ -310,10 +373,16 @@ def authority_lost(before: Authority, after: Authority) -> str | None:
 
 
 def readable_rooms(user: User) -> QuerySet[Room]:
-    """Approved rooms the user may open: public ones, plus private ones they belong to."""
+    """Approved rooms the user may open: public ones, plus private ones they belong to.
+
+    Direct messages only for their two people: staff see every room but others' conversations.
+    """
     rooms = Room.objects.filter(status=Room.Status.APPROVED)
     if user.is_authenticated and user.is_staff:
-        return rooms
+        own_direct = Membership.objects.filter(user=user, room__kind=Room.Kind.DIRECT).exclude(
+            room__in=Ban.objects.filter(user=user).values("room")
+        )
+        return rooms.filter(Q(kind=Room.Kind.ROOM) | Q(pk__in=own_direct.values("room")))
     if not user.is_authenticated:
         return rooms.filter(is_public=True)
     private_ok = Membership.objects.filter(user=user).values("room")
@@ -325,6 +394,9 @@ def readers(room: Room) -> QuerySet[Account]:
     """Everyone who may read the room now: `standing(room, user).can_read` for many users at once."""
     people = Account.objects.filter(is_active=True)
     memberships = Membership.objects.filter(room=room)
+    if room.is_direct:  # its two people, unless banned there; never staff
+        banned_here = Ban.objects.filter(room=room).values("user")
+        return people.filter(pk__in=memberships.values("user")).exclude(pk__in=banned_here)
     moderators = memberships.filter(role=Role.MODERATOR).values("user")
     staff_or_moderator = Q(is_staff=True) | Q(pk__in=moderators)
     if room.status == Room.Status.PENDING:

@@ -15,4 +15,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/mentions/", views.mention_suggestions, name="mention-suggestions"),
     path("messages/<int:pk>/reply/", views.reply_bar, name="reply-bar"),
     path("people/<str:username>/", views.person, name="person"),
+    path("dm/<str:username>/", views.direct_message, name="direct-message"),
+    path("people/<str:username>/block/", views.block_person, {"blocking": True}, name="block"),
+    path("people/<str:username>/unblock/", views.block_person, {"blocking": False}, name="unblock"),
 ]

@@ -5,17 +5,27 @@ from functools import wraps
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from chat import accounts, fragments, moderation, pagecache, queries
+from chat import accounts, direct, fragments, moderation, pagecache, queries
 from chat.forms import ProposeRoomForm, SignupForm
 from chat.models import Message, Room
-from chat.standing import Account, Standing, ban_notice, room_and_standing, standing, why_not_edit
+from chat.standing import (
+    DIRECTS_OFF,
+    Account,
+    Standing,
+    ban_notice,
+    room_and_standing,
+    standing,
+    why_not_edit,
+)
 
 
 def _readable_room(request: HttpRequest, slug: str) -> tuple[Room, Standing]:
@@ -48,11 +58,16 @@ def room_list(request: HttpRequest) -> HttpResponse:
 def _room_list_html(request: HttpRequest) -> str:
     user = request.user
     proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
-    rooms = queries.rooms_with_online_counts(user)
+    readable = queries.rooms_with_online_counts(user)
     unread = queries.unread_mentions(user)
-    for room in rooms:
+    for room in readable:
         room.unread_mentions = unread.get(room.pk, 0)  # type: ignore[attr-defined]
-    context = {"rooms": rooms, "proposals": proposals}
+    rooms = [room for room in readable if not room.is_direct]
+    conversations = [room for room in readable if room.is_direct]
+    partners = queries.direct_partners(user, [room.pk for room in conversations])
+    for room in conversations:
+        room.partner = partners.get(room.pk, "")  # type: ignore[attr-defined]
+    context = {"rooms": rooms, "proposals": proposals, "conversations": conversations}
     return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
 
 
@@ -61,7 +76,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """The room page, authorised afresh every time; rendered once per role and room version."""
     room, viewer = _readable_room(request, slug)
     # Versions first: a change committed while this renders leaves the copy stale, never current.
-    key, versions = pagecache.room_key(room, viewer), pagecache.room_versions(room)
+    key, versions = pagecache.room_key(room, viewer, request.user), pagecache.room_versions(room)
     entry = pagecache.lookup(key, versions) or pagecache.store(
         key, versions, *_room_html(request, room, viewer)
     )
@@ -77,6 +92,8 @@ def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str,
         | fragments.header_context(room)
     )
     valid_until = None
+    if room.is_direct:
+        context |= _conversation_context(request.user, room)
     if viewer.is_moderator:
         context |= fragments.moderation_context(room)
         # The moderators' list of running mutes changes when the first one runs out.
@@ -164,7 +181,58 @@ def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
 def person(request: HttpRequest, username: str) -> HttpResponse:
     """Where an @name links: who they are, and nothing of where they talk."""
     found = get_object_or_404(Account, username=username, is_active=True)
-    return render(request, "chat/person.html", {"person": found})
+    context: dict[str, object] = {"person": found}
+    if isinstance(request.user, Account) and request.user != found:
+        context["blocked"] = direct.has_blocked(request.user, found)
+    return render(request, "chat/person.html", context)
+
+
+# Direct messages and blocking ----------------------------------------------------------------
+
+
+def _conversation_context(user: Account | AnonymousUser, room: Room) -> dict:
+    """What a direct message's page shows its viewer alone: the other person, and their block."""
+    if not isinstance(user, Account):  # only its two people read it
+        return {}
+    partner = Account.objects.filter(memberships__room=room).exclude(pk=user.pk).first()
+    blocked = partner is not None and direct.has_blocked(user, partner)
+    return {"partner": partner, "partner_blocked": blocked}
+
+
+@login_required
+def direct_message(request: HttpRequest, username: str) -> HttpResponse:
+    """The conversation with `username`: opened if it exists, started on POST, or why not, plainly."""
+    assert isinstance(request.user, Account)  # login_required
+    other = get_object_or_404(Account, username=username, is_active=True)
+    refusal = direct.why_not_start(request.user, other)
+    existing = direct.conversation(request.user, other)
+    if existing is not None and refusal in (None, DIRECTS_OFF):  # turned off: still readable
+        return redirect(existing)
+    if refusal:
+        return render(request, "chat/direct_start.html", {"person": other, "refusal": refusal}, status=403)
+    if request.method == "POST":
+        try:
+            return redirect(direct.start(request.user, other))
+        except direct.Refused as refused:  # blocked or turned off since the check above
+            context = {"person": other, "refusal": str(refused)}
+            return render(request, "chat/direct_start.html", context, status=403)
+    return render(request, "chat/direct_start.html", {"person": other})
+
+
+@require_POST
+@login_required
+def block_person(request: HttpRequest, username: str, blocking: bool) -> HttpResponse:
+    """Block or unblock from the person's page or the conversation; back to where it was done."""
+    assert isinstance(request.user, Account)  # login_required
+    other = get_object_or_404(Account, username=username)
+    try:
+        (direct.block if blocking else direct.unblock)(request.user, other)
+    except direct.Refused as refused:
+        return HttpResponse(str(refused), status=400)
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = reverse("person", args=[other.username])
+    return redirect(back)
 
 
 @login_required

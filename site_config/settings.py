@@ -284,6 +284,9 @@ CHAT_PROPOSAL_WINDOW_SECONDS = float(os.environ.get("CHAT_PROPOSAL_WINDOW_SECOND
 CHAT_EDIT_WINDOW_SECONDS = float(os.environ.get("CHAT_EDIT_WINDOW_SECONDS", "3600"))
 CHAT_EDITS_PER_USER = int(os.environ.get("CHAT_EDITS_PER_USER", "10"))
 CHAT_EDIT_RATE_WINDOW_SECONDS = float(os.environ.get("CHAT_EDIT_RATE_WINDOW_SECONDS", "60"))
+# Direct messages (chat/standing.py): off closes every conversation to new messages, and none
+# can be started; what was written stays readable by its two people.
+CHAT_DIRECT_MESSAGES_ENABLED = env_bool("CHAT_DIRECT_MESSAGES_ENABLED", True)
 # Failed logins for one account from one address, and from one address for any accounts.
 CHAT_LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ACCOUNT", "10"))
 CHAT_LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ADDRESS", "30"))
