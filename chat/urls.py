@@ -15,4 +15,7 @@ urlpatterns = [
     path("rooms/<slug:slug>/mentions/", views.mention_suggestions, name="mention-suggestions"),
     path("messages/<int:pk>/reply/", views.reply_bar, name="reply-bar"),
     path("people/<str:username>/", views.person, name="person"),
+    path("rooms/<slug:slug>/attachments/", views.upload_attachment, name="attachment-upload"),
+    path("attachments/<int:pk>/", views.attachment, name="attachment"),
+    path("attachments/<int:pk>/thumb/", views.attachment, {"thumbnail": True}, name="attachment-thumbnail"),
 ]
