@@ -79,7 +79,7 @@ def png_with_script_chunk() -> bytes:
 
 
 def png_claiming(width: int, height: int) -> bytes:
-    """A small PNG whose header claims width × height pixels: a decompression bomb when large."""
+    """A small PNG whose header claims width by height pixels: a decompression bomb when large."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
