@@ -75,6 +75,7 @@ def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str,
         | fragments.members_context(room)
         | fragments.form_context(room, viewer)
         | fragments.header_context(room)
+        | fragments.upload_form_context(room, viewer)
     )
     valid_until = None
     if viewer.is_moderator:

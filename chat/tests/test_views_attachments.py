@@ -129,6 +129,21 @@ def test_posting_a_plain_message_asks_nothing_about_attachments(lobby: Room, ali
     assert not [query for query in posting.captured_queries if "chat_attachment" in query["sql"]]
 
 
+def test_the_file_picker_is_on_the_page_for_those_who_may_post(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    mute_for(lobby, bob)
+
+    member = client_for(alice).get("/rooms/lobby/").text
+    muted = client_for(bob).get("/rooms/lobby/").text
+    visitor = Client().get("/rooms/lobby/").text
+
+    assert 'hx-post="/rooms/lobby/attachments/"' in member and 'hx-encoding="multipart/form-data"' in member
+    assert 'name="csrfmiddlewaretoken"' in member.split('id="upload-form"')[1]
+    for page in (muted, visitor):
+        assert 'id="upload-form" hidden' in page and "/attachments/" not in page
+
+
 # Refusals: a sentence in the notice line, nothing stored ------------------------------------
 
 
