@@ -2,7 +2,7 @@
 to people who may not read the room; screenshots of an image message at each width and scheme."""
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from chat.tests.files import EXECUTABLE, PDF, image_bytes
 from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, manage, message_by, open_room, send
@@ -12,9 +12,8 @@ from e2e.test_look import assert_fits_the_screen
 def attach(page: Page, content: bytes, name: str, mime: str = "image/png", caption: str = "") -> None:
     """Pick a file and upload it as a person would; wait until the answer replaced the form."""
     form = page.locator("#upload-form")
-    form.locator("input[type=file]").set_input_files(
-        files=[{"name": name, "mimeType": mime, "buffer": content}]
-    )
+    picked: FilePayload = {"name": name, "mimeType": mime, "buffer": content}
+    form.locator("input[type=file]").set_input_files(files=[picked])
     form.locator("input[name=message]").fill(caption)
     old_form = form.element_handle()
     form.locator("button[type=submit]").click()

@@ -12,8 +12,8 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from chat import moderation, queries, services
-from chat.models import Attachment, Ban, Message, Room
+from chat import fragments, moderation, queries, services
+from chat.models import Attachment, Ban, Message, Role, Room
 from chat.standing import Account
 from chat.tests.files import (
     EXECUTABLE,
@@ -295,7 +295,7 @@ def test_an_image_is_served_inline_never_sniffed_with_a_locked_down_policy(
         assert "sandbox" in response["Content-Security-Policy"]
         assert response["Content-Disposition"].startswith("inline")
         assert response["Cache-Control"] == "private, no-cache"
-    assert b"".join(full.streaming_content) == default_storage.open(image.file.name).read()
+    assert full.getvalue() == default_storage.open(str(image.file.name)).read()
 
 
 @pytest.mark.parametrize(
@@ -343,7 +343,7 @@ def test_a_moderators_removal_takes_the_file_out_of_reach_but_keeps_it_stored(
     for reader in (bob, alice, moderator):
         assert client_for(reader).get(f"/attachments/{image.pk}/").status_code == 410
         assert client_for(reader).get(f"/attachments/{image.pk}/thumb/").status_code == 410
-    assert default_storage.exists(image.file.name)
+    assert default_storage.exists(str(image.file.name))
     assert "/attachments/" not in client_for(bob).get("/rooms/lobby/").text
 
 
@@ -358,3 +358,12 @@ def test_the_authors_deletion_deletes_the_file(
     assert client_for(bob).get(f"/attachments/{image.pk}/").status_code == 404
     assert stored_files(media) == []
     assert "/attachments/" not in client_for(bob).get("/rooms/lobby/").text
+
+
+def test_editing_the_caption_keeps_the_file_shown(lobby: Room, alice: Account) -> None:
+    image = posted(client_for(alice), image_bytes(), "cat.png")
+    services.edit_message(alice, Message.objects.get(), "a better caption")
+
+    html = fragments.edited_message_html(Message.objects.get(), Role.MEMBER)[Role.MEMBER]
+
+    assert "a better caption" in html and f"/attachments/{image.pk}/thumb/" in html
