@@ -344,7 +344,7 @@ def test_a_moderators_removal_takes_the_file_out_of_reach_but_keeps_it_stored(
         assert client_for(reader).get(f"/attachments/{image.pk}/").status_code == 410
         assert client_for(reader).get(f"/attachments/{image.pk}/thumb/").status_code == 410
     assert default_storage.exists(str(image.file.name))
-    assert "/attachments/" not in client_for(bob).get("/rooms/lobby/").text
+    assert f"/attachments/{image.pk}/" not in client_for(bob).get("/rooms/lobby/").text
 
 
 def test_the_authors_deletion_deletes_the_file(
@@ -357,7 +357,7 @@ def test_the_authors_deletion_deletes_the_file(
 
     assert client_for(bob).get(f"/attachments/{image.pk}/").status_code == 404
     assert stored_files(media) == []
-    assert "/attachments/" not in client_for(bob).get("/rooms/lobby/").text
+    assert f"/attachments/{image.pk}/" not in client_for(bob).get("/rooms/lobby/").text
 
 
 def test_editing_the_caption_keeps_the_file_shown(lobby: Room, alice: Account) -> None:
