@@ -165,7 +165,8 @@ def _quote(author: str, body: str, removed_at: datetime | None) -> tuple[str, st
     """Who wrote the original and its first words as plain text; nothing of a removed one's."""
     if removed_at is not None:
         return author, "", True
-    return author, Truncator(formatting.plain_text(body)).chars(QUOTE_CHARACTERS), False
+    # Only a file posted without a caption has no text to quote.
+    return author, Truncator(formatting.plain_text(body)).chars(QUOTE_CHARACTERS) or "a file", False
 
 
 def replied_to(message: Message) -> Message | None:

@@ -108,8 +108,9 @@ def inspect(upload: UploadedFile | None, name_unsafe: bool = False) -> Inspected
 
 
 def too_big_sentence(size: int) -> str:
-    limit = filesizeformat(settings.CHAT_UPLOAD_MAX_BYTES)
-    return f"Files can be at most {limit} (this one is {filesizeformat(size)})."
+    limit, actual = filesizeformat(settings.CHAT_UPLOAD_MAX_BYTES), filesizeformat(size)
+    # Rounded alike, "at most 10.0 MB (this one is 10.0 MB)" would read as no reason at all.
+    return f"Files can be at most {limit} (this one is {'just over' if actual == limit else actual})."
 
 
 def display_name(name: str) -> str:

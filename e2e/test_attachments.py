@@ -72,6 +72,21 @@ def test_a_crafted_upload_is_refused_with_a_sentence_and_shows_nothing(
     expect(alice.locator("#messages .message")).to_have_count(before)
 
 
+def test_an_upload_over_the_limit_gets_the_sentence_through_daphne(
+    server, new_user, attachment_rooms
+) -> None:
+    alice = new_user(server.url, "alice")
+    open_room(alice, server.url, "files")
+    before = alice.locator("#messages .message").count()
+
+    attach(alice, b"a" * (12 * 1024 * 1024), "big.txt", "text/plain")
+
+    expect(alice.locator("#chat-notice")).to_have_text(
+        "Files can be at most 10.0\xa0MB (this one is 12.0\xa0MB)."
+    )
+    expect(alice.locator("#messages .message")).to_have_count(before)
+
+
 def test_a_forbidden_download_is_refused(server, site_env, new_user, browser) -> None:
     alice, bob = new_user(server.url, "alice"), new_user(server.url, "bob")
     manage(

@@ -176,7 +176,7 @@ def raw_upload(client: Client, file_name: str, content: bytes):
 @pytest.mark.parametrize(
     ("content", "sentence", "status"),
     [
-        (b"x" * 2049, "Files can be at most 2.0\xa0KB (this one is 2.0\xa0KB).", 413),
+        (b"x" * 2049, "Files can be at most 2.0\xa0KB (this one is just over).", 413),
         (EXECUTABLE, "Parley accepts images (PNG, JPEG, GIF, WebP), PDFs and plain text files", 400),
         (polyglot_png(), "a polyglot", 400),
         (b"", "That file is empty.", 400),
@@ -367,3 +367,13 @@ def test_editing_the_caption_keeps_the_file_shown(lobby: Room, alice: Account) -
     html = fragments.edited_message_html(Message.objects.get(), Role.MEMBER)[Role.MEMBER]
 
     assert "a better caption" in html and f"/attachments/{image.pk}/thumb/" in html
+
+
+def test_a_reply_to_a_file_without_caption_quotes_it_as_a_file(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    image = posted(client_for(alice), image_bytes(), "cat.png")
+
+    services.post_message(lobby, bob, {"message": "nice cat", "reply_to": str(image.message_id)})
+
+    assert '<span class="quote-text">a file</span>' in client_for(bob).get("/rooms/lobby/").text
