@@ -76,9 +76,13 @@ FOREIGN_MARKERS = re.compile(
     rb"<\s*(script|html|body|iframe|svg|object|embed|\?php|!doctype)|javascript:|PK\x03\x04|%PDF-|MZ\x90\x00",
     re.IGNORECASE,
 )
+# Control characters other than tabs, line and page breaks: a binary file that happens to decode.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 MARKUP_START = re.compile(r"\ufeff?\s*<(!doctype|html|svg|\?xml|script|body|head|iframe)", re.IGNORECASE)
 # What a PDF may run or carry inside it.
-PDF_ACTIVE = re.compile(rb"/(JavaScript|JS|Launch|EmbeddedFile|OpenAction|AA|RichMedia|XFA)\b")
+# (/OpenAction and /AA are left out: most PDFs use them to open at a page; a script they run is a /JS.)
+# Names inside compressed object streams are not seen; PDFs are only ever served as downloads.
+PDF_ACTIVE = re.compile(rb"/(JavaScript|JS|Launch|EmbeddedFiles?|RichMedia|XFA)\b")
 
 
 def inspect(upload: UploadedFile | None, name_unsafe: bool = False) -> Inspected:
@@ -223,8 +227,7 @@ def _text(content: bytes, name: str) -> Inspected | None:
         text = content.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    # Control characters other than tabs and line breaks: a binary file that happens to decode.
-    if any(unicodedata.category(char) == "Cc" and char not in "\t\n\r\f" for char in text):
+    if CONTROL_CHARACTERS.search(text):
         return None
     # Served as a plain-text download anyway; refused so that nobody is handed a page or an SVG.
     if MARKUP_START.match(text):

@@ -139,3 +139,9 @@ def test_display_names_are_printable_short_and_never_paths() -> None:
     assert uploads.display_name("...") == "file"
     long_name = uploads.display_name("x" * 300 + ".jpeg")
     assert len(long_name) <= uploads.NAME_CHARACTERS and long_name.endswith("….jpeg")
+
+
+def test_a_pdf_that_opens_at_a_page_is_accepted() -> None:
+    opening = PDF.replace(b"/Type /Catalog", b"/Type /Catalog /OpenAction [3 0 R /Fit]")
+
+    assert uploads.inspect(upload(opening, "paper.pdf", "application/pdf")).content_type == "application/pdf"
