@@ -23,6 +23,16 @@ class MessageForm(forms.Form):
     reply_to = forms.CharField(required=False, max_length=20)
 
 
+class CaptionForm(MessageForm):
+    """The text sent with an attachment: the same rules as a message, but it may be left empty."""
+
+    message = forms.CharField(
+        required=False,
+        max_length=settings.CHAT_MESSAGE_MAX_LENGTH,
+        error_messages=MessageForm.base_fields["message"].error_messages,
+    )
+
+
 class EditMessageForm(MessageForm):
     """The author's new text for one of their messages: the same rules as posting it."""
 

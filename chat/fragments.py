@@ -10,6 +10,7 @@ import math
 from functools import lru_cache
 
 from django.conf import settings
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -335,3 +336,25 @@ def mention_suggestions_html(room: Room, text: str) -> str:
     before = text[: typed.start()] if typed else ""
     options = [(f"{before}@{name} ", name) for name in names]
     return _partial(REPLIES, "suggestions", {"options": options})
+
+
+# Attachments --------------------------------------------------------------------------------
+
+ATTACHMENTS = "chat/parts/attachments.html"
+
+
+def upload_form_context(room: Room, viewer: Standing, caption: str = "") -> dict:
+    """The composer's file picker, for those who may post now (the server checks again anyway)."""
+    can_upload = not (viewer.is_visitor or viewer.is_muted or (room.is_locked and not viewer.is_moderator))
+    return {
+        "room": room,
+        "can_upload": can_upload,
+        "caption": caption,
+        "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
+    }
+
+
+def upload_form_html(request: HttpRequest, room: Room, viewer: Standing, caption: str = "") -> str:
+    """A fresh picker after an upload (the caption kept when refused); rendered with the request
+    for its CSRF token, so only ever as an HTTP response."""
+    return render_to_string(f"{ATTACHMENTS}#upload_form", upload_form_context(room, viewer, caption), request)

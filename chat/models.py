@@ -5,8 +5,9 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Lower
+from django.db.models.signals import post_delete
 from django.urls import reverse
 
 from chat import formatting
@@ -442,3 +443,56 @@ class Block(models.Model):
 
     def __str__(self) -> str:
         return f"{self.blocker} blocked {self.blocked}"
+
+
+class Attachment(models.Model):
+    """A file posted with a message (chat/uploads.py decides what is accepted, by content).
+
+    Stored through Django's storage API under a random name, never one derived from the user's;
+    served only by chat/attachments.py, which checks who may read the room every time.
+    """
+
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="attachment")
+    file = models.FileField(max_length=200)
+    # Images only: a small WebP shown inline in the message.
+    thumbnail = models.FileField(max_length=200, blank=True)
+    # The sender's file name, cleaned, for showing and for the download's name only.
+    name = models.CharField(max_length=200)
+    # Decided by the content, never by the name or the browser's claim.
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    thumb_width = models.PositiveIntegerField(null=True, blank=True)
+    thumb_height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} on message {self.message_id}"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+    def stored_names(self) -> list[str]:
+        return [name for name in (self.file.name, self.thumbnail.name) if name]
+
+    @staticmethod
+    def known_absent(message: Message) -> None:
+        """Tell `message` it has no attachment, so showing it asks the database nothing."""
+        Message.attachment.related.set_cached_value(message, None)
+
+
+def _attachment_deleted(sender: type, instance: Attachment, **kwargs: object) -> None:
+    """The row is gone (the author deleted the message, staff deleted it, or its room): so are its
+    files, once the deletion is committed (a rollback keeps both)."""
+    names, storage = instance.stored_names(), instance.file.storage
+
+    def delete_files() -> None:
+        for name in names:
+            storage.delete(name)
+
+    transaction.on_commit(delete_files)
+
+
+post_delete.connect(_attachment_deleted, sender=Attachment, dispatch_uid="attachment-files-deleted")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 
 from chat import formatting
-from chat.models import REACTION_EMOJI, Membership, Mention, Message, Presence, Reaction, Room
+from chat.models import REACTION_EMOJI, Attachment, Membership, Mention, Message, Presence, Reaction, Room
 from chat.standing import (
     RELOADED_FIELDS,
     Account,
@@ -57,6 +57,45 @@ class ReactionCount:
 
 
 @dataclass(frozen=True)
+class ShownAttachment:
+    """A message's file as the page shows it: a thumbnail (images) or a card with name and size."""
+
+    pk: int
+    name: str
+    content_type: str
+    size: int
+    thumb_width: int | None
+    thumb_height: int | None
+
+    @property
+    def is_image(self) -> bool:
+        return self.thumb_width is not None
+
+    @classmethod
+    def of(cls, attachment: Attachment | None) -> "ShownAttachment | None":
+        if attachment is None:
+            return None
+        fields = (attachment.name, attachment.content_type, attachment.size)
+        return cls(attachment.pk, *fields, attachment.thumb_width, attachment.thumb_height)
+
+
+ATTACHMENT_FIELDS = tuple(
+    f"attachment__{field}" for field in ("pk", "name", "content_type", "size", "thumb_width", "thumb_height")
+)
+
+
+def attachment_of(message: Message) -> Attachment | None:
+    """The file a message shows: none once it is removed or deleted (one query unless it was read
+    with the message or is known absent, as for a message just posted)."""
+    if message.removed_at or message.deleted_at:
+        return None
+    try:
+        return message.attachment
+    except Attachment.DoesNotExist:
+        return None
+
+
+@dataclass(frozen=True)
 class ShownMessage:
     """A message as the page shows it: every field its HTML depends on, so it can key a cache."""
 
@@ -78,11 +117,17 @@ class ShownMessage:
     reply_excerpt: str = ""
     reply_removed: bool = False
     reactions: tuple[ReactionCount, ...] = ()
+    attachment: ShownAttachment | None = None
+
+    @property
+    def has_text(self) -> bool:
+        """False for a file posted without a caption (an empty body renders as an empty paragraph)."""
+        return self.body_html not in ("", "<p></p>")
 
     @classmethod
     def of(cls, message: Message) -> "ShownMessage":
         original = replied_to(message)
-        return cls(
+        shown = cls(
             message.pk,
             message.author_id,
             message.author.username,
@@ -95,6 +140,8 @@ class ShownMessage:
             message.reply_to_id,
             *_quote(original.author.username, original.body, original.removed_at) if original else (),
         )
+        attachment = ShownAttachment.of(attachment_of(message))
+        return replace(shown, attachment=attachment) if attachment else shown
 
     @staticmethod
     def of_quote(original: Message) -> str:
@@ -103,15 +150,21 @@ class ShownMessage:
 
     @classmethod
     def from_row(cls, row: tuple) -> "ShownMessage":
+        row, attached = row[: -len(ATTACHMENT_FIELDS)], row[-len(ATTACHMENT_FIELDS) :]
         *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at = row
         quoted = reply_author is not None and reply_deleted_at is None
-        return cls(*shown, *_quote(reply_author, reply_body, reply_removed_at) if quoted else ())
+        message = cls(*shown, *_quote(reply_author, reply_body, reply_removed_at) if quoted else ())
+        if attached[0] is None or message.removed_at or message.deleted_at:
+            return message
+        return replace(message, attachment=ShownAttachment(*attached))
 
 
 SHOWN_FIELDS = (
     *("pk", "author_id", "author__username", "body_html", "created_at", "removed_at", "edited_at"),
     *("deleted_at", "mentions", "reply_to_id"),
     *("reply_to__author__username", "reply_to__body", "reply_to__removed_at", "reply_to__deleted_at"),
+    # Last: ShownMessage.from_row takes them off the end (a LEFT JOIN, no query per message).
+    *ATTACHMENT_FIELDS,
 )
 QUOTE_CHARACTERS = 80
 
@@ -120,7 +173,8 @@ def _quote(author: str, body: str, removed_at: datetime | None) -> tuple[str, st
     """Who wrote the original and its first words as plain text; nothing of a removed one's."""
     if removed_at is not None:
         return author, "", True
-    return author, Truncator(formatting.plain_text(body)).chars(QUOTE_CHARACTERS), False
+    # Only a file posted without a caption has no text to quote.
+    return author, Truncator(formatting.plain_text(body)).chars(QUOTE_CHARACTERS) or "a file", False
 
 
 def replied_to(message: Message) -> Message | None:
@@ -302,7 +356,7 @@ def replies_to(message_id: int) -> list[Message]:
     """The shown replies to a message (the most recent ones), whose quotes change with it."""
     replies = Message.objects.filter(reply_to_id=message_id, removed_at__isnull=True)
     # Not select_related("reply_to"): filtering on it makes that an inner join, losing a deleted original.
-    return list(replies.select_related("author").order_by("-pk")[:100])
+    return list(replies.select_related("author", "attachment").order_by("-pk")[:100])
 
 
 def direct_partners(user: User, room_ids: list[int]) -> dict[int, str]:

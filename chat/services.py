@@ -3,7 +3,7 @@
 Each service checks, writes, then broadcasts after the commit. Reads live in chat.queries.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,7 +15,7 @@ from django.utils.formats import time_format
 
 from chat import broadcast, fragments, queries
 from chat.forms import MessageForm
-from chat.models import Mention, Message, MessageVersion, Presence, Reaction, Room, ServerProcess
+from chat.models import Attachment, Mention, Message, MessageVersion, Presence, Reaction, Room, ServerProcess
 from chat.standing import Account, Standing, User, standing, why_not_delete, why_not_edit, why_not_react
 
 
@@ -29,12 +29,20 @@ class PostOutcome:
     viewer: Standing
 
 
-def post_message(room: Room, user: User, data: dict, viewer: Standing | None = None) -> PostOutcome:
+def post_message(
+    room: Room,
+    user: User,
+    data: dict,
+    viewer: Standing | None = None,
+    form_class: type[MessageForm] = MessageForm,
+    attach: Callable[[Message], object] | None = None,
+) -> PostOutcome:
     """Check the poster may post, validate, store, then show it to the room.
 
-    `viewer` is the poster's standing if the caller read it with the room just now.
+    `viewer` is the poster's standing if the caller read it with the room just now; `attach`
+    stores what comes with the text (chat/attachments.py), in the same transaction.
     """
-    form = MessageForm(data)
+    form = form_class(data)
     viewer = viewer or standing(room, user)
     if not isinstance(user, Account):
         form.add_error(None, "Sign in to post messages.")
@@ -56,6 +64,10 @@ def post_message(room: Room, user: User, data: dict, viewer: Standing | None = N
         message = Message.objects.create(
             room=room, author=user, body=form.cleaned_data["message"], reply_to=original
         )
+        if attach is None:
+            Attachment.known_absent(message)  # showing it asks the database nothing more
+        else:
+            attach(message)
         notify_mentioned(message)
         broadcast.new_message(message)
     return PostOutcome(form, message, viewer)
@@ -229,6 +241,8 @@ def delete_own_message(user: Account, message: Message) -> None:
     if refusal:
         raise Refused(refusal)
     message.versions.all().delete()
+    # Its file goes too: the row now, the stored files once this commits (see models.Attachment).
+    Attachment.objects.filter(message=message).delete()
     message.body, message.body_html, message.deleted_at = "", "", timezone.now()
     # An update, not save(): save() would render the empty body into "<p></p>". Pages are bumped
     # by the broadcast.

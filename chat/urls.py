@@ -18,4 +18,7 @@ urlpatterns = [
     path("dm/<str:username>/", views.direct_message, name="direct-message"),
     path("people/<str:username>/block/", views.block_person, {"blocking": True}, name="block"),
     path("people/<str:username>/unblock/", views.block_person, {"blocking": False}, name="unblock"),
+    path("rooms/<slug:slug>/attachments/", views.upload_attachment, name="attachment-upload"),
+    path("attachments/<int:pk>/", views.attachment, name="attachment"),
+    path("attachments/<int:pk>/thumb/", views.attachment, {"thumbnail": True}, name="attachment-thumbnail"),
 ]

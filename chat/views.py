@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import accounts, direct, fragments, moderation, pagecache, queries
+from chat import accounts, attachments, direct, fragments, moderation, pagecache, queries, uploads
 from chat.forms import ProposeRoomForm, SignupForm
 from chat.models import Message, Room
 from chat.standing import (
@@ -90,6 +90,7 @@ def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str,
         | fragments.members_context(room)
         | fragments.form_context(room, viewer)
         | fragments.header_context(room)
+        | fragments.upload_form_context(room, viewer)
     )
     valid_until = None
     if room.is_direct:
@@ -293,3 +294,38 @@ def _refused(request: HttpRequest, refusal: accounts.Refused) -> HttpResponse:
     )
     response["Retry-After"] = str(refusal.retry_after)
     return response
+
+
+# Attachments (chat/attachments.py) ----------------------------------------------------------
+
+
+@require_POST
+def upload_attachment(request: HttpRequest, slug: str) -> HttpResponse:
+    """A file from the composer's picker, posted as a message. htmx swaps only 2xx answers, so it
+    gets 200 either way with the outcome in the notice line; other clients get the real status."""
+    room, viewer = _readable_room(request, slug)
+    upload = attachments.post(
+        room,
+        request.user,
+        viewer,
+        request.FILES.get("file"),
+        request.POST.dict(),
+        uploads.name_was_unsafe(request),
+    )
+    caption = request.POST.get("message", "") if upload.message is None else ""
+    html = fragments.upload_form_html(request, room, viewer, caption)
+    html += fragments.notice_html(upload.refusal, error=bool(upload.refusal))
+    return HttpResponse(html, status=200 if request.headers.get("HX-Request") else upload.status)
+
+
+@require_GET
+def attachment(request: HttpRequest, pk: int, thumbnail: bool = False) -> HttpResponseBase:
+    """A message's file, for whoever may read its room now: 404 for anyone else (403 if banned),
+    410 once the message was removed or deleted."""
+    found = attachments.find(pk)
+    if found is None or (thumbnail and not found.thumbnail):
+        raise Http404("No such file.")
+    _require_reader(found.message.room, standing(found.message.room, request.user))
+    if attachments.is_withdrawn(found):
+        return HttpResponse("This file was removed.", status=410, content_type="text/plain")
+    return attachments.download(found, thumbnail)

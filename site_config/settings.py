@@ -7,6 +7,7 @@ DATABASE_URL and REDIS_URL.
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -62,6 +63,9 @@ MIDDLEWARE = [
     "django.middleware.gzip.GZipMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Before CSRF, which reads the POST body first: an upload's file name with path characters is
+    # remembered for the upload view to refuse (Django would quietly cut the path off).
+    "chat.uploads.strict_upload_names",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -171,13 +175,14 @@ TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
-# Uploaded files, if any: `manage.py backup` includes them. Unset: none.
-MEDIA_ROOT = os.environ.get("MEDIA_ROOT", "")
+# Uploaded files (attachments): `manage.py backup` includes them. Never served from a URL of its
+# own: chat/attachments.py checks who may read the room on every download. No MEDIA_URL.
+MEDIA_ROOT = os.environ.get("MEDIA_ROOT", str(BASE_DIR / "media"))
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STORAGES = {
+STORAGES: dict[str, dict[str, Any]] = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
@@ -185,6 +190,20 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Attachments in an S3-compatible bucket instead of MEDIA_ROOT (needs `pip install django-storages[s3]`;
+# credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY as boto3 reads them). Files stay
+# private: every download goes through Parley's view, never a bucket URL.
+if os.environ.get("S3_BUCKET"):
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": os.environ["S3_BUCKET"],
+            "endpoint_url": os.environ.get("S3_ENDPOINT_URL") or None,
+            "default_acl": "private",
+            "file_overwrite": False,
+        },
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -297,3 +316,9 @@ CHAT_SIGNUP_WINDOW_SECONDS = float(os.environ.get("CHAT_SIGNUP_WINDOW_SECONDS", 
 # X-Forwarded-For, whose last entry is used: the one that proxy appended). Never set it without a
 # proxy that overwrites or appends the header, or anyone can pick their own address.
 CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
+
+# Attachments (chat/uploads.py, chat/attachments.py): the largest file accepted, the most pixels an
+# image may decode to, and the box its inline thumbnail fits in.
+CHAT_UPLOAD_MAX_BYTES = int(os.environ.get("CHAT_UPLOAD_MAX_BYTES", str(10 * 1024 * 1024)))
+CHAT_UPLOAD_MAX_PIXELS = int(os.environ.get("CHAT_UPLOAD_MAX_PIXELS", str(40_000_000)))
+CHAT_THUMBNAIL_SIZE = (480, 360)

@@ -1,0 +1,147 @@
+"""What an upload is, by its content: accepted types cleaned, crafted files refused with a sentence."""
+
+import io
+
+import pytest
+from PIL import Image
+
+from chat import uploads
+from chat.tests.files import (
+    EXECUTABLE,
+    HTML_AS_PNG,
+    PDF,
+    PDF_WITH_SCRIPT,
+    SECRET_PLACE,
+    SVG,
+    image_bytes,
+    png_claiming,
+    png_with_script_chunk,
+    polyglot_png,
+    upload,
+    zip_bytes,
+)
+
+
+@pytest.mark.parametrize(
+    ("file_format", "content_type"),
+    [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("GIF", "image/png"), ("WEBP", "image/webp")],
+)
+def test_each_image_kind_is_accepted_by_content_with_a_bounded_thumbnail(file_format, content_type) -> None:
+    # Named and labelled as something else: only the bytes count.
+    found = uploads.inspect(
+        upload(image_bytes(file_format, (1200, 900)), "holiday", "application/x-whatever")
+    )
+
+    assert found.content_type == content_type
+    assert (found.width, found.height) == (1200, 900)
+    assert (found.thumb_width, found.thumb_height) == (480, 360)
+    thumbnail = Image.open(io.BytesIO(found.thumbnail))
+    assert thumbnail.format == "WEBP" and thumbnail.size == (480, 360)
+    assert found.name == "holiday" + uploads.EXTENSIONS[content_type][0]
+
+
+def test_a_photo_loses_its_exif_and_comments() -> None:
+    original = image_bytes("JPEG", (200, 100), exif=True)
+    assert SECRET_PLACE.encode() in original and b"SpyCam" in original
+
+    found = uploads.inspect(upload(original, "me.jpg", "image/jpeg"))
+
+    assert SECRET_PLACE.encode() not in found.content and b"SpyCam" not in found.content
+    stored = Image.open(io.BytesIO(found.content))
+    assert not stored.getexif() and "comment" not in stored.info
+    assert found.name == "me.jpg"
+
+
+def test_a_small_image_keeps_its_size_as_thumbnail() -> None:
+    found = uploads.inspect(upload(image_bytes("PNG", (40, 30))))
+
+    assert (found.thumb_width, found.thumb_height) == (40, 30)
+
+
+def test_pdf_and_utf8_text_are_accepted_and_named_for_what_they_are() -> None:
+    pdf = uploads.inspect(upload(PDF, "report.pdf", "application/pdf"))
+    text = uploads.inspect(upload("Grüße, notes\n".encode(), "notes.exe", "application/octet-stream"))
+
+    assert (pdf.content_type, pdf.name, pdf.thumbnail) == ("application/pdf", "report.pdf", b"")
+    assert (text.content_type, text.name) == ("text/plain", "notes.exe.txt")
+    assert not text.is_image and text.content == "Grüße, notes\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "sentence"),
+    [
+        (EXECUTABLE, "this file is none of those"),
+        (zip_bytes(), "this file is none of those"),
+        ("café".encode("latin-1") + bytes(range(1, 9)), "this file is none of those"),
+        (HTML_AS_PNG, "Web pages, SVG and XML files can't be attached."),
+        (SVG, "Web pages, SVG and XML files can't be attached."),
+    ],
+    ids=["executable", "zip", "binary", "html-named-png", "svg"],
+)
+def test_a_wrong_type_is_refused_whatever_its_name(content: bytes, sentence: str) -> None:
+    with pytest.raises(uploads.Refused, match=sentence):
+        uploads.inspect(upload(content, "cat.png"))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [polyglot_png(), png_with_script_chunk(), image_bytes("GIF", (20, 20)) + b"<script>alert(1)</script>"],
+    ids=["png+zip", "png-with-html-chunk", "gif+script"],
+)
+def test_a_polyglot_is_refused(content: bytes) -> None:
+    with pytest.raises(uploads.Refused, match="polyglot"):
+        uploads.inspect(upload(content))
+
+
+def test_a_pdf_that_runs_scripts_is_refused() -> None:
+    with pytest.raises(uploads.Refused, match="scripts"):
+        uploads.inspect(upload(PDF_WITH_SCRIPT, "invoice.pdf", "application/pdf"))
+
+
+def test_zero_bytes_are_refused() -> None:
+    with pytest.raises(uploads.Refused, match=r"That file is empty\."):
+        uploads.inspect(upload(b"", "empty.txt", "text/plain"))
+
+
+def test_an_oversized_file_is_refused_with_the_limit(settings) -> None:
+    settings.CHAT_UPLOAD_MAX_BYTES = 1000
+
+    with pytest.raises(
+        uploads.Refused, match=r"at most 1000\xa0bytes \(this one is 1001\xa0bytes\)"
+    ) as refused:
+        uploads.inspect(upload(b"a" * 1001, "big.txt", "text/plain"))
+
+    assert refused.value.too_big
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+@pytest.mark.parametrize("size", [(20_000, 20_000), (7_000, 7_000)], ids=["bomb", "over-the-limit"])
+def test_an_image_with_too_many_pixels_is_refused_before_decoding(size) -> None:
+    with pytest.raises(uploads.Refused, match="too many pixels"):
+        uploads.inspect(upload(png_claiming(*size)))
+
+
+def test_a_truncated_image_is_refused() -> None:
+    whole = image_bytes("PNG", (300, 300))
+    damaged = whole[: len(whole) // 2] + whole[-12:]  # keeps its end marker
+
+    with pytest.raises(uploads.Refused, match="damaged"):
+        uploads.inspect(upload(damaged))
+
+
+def test_a_name_with_path_characters_is_refused() -> None:
+    with pytest.raises(uploads.Refused, match="File names can't contain"):
+        uploads.inspect(upload(image_bytes()), name_unsafe=True)
+
+
+def test_display_names_are_printable_short_and_never_paths() -> None:
+    assert uploads.display_name("a\u202eb\x00c.png") == "abc.png"
+    assert uploads.display_name("...") == "file"
+    long_name = uploads.display_name("x" * 300 + ".jpeg")
+    assert len(long_name) <= uploads.NAME_CHARACTERS and long_name.endswith("….jpeg")
+
+
+def test_a_pdf_that_opens_at_a_page_is_accepted() -> None:
+    opening = PDF.replace(b"/Type /Catalog", b"/Type /Catalog /OpenAction [3 0 R /Fit]")
+
+    assert uploads.inspect(upload(opening, "paper.pdf", "application/pdf")).content_type == "application/pdf"
