@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
 
-from chat import accounts, fragments, moderation, pagecache, queries
+from chat import accounts, fragments, moderation, pagecache, queries, unread
 from chat.forms import ProposeRoomForm, SignupForm
 from chat.models import Message, Room
 from chat.standing import Account, Standing, ban_notice, room_and_standing, standing, why_not_edit
@@ -49,10 +49,11 @@ def _room_list_html(request: HttpRequest) -> str:
     user = request.user
     proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
     rooms = queries.rooms_with_online_counts(user)
-    unread = queries.unread_mentions(user)
+    unread_counts = unread.unread_by_room(user, queries.live_processes_cutoff())
     for room in rooms:
-        room.unread_mentions = unread.get(room.pk, 0)  # type: ignore[attr-defined]
-    context = {"rooms": rooms, "proposals": proposals}
+        room.unread = unread_counts.get(room.pk, unread.Unread())  # type: ignore[attr-defined]
+    total = sum(counts.messages for counts in unread_counts.values())
+    context = {"rooms": rooms, "proposals": proposals, "unread_total": total}
     return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
 
 
