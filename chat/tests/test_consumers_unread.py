@@ -130,7 +130,10 @@ async def test_messages_in_a_room_open_on_this_process_count_as_read(
 
     await reader.disconnect()  # how far it showed is written as it closes
     newest = await database_sync_to_async(lambda: lobby.messages.latest("pk").pk)()
-    assert await database_sync_to_async(lambda: LastRead.objects.get(user=bob, room=lobby).message_id)() == newest
+    assert (
+        await database_sync_to_async(lambda: LastRead.objects.get(user=bob, room=lobby).message_id)()
+        == newest
+    )
 
 
 async def test_a_ban_stops_the_count_of_that_room(
@@ -138,7 +141,9 @@ async def test_a_ban_stops_the_count_of_that_room(
 ) -> None:
     bobs_list = await open_list(bob)
     await drain(bobs_list)
-    await database_sync_to_async(moderation.ban)(await database_sync_to_async(make_staff)(), lobby, bob, "out")
+    await database_sync_to_async(moderation.ban)(
+        await database_sync_to_async(make_staff)(), lobby, bob, "out"
+    )
     frame = await receive_until(bobs_list, "page-title")
     assert f"unread-{lobby.pk}" not in frame  # counted afresh: the lobby is no longer his to read
 

@@ -161,4 +161,23 @@ def test_the_divider_goes_above_its_message_or_at_the_top(lobby: Room) -> None:
 
 def test_the_title_swaps_into_the_title_not_as_a_title_element() -> None:
     # htmx drops a <title> at the top of a socket message; a span's text swapped into it stays.
-    assert fragments.list_title_html(3) == '<span hx-swap-oob="innerHTML:#page-title">(3) Rooms · Parley</span>'
+    assert (
+        fragments.list_title_html(3) == '<span hx-swap-oob="innerHTML:#page-title">(3) Rooms · Parley</span>'
+    )
+
+
+def test_a_person_in_200_rooms_is_counted_in_one_query(
+    lobby: Room, alice: Account, bob: Account, django_assert_num_queries
+) -> None:
+    rooms = Room.objects.bulk_create(Room(slug=f"room-{n}", name=f"Room {n}") for n in range(200))
+    Message.objects.bulk_create(
+        Message(room=room, author=alice, body="hi") for room in rooms for _ in range(3)
+    )
+    for room in rooms[:100]:
+        reading.read_up_to(room, bob, 0)
+
+    with django_assert_num_queries(1):
+        counts = unread.unread_by_room(bob, timezone.now() - timedelta(seconds=90))
+
+    assert len(counts) == 201
+    assert {counts[room.pk].messages for room in rooms} == {3}
