@@ -1,6 +1,7 @@
 """The room list's socket (`/ws/rooms/`): the signed-in user's unread counts, live.
 
-At connect one query reads the counts of every room the user may read; the socket then joins
+At connect one query reads the counts of every room the user may read (and the socket sends
+the rooms with something unread, and the title); the socket then joins
 one group per such room (`unread.<pk>`, joined once per process by the hub however many list
 sockets) plus the user's own (`unread.user.<id>`). A new message arrives as numbers, not HTML:
 the socket adds one to its count and sends the badge and title for the new numbers, rendered
@@ -107,7 +108,12 @@ class RoomListConsumer(AsyncWebsocketConsumer):
         await self.hub.join(groups, self)
         await self.hub.leave(tuple(set(old) - set(groups)), self, for_good=False)
         self.counts = counts
-        badges = "".join(fragments.room_unread_html(room_id, shown) for room_id, shown in counts.items())
+        # What arrived since the page was rendered (a moment ago: the page is versioned by these
+        # counts). Rooms with nothing unread are left as the page shows them: a list of 200 rooms
+        # costs no 200 empty badges.
+        badges = "".join(
+            fragments.room_unread_html(pk, shown) for pk, shown in counts.items() if shown != Unread()
+        )
         await self.send(badges + self._title())
 
     # Hub events ----------------------------------------------------------------------------
