@@ -124,9 +124,9 @@ class RoomListConsumer(AsyncWebsocketConsumer):
             await self._one_more(event)
         elif kind == "unread.read":
             await self._show(event["room_id"], Unread())
-        elif kind in ("unread.refresh", "room.standing"):
-            # Access changed (a ban, a room made private, staff rights): count afresh, in a task so
-            # the hub moves on to the next socket.
+        elif kind in ("unread.refresh", "room.standing", "room.recovered"):
+            # Access changed (a ban, a room made private, staff rights), or the broker is back after
+            # an outage (news may have been lost): count afresh, in a task so the hub moves on.
             if self.refreshing is None or self.refreshing.done():
                 self.refreshing = asyncio.create_task(self._refresh())
         elif kind == "account.ended" and event.get("session", self.session_hash) == self.session_hash:
