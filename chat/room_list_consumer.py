@@ -92,7 +92,7 @@ class RoomListConsumer(AsyncWebsocketConsumer):
         """The list sends nothing; whatever arrives is ignored."""
 
     async def _count_afresh(self) -> None:
-        """Read every readable room's counts (one query), follow exactly those rooms, show them all."""
+        """Read every readable room's counts (one query), follow exactly those rooms, show what is unread."""
         counts = await database_sync_to_async(unread.unread_by_room)(
             self.user, queries.live_processes_cutoff()
         )
