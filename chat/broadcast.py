@@ -30,6 +30,7 @@ from chat.standing import (
     authority_lost,
     session_tag,
 )
+from chat.unread import reader_group, unread_group
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,24 @@ def new_message(message: Message) -> None:
         ]
         # The author stops showing as typing, in the same hop to the event loop.
         + [(message.room.group_name, {"type": "room.typing", "stopped": message.author_id})]
+        # Room lists count it: numbers only, no HTML (each list socket adds one to its count).
+        + [(unread_group(message.room_id), unread_event(message))]
     )
+
+
+def unread_event(message: Message) -> dict:
+    return {
+        "type": "unread.message",
+        "room_id": message.room_id,
+        "author_id": message.author_id,
+        "mentions": message.mentioned_ids,
+    }
+
+
+def room_read(room_id: int, user_id: int) -> None:
+    """The user read the room: their room list's count for it goes to zero, cached and live."""
+    bump_user(user_id)
+    _after_commit(reader_group(user_id), {"type": "unread.read", "room_id": room_id})
 
 
 def message_edited(message: Message) -> None:
@@ -241,6 +259,7 @@ def standing_changed(room: Room, user_id: int) -> None:
     """A user was muted, banned, promoted...: their own sockets re-check and redraw."""
     bump(room)
     _after_commit(room.user_group_name(user_id), {"type": "room.standing"})
+    _after_commit(reader_group(user_id), {"type": "unread.refresh"})  # a ban: the room stops counting
 
 
 def room_changed(room: Room, access_narrowed: bool = False) -> None:
@@ -258,6 +277,7 @@ def room_changed(room: Room, access_narrowed: bool = False) -> None:
     if access_narrowed:
         # Made private: sockets of people who may no longer read it close themselves.
         _after_commit(room.group_name, {"type": "room.access"})
+        _after_commit(unread_group(room.pk), {"type": "unread.refresh"})
 
 
 def moderation_panel(room: Room) -> None:

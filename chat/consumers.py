@@ -21,7 +21,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from chat import actions, broadcast, fragments, queries, services
+from chat import actions, broadcast, fragments, queries, reading, services
 from chat.hub import BROKER_DOWN, Hub, hub
 from chat.models import Room, account_group_name
 from chat.payloads import BadFrame, parse_ws_send
@@ -89,6 +89,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
     main_task: asyncio.Task | None = None
     send_buffer: object | None = None  # daphne's Twisted transport, when served by daphne
     fell_behind = False
+    # How far this socket has shown the room, and how far that is stored (chat.reading).
+    read_up_to = 0
+    read_written = 0
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -123,6 +126,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
         history = await self.hub.reconnect_html(room, viewer.role)
+        if self.user.is_authenticated:  # "New messages" above what came since they last read
+            history += await self._open_for_reading(room, history)
         await self.send(history)
         self.history_sent = (history, time.monotonic())
         self.held = [event for event in self.held if not self._already_shown(event)]
@@ -207,6 +212,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
         with broadcast.collected() as events:
             return actions.handle(self.room, self.user, data, self.session_key), events
 
+    async def _open_for_reading(self, room: Room, history: str) -> str:
+        """Mark the room read (chat.reading) and return the divider above the first message that
+        was unread, if any: above its message when the history shows it, else at the top."""
+        position = await database_sync_to_async(reading.open_room)(room, self.user)
+        self.read_up_to = self.read_written = position.newest
+        first = position.first_unread
+        if position.read_up_to is None or first is None:
+            return ""  # never opened before, or nothing new
+        return fragments.new_divider_html(first if f'id="message-{first}"' in history else None)
+
     def _typing(self) -> None:
         """A typing signal: no database, no reply; the hub coalesces it. Ignored from those who
         may not post (visitors, the muted; banned users have no socket)."""
@@ -226,6 +241,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         elif "html" in event:
             if not self._already_shown(event):
                 await self.send(event["html"])
+            # Shown while open: read (written when the socket closes, see _leave).
+            self.read_up_to = max(self.read_up_to, event.get("message_id", 0))
         else:
             self.handlers_running += 1
             self.handling = asyncio.create_task(self._handle(event))
@@ -401,6 +418,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
         if self.holder is not None:
             holder, self.holder = self.holder, None
             open_sockets.give_back(holder)
+        if was_in_room and self.user.is_authenticated and self.read_up_to > self.read_written:
+            await self._record_reading()
         try:
             if was_in_room:
                 self.hub.departed(self.socket_id, self.room)
@@ -408,6 +427,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
                 await self._leave_groups()
         except Exception:
             log.exception("Could not announce a departure from %s", self.room)
+
+    async def _record_reading(self) -> None:
+        """What this socket showed while open counts as read (one write per socket, at its close)."""
+        self.read_written = self.read_up_to
+        try:
+            await database_sync_to_async(reading.read_up_to)(self.room, self.user, self.read_up_to)
+        except Exception as problem:
+            log.warning(
+                "Could not record how far socket %s read (%s)", self.socket_id, type(problem).__name__
+            )
 
     def _give_form_back_when_mute_ends(self) -> None:
         """A muted user's form says until when; at that moment it turns back into a form by itself."""

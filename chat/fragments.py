@@ -21,6 +21,7 @@ from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
 from chat.models import REACTION_EMOJI, Message, Role, Room
 from chat.queries import ShownMessage
 from chat.standing import Standing, User, why_not_delete, why_not_edit
+from chat.unread import Unread
 
 ROOM_TEMPLATE = "chat/room.html"
 MESSAGES = "chat/parts/messages.html"
@@ -358,3 +359,28 @@ def upload_form_html(request: HttpRequest, room: Room, viewer: Standing, caption
     """A fresh picker after an upload (the caption kept when refused); rendered with the request
     for its CSRF token, so only ever as an HTTP response."""
     return render_to_string(f"{ATTACHMENTS}#upload_form", upload_form_context(room, viewer, caption), request)
+
+
+# Unread counts and the "New messages" divider ----------------------------------------------
+# Rendered per (numbers) and cached: a room-list socket that counts one more message costs a
+# dictionary lookup, not a render.
+
+UNREAD = "chat/parts/unread.html"
+
+
+@lru_cache(maxsize=4096)
+def room_unread_html(room_id: int, counts: Unread) -> str:
+    """A room's unread messages and mentions on the room list, swapped in by id."""
+    return _partial(UNREAD, "room_unread", {"room_id": room_id, "counts": counts, "oob": True})
+
+
+@lru_cache(maxsize=1024)
+def list_title_html(total: int) -> str:
+    """The room list's <title> text, "(3) Rooms · Parley": swapped into the title's content."""
+    return _partial(UNREAD, "title", {"total": total})
+
+
+@lru_cache(maxsize=1024)
+def new_divider_html(message_id: int | None) -> str:
+    """ "New messages" above that message, or at the top of the history when it is older."""
+    return _partial(UNREAD, "new_divider", {"message_id": message_id})

@@ -496,3 +496,22 @@ def _attachment_deleted(sender: type, instance: Attachment, **kwargs: object) ->
 
 
 post_delete.connect(_attachment_deleted, sender=Attachment, dispatch_uid="attachment-files-deleted")
+
+
+class LastRead(models.Model):
+    """How far a person has read a room: messages after `message_id` count as unread for them.
+
+    One row per (user, room), moved forward (never back) when a socket of theirs opens the room
+    and when it closes, so "read while open" costs nothing per message (see chat/reading.py).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    # A message id, not a foreign key: the message may be deleted, the position stays.
+    message_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="one_last_read_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.user} read {self.room} up to {self.message_id}"

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import accounts, attachments, direct, fragments, moderation, pagecache, queries, uploads
+from chat import accounts, attachments, direct, fragments, moderation, pagecache, queries, unread, uploads
 from chat.forms import ProposeRoomForm, SignupForm
 from chat.models import Message, Room
 from chat.standing import (
@@ -59,15 +59,16 @@ def _room_list_html(request: HttpRequest) -> str:
     user = request.user
     proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
     readable = queries.rooms_with_online_counts(user)
-    unread = queries.unread_mentions(user)
+    unread_counts = unread.unread_by_room(user, queries.live_processes_cutoff())
     for room in readable:
-        room.unread_mentions = unread.get(room.pk, 0)  # type: ignore[attr-defined]
+        room.unread = unread_counts.get(room.pk, unread.Unread())  # type: ignore[attr-defined]
+    total = sum(counts.messages for counts in unread_counts.values())
     rooms = [room for room in readable if not room.is_direct]
     conversations = [room for room in readable if room.is_direct]
     partners = queries.direct_partners(user, [room.pk for room in conversations])
     for room in conversations:
         room.partner = partners.get(room.pk, "")  # type: ignore[attr-defined]
-    context = {"rooms": rooms, "proposals": proposals, "conversations": conversations}
+    context = {"rooms": rooms, "proposals": proposals, "conversations": conversations, "unread_total": total}
     return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
 
 

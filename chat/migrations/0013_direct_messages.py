@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0010_mentions_and_replies"),
+        ("chat", "0011_unread"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -486,11 +486,30 @@ def close_code_after_reading(raw: tcp.socket, timeout: float = 10.0) -> int:
 
 def mention_counts(html: str) -> dict[str, str]:
     """Room name → the unread-mentions badge next to it on the room list."""
-    found = re.findall(
-        r'# ([^<]+?)\s*(?:<span class="badge">Private</span>)?\s*<span class="mention-count"[^>]*>([^<]*)<',
+    return {
+        name: badges["mention-count"]
+        for name, badges in unread_badges(html).items()
+        if "mention-count" in badges
+    }
+
+
+def unread_counts(html: str) -> dict[str, str]:
+    """Room name → the unread-messages badge next to it on the room list ("3 new")."""
+    return {
+        name: badges["unread-count"]
+        for name, badges in unread_badges(html).items()
+        if "unread-count" in badges
+    }
+
+
+def unread_badges(html: str) -> dict[str, dict[str, str]]:
+    """Room name → its unread badges on the room list by class (chat/parts/unread.html)."""
+    cards = re.findall(
+        r'# ([^<]+?)\s*(?:<span class="badge">Private</span>)?\s*'
+        r'<span id="unread-\d+" class="unread"[^>]*>(.*?)</span>\s*</span>',
         html,
     )
-    return dict(found)
+    return {name: dict(re.findall(r'<span class="([a-z-]+)"[^>]*>([^<]*)', inner)) for name, inner in cards}
 
 
 def quote_in(html: str, reply_pk: int) -> str:
