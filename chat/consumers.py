@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from typing import cast
+from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
@@ -123,7 +124,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room, self.standing, self.in_room = room, viewer, True
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
-        history = await self.hub.reconnect_html(room, viewer.role)
+        history = await self._history_on_connect(room, viewer)
         await self.send(history)
         self.history_sent = (history, time.monotonic())
         self.held = [event for event in self.held if not self._already_shown(event)]
@@ -201,6 +202,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
             return
         await self.send(reply)
+
+    async def _history_on_connect(self, room: Room, viewer: Standing) -> str:
+        """The recent history, shared by every socket of the room and role; a permalink page's
+        socket (`?around=<id>`) gets the history around its message instead, rendered for it."""
+        around = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("around", [""])[0]
+        if around.isascii() and around.isdigit() and len(around) < 19:
+            return await database_sync_to_async(fragments.around_reconnect_html)(
+                room, viewer.role, int(around)
+            )
+        return await self.hub.reconnect_html(room, viewer.role)
 
     def _typing(self) -> None:
         """A typing signal: no database, no reply; the hub coalesces it. Ignored from those who

@@ -94,6 +94,12 @@ class Room(models.Model):
         return self.status == self.Status.APPROVED
 
 
+def message_permalink(room_slug: str, message_id: int) -> str:
+    """Where a message lives for good: its room opened around it, scrolled to it."""
+    path = reverse("message-permalink", kwargs={"slug": room_slug, "pk": message_id})
+    return f"{path}#message-{message_id}"
+
+
 class MessageManager(models.Manager["Message"]):
     def bulk_create(self, objs: Iterable["Message"], *args: Any, **kwargs: Any) -> list["Message"]:
         """bulk_create skips save(): the rows it writes are rendered here instead."""
@@ -397,3 +403,13 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action}"
+
+
+class MentionEmails(models.Model):
+    """Whether a user is emailed when named in a room they don't have open (on unless turned off)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    enabled = models.BooleanField("Email me when I'm mentioned while away", default=True)
+
+    def __str__(self) -> str:
+        return f"Mention emails for {self.user}: {'on' if self.enabled else 'off'}"

@@ -131,6 +131,10 @@ class HistoryPage:
     messages: list[ShownMessage]
     # The pk to pass as `before` for the next older page, or None at the beginning.
     older_than: int | None
+    # Around a permalink: the pk to pass as `after` for the next newer page (None: nothing newer
+    # up to `until`, the newest message when the page was read; later ones arrive live).
+    newer_than: int | None = None
+    until: int | None = None
 
 
 @dataclass(frozen=True)
@@ -286,3 +290,41 @@ def replies_to(message_id: int) -> list[Message]:
     replies = Message.objects.filter(reply_to_id=message_id, removed_at__isnull=True)
     # Not select_related("reply_to"): filtering on it makes that an inner join, losing a deleted original.
     return list(replies.select_related("author").order_by("-pk")[:100])
+
+
+# Permalinks: the history around one message, paged both ways -------------------------------
+
+
+def history_around(room: Room, pk: int) -> HistoryPage:
+    """A page of history with message `pk` in the middle: half a page before it, the rest from it."""
+    size = settings.CHAT_HISTORY_PAGE_SIZE
+    until = room.messages.order_by("-pk").values_list("pk", flat=True).first() or pk
+    before = size // 2
+    older_rows = room.messages.filter(pk__lt=pk).order_by("-pk").values_list(*SHOWN_FIELDS)
+    older = [ShownMessage.from_row(row) for row in older_rows[: before + 1]]
+    newer = _newer_rows(room, pk - 1, until, size - before)
+    page = with_reactions([*older[:before][::-1], *newer[: size - before]])
+    return HistoryPage(
+        messages=page,
+        older_than=page[0].pk if len(older) > before else None,
+        newer_than=page[-1].pk if len(newer) > size - before else None,
+        until=until,
+    )
+
+
+def newer_page(room: Room, after: int, until: int) -> HistoryPage:
+    """Up to one page of messages after `after` and up to `until`, oldest first."""
+    size = settings.CHAT_HISTORY_PAGE_SIZE
+    newer = _newer_rows(room, after, until, size)
+    page = with_reactions(newer[:size])
+    has_newer = len(newer) > size
+    return HistoryPage(page, older_than=None, newer_than=page[-1].pk if has_newer else None, until=until)
+
+
+def _newer_rows(room: Room, after: int, until: int, size: int) -> list[ShownMessage]:
+    rows = room.messages.filter(pk__gt=after, pk__lte=until).order_by("pk").values_list(*SHOWN_FIELDS)
+    return [ShownMessage.from_row(row) for row in rows[: size + 1]]
+
+
+def message_in_room(room: Room, pk: int) -> bool:
+    return room.messages.filter(pk=pk).exists()

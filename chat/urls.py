@@ -15,4 +15,9 @@ urlpatterns = [
     path("rooms/<slug:slug>/mentions/", views.mention_suggestions, name="mention-suggestions"),
     path("messages/<int:pk>/reply/", views.reply_bar, name="reply-bar"),
     path("people/<str:username>/", views.person, name="person"),
+    path("rooms/<slug:slug>/messages/<int:pk>/", views.message_permalink, name="message-permalink"),
+    path("rooms/<slug:slug>/messages/newer/", views.newer_messages, name="newer-messages"),
+    path("messages/<int:pk>/link/", views.message_link, name="message-link"),
+    path("search/", views.search, name="search"),
+    path("settings/", views.mention_email_settings, name="settings"),
 ]

@@ -288,3 +288,21 @@ CHAT_SIGNUP_WINDOW_SECONDS = float(os.environ.get("CHAT_SIGNUP_WINDOW_SECONDS", 
 # X-Forwarded-For, whose last entry is used: the one that proxy appended). Never set it without a
 # proxy that overwrites or appends the header, or anyone can pick their own address.
 CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
+
+# Email for missed mentions (chat/mentionmail.py). Django's console backend in development (the
+# emails are printed); EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend with
+# EMAIL_FILE_PATH writes each to a file (the end-to-end tests read them there); SMTP otherwise.
+EMAIL_BACKEND = os.environ.get(
+    "EMAIL_BACKEND", f"django.core.mail.backends.{'console' if DEBUG else 'smtp'}.EmailBackend"
+)
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", "")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <parley@localhost>")
+# The address links in emails start with (the site as its users reach it).
+CHAT_SITE_URL = os.environ.get("CHAT_SITE_URL", "http://127.0.0.1:8000")
+# One email per person and room per this many seconds at most.
+CHAT_MENTION_EMAIL_WINDOW_SECONDS = float(os.environ.get("CHAT_MENTION_EMAIL_WINDOW_SECONDS", "600"))
