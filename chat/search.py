@@ -123,7 +123,10 @@ def snippet(body: str, terms: list[str]) -> SafeString:
     text = " ".join(formatting.plain_text(body).split())
     pattern = re.compile(r"\b(?:" + "|".join(re.escape(term) for term in terms) + r")\w*", re.IGNORECASE)
     first = pattern.search(text)
-    start = max(0, (first.start() if first else 0) - SNIPPET_CHARACTERS // 4)
+    # A little context before the first match, but never less text than fits.
+    start = max(
+        0, min((first.start() if first else 0) - SNIPPET_CHARACTERS // 4, len(text) - SNIPPET_CHARACTERS)
+    )
     if start:  # begin at a word
         start = text.find(" ", start) + 1 or start
     window = text[start : start + SNIPPET_CHARACTERS]

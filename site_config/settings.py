@@ -289,18 +289,28 @@ CHAT_SIGNUP_WINDOW_SECONDS = float(os.environ.get("CHAT_SIGNUP_WINDOW_SECONDS", 
 # proxy that overwrites or appends the header, or anyone can pick their own address.
 CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
 
-# Email for missed mentions (chat/mentionmail.py). Django's console backend in development (the
-# emails are printed); EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend with
-# EMAIL_FILE_PATH writes each to a file (the end-to-end tests read them there); SMTP otherwise.
-EMAIL_BACKEND = os.environ.get(
-    "EMAIL_BACKEND", f"django.core.mail.backends.{'console' if DEBUG else 'smtp'}.EmailBackend"
-)
-EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", "")
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
-EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Email for missed mentions (chat/mentionmail.py), through Django's mailers. EMAIL_BACKEND: `console`
+# (development's default: emails are printed), `file` (one file per email in EMAIL_FILE_PATH; the
+# end-to-end tests read them there) or `smtp` (production's default, EMAIL_HOST and so on).
+EMAIL_BACKEND_NAME = os.environ.get("EMAIL_BACKEND", "console" if DEBUG else "smtp")
+_MAILER_OPTIONS: dict[str, dict] = {
+    "console": {},
+    "file": {"file_path": os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / "sent-emails"))},
+    "smtp": {
+        "host": os.environ.get("EMAIL_HOST", "localhost"),
+        "port": int(os.environ.get("EMAIL_PORT", "25")),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+        "use_tls": env_bool("EMAIL_USE_TLS", False),
+    },
+}
+_MAIL_BACKENDS = {"console": "console", "file": "filebased", "smtp": "smtp"}
+MAILERS = {
+    "default": {
+        "BACKEND": f"django.core.mail.backends.{_MAIL_BACKENDS[EMAIL_BACKEND_NAME]}.EmailBackend",
+        "OPTIONS": _MAILER_OPTIONS[EMAIL_BACKEND_NAME],
+    }
+}
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <parley@localhost>")
 # The address links in emails start with (the site as its users reach it).
 CHAT_SITE_URL = os.environ.get("CHAT_SITE_URL", "http://127.0.0.1:8000")
