@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypedDict
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Min, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.text import Truncator
@@ -252,8 +252,17 @@ def unread_mentions(user: User) -> dict[int, int]:
     """How many times the user was named in each room since they last opened it (shown messages)."""
     if not user.is_authenticated:
         return {}
+    return {room: count for room, (count, _) in unread_mentions_and_first(user).items()}
+
+
+def unread_mentions_and_first(user: User) -> dict[int, tuple[int, int]]:
+    """Per room: how many unread mentions, and the first of their messages (where the room list
+    links, so the room opens at it)."""
+    if not user.is_authenticated:
+        return {}
     unseen = Mention.objects.filter(user=user, seen=False, message__removed_at__isnull=True)
-    return dict(unseen.values("room").annotate(count=Count("pk")).values_list("room", "count"))
+    grouped = unseen.values("room").annotate(count=Count("pk"), first=Min("message"))
+    return {room: (count, first) for room, count, first in grouped.values_list("room", "count", "first")}
 
 
 MENTION_SUGGESTIONS = 8

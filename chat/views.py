@@ -52,9 +52,11 @@ def _room_list_html(request: HttpRequest) -> str:
     user = request.user
     proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
     rooms = queries.rooms_with_online_counts(user)
-    unread = queries.unread_mentions(user)
+    unread = queries.unread_mentions_and_first(user)
     for room in rooms:
-        room.unread_mentions = unread.get(room.pk, 0)  # type: ignore[attr-defined]
+        room.unread_mentions, first = unread.get(room.pk, (0, None))  # type: ignore[attr-defined]
+        # With mentions unread, the card opens the room at the first of them (its permalink).
+        room.link = message_permalink_url(room.slug, first) if first else room.get_absolute_url()  # type: ignore[attr-defined]
     context = {"rooms": rooms, "proposals": proposals}
     return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
 

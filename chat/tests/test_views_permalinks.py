@@ -164,3 +164,20 @@ async def test_a_socket_with_a_malformed_around_gets_the_usual_history(lobby: Ro
         assert shown_ids(history) == [message.pk for message in messages[10:]]
     finally:
         await socket.disconnect()
+
+
+def test_with_mentions_unread_the_room_list_opens_the_room_at_the_first_of_them(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    from chat.tests.support import get_page
+
+    first = services.post_message(lobby, alice, {"message": "@bob first"}).message
+    Message.objects.create(room=lobby, author=alice, body="@bob second")
+    assert first is not None
+
+    room_list = get_page(client_for(bob), "/").html
+    assert f'href="/rooms/lobby/messages/{first.pk}/#message-{first.pk}"' in room_list
+    assert 'href="/rooms/lobby/"' in get_page(client_for(alice), "/").html  # nothing unread: the room
+
+    services.mark_mentions_read(lobby, bob)
+    assert 'href="/rooms/lobby/"' in get_page(client_for(bob), "/").html
