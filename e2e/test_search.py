@@ -52,15 +52,16 @@ def test_search_finds_as_you_type_and_a_result_opens_the_room_around_it(server, 
     alice = new_user(server.url, "alice")
     open_room(alice, server.url, "search-room")
     send(alice, "the zeppelin launch is on Tuesday")
-    manage(
-        site_env,
-        "shell",
-        "-c",
+    # 60 later messages, by someone else: alice's own would count against her flood limit.
+    script = (
         "from chat.models import Message, Room\nfrom django.contrib.auth.models import User\n"
         "room = Room.objects.get(slug='search-room')\n"
-        "author, _ = User.objects.get_or_create(username='filler-bot')\n"  # alice's own would count as flooding
-        "Message.objects.bulk_create(Message(room=room, author=author, body=f'later {n}') for n in range(60))\n",
+        "author, _ = User.objects.get_or_create(username='filler-bot')\n"
+        "Message.objects.bulk_create(\n"
+        "    Message(room=room, author=author, body=f'later {n}') for n in range(60)\n"
+        ")\n"
     )
+    manage(site_env, "shell", "-c", script)
 
     bob = new_user(server.url, "bob")
     bob.goto(f"{server.url}/search/")
@@ -69,7 +70,7 @@ def test_search_finds_as_you_type_and_a_result_opens_the_room_around_it(server, 
     expect(hit).to_be_visible()
     expect(hit.locator("mark")).to_have_text("zeppelin")
     expect(hit).to_contain_text("#Searchable")
-    expect(hit).to_contain_text(alice.username)  # type: ignore[attr-defined]
+    expect(hit).to_contain_text(alice.username)
     assert "q=zeppel" in bob.url  # the address follows, so the results can be shared or reloaded
 
     hit.locator("a").click()
@@ -78,7 +79,7 @@ def test_search_finds_as_you_type_and_a_result_opens_the_room_around_it(server, 
     assert re.search(r"/rooms/search-room/messages/\d+/#message-\d+$", bob.url)
     accent = target.evaluate("element => getComputedStyle(element).boxShadow")
     assert accent != "none"  # highlighted
-    expect(bob.locator("#members")).to_contain_text(bob.username)  # type: ignore[attr-defined]
+    expect(bob.locator("#members")).to_contain_text(bob.username)
 
     # Paging newer from there, then a live message and a post of one's own still arrive.
     bob.locator(".load-newer").click()
@@ -101,12 +102,12 @@ def test_a_missed_mention_is_emailed_once_with_a_link_that_opens_the_message(mai
 
     alice = new_user(mail_server.url, "alice")
     open_room(alice, mail_server.url)
-    send(alice, f"@{bob.username} can you review the rollout plan?")  # type: ignore[attr-defined]
-    send(alice, f"@{bob.username} and this one too")  # type: ignore[attr-defined]
+    send(alice, f"@{bob.username} can you review the rollout plan?")
+    send(alice, f"@{bob.username} and this one too")
 
     [email] = emails_in(mail_server.mail)
     assert "To: bob@example.com" in email
-    assert f"Subject: {alice.username} mentioned you in #Lobby" in email  # type: ignore[attr-defined]
+    assert f"Subject: {alice.username} mentioned you in #Lobby" in email
     assert "can you review the rollout plan?" in email
     time.sleep(0.5)
     assert len(emails_in(mail_server.mail)) == 1  # one per room per 10 minutes
@@ -140,7 +141,7 @@ def test_search_and_settings_look_right(server, new_user, site_env, device: str,
     alice.screenshot(path=SCREENSHOTS / f"search-{device}-{scheme}.png")
 
     alice.locator(".hit a").last.click()
-    expect(alice.locator("#members")).to_contain_text(alice.username)  # type: ignore[attr-defined]
+    expect(alice.locator("#members")).to_contain_text(alice.username)
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"permalink-{device}-{scheme}.png")
 
