@@ -287,10 +287,9 @@ def search(request: HttpRequest) -> HttpResponse:
         )
     elif form.cleaned_data["q"]:
         context |= _search_results(request, form.cleaned_data, rooms)
-    status = 200 if form.is_valid() else 400
-    if request.headers.get("HX-Request"):
-        return HttpResponse(fragments.search_results_html(context), status=status)
-    return render(request, fragments.SEARCH, context, status=status)
+    if request.headers.get("HX-Request"):  # 200 whatever the sentence: htmx swaps in no 4xx
+        return HttpResponse(fragments.search_results_html(context))
+    return render(request, fragments.SEARCH, context, status=200 if form.is_valid() else 400)
 
 
 def _search_results(request: HttpRequest, wanted: dict, rooms: QuerySet[Room]) -> dict:

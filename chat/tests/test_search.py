@@ -190,3 +190,23 @@ def test_the_postgresql_search_uses_its_gin_index(lobby: Room, alice: Account) -
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # a table this small would be read whole
     assert "message_body_search" in matches.explain()
+
+
+def test_triggers_dropped_by_a_table_rebuild_are_restored_after_migrate_with_the_index_caught_up(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite only: its schema editor rebuilds tables, dropping their triggers")
+    from chat.apps import restore_search_index
+
+    with connection.cursor() as cursor:  # what SQLite's table rebuild does to them
+        for trigger in search.SQLITE_TRIGGERS:
+            cursor.execute(f"DROP TRIGGER {trigger}")
+    Message.objects.create(room=lobby, author=alice, body="written while unindexed")
+    assert found(bob, "unindexed") == []
+
+    restore_search_index(using="default")  # post_migrate
+
+    assert found(bob, "unindexed") == ["written while unindexed"]
+    Message.objects.create(room=lobby, author=alice, body="indexed again")
+    assert found(bob, "again") == ["indexed again"]

@@ -73,3 +73,9 @@ def test_bad_input_gets_a_sentence_not_an_error(lobby: Room, query: dict) -> Non
     answer = client_for(None).get("/search/", {"q": "hello"} | query)
     assert answer.status_code == 400
     assert "That search can&#x27;t be run:" in answer.text
+
+
+def test_while_typing_a_bad_search_still_gets_its_sentence_swapped_in(lobby: Room) -> None:
+    answer = client_for(None).get("/search/", {"q": "x" * 201}, headers={"HX-Request": "true"})
+    assert answer.status_code == 200  # htmx swaps in no 4xx answer
+    assert "That search can&#x27;t be run:" in answer.text
