@@ -80,6 +80,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     held: list[dict] = []
     # The history last sent and when, to skip broadcasts of messages it already shows.
     history_sent: tuple[str, float] | None = None
+    # A permalink page's socket: the newest message its history covers (see _already_shown).
+    history_until: int | None = None
     handlers_running = 0
     handling: asyncio.Task | None = None
     # Set by the hub on SIGTERM: close with 1011 once no handler runs (see restart).
@@ -208,9 +210,9 @@ class RoomConsumer(AsyncWebsocketConsumer):
         socket (`?around=<id>`) gets the history around its message instead, rendered for it."""
         around = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("around", [""])[0]
         if around.isascii() and around.isdigit() and len(around) < 19:
-            return await database_sync_to_async(fragments.around_reconnect_html)(
-                room, viewer.role, int(around)
-            )
+            render = database_sync_to_async(fragments.around_reconnect_html)
+            history, self.history_until = await render(room, viewer.role, int(around))
+            return history
         return await self.hub.reconnect_html(room, viewer.role)
 
     def _typing(self) -> None:
@@ -241,7 +243,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         committed before the history was read can reach the hub after it was sent; appended
         again, it would show twice. Only broadcasts this close after the history can be such.
         """
-        if self.history_sent is None or "message_id" not in event:
+        if "message_id" not in event:
+            return False
+        if self.history_until is not None and event["message_id"] <= self.history_until:
+            return True  # a permalink page: its history, or its "Load newer", has this one
+        if self.history_sent is None:
             return False
         history, sent_at = self.history_sent
         if time.monotonic() - sent_at > HISTORY_OVERLAP_SECONDS:

@@ -308,11 +308,13 @@ def history_around_context(room: Room, role: Role, pk: int) -> dict:
     return _history_context(room, role, queries.history_around(room, pk)) | {"around": pk}
 
 
-def around_reconnect_html(room: Room, role: Role, pk: int) -> str:
+def around_reconnect_html(room: Room, role: Role, pk: int) -> tuple[str, int | None]:
     """What a permalink page's socket gets on (re)connecting: the history around its message
-    again (rendered for this socket alone: such pages are few), and the header."""
-    history = _partial(MESSAGES, "history", history_around_context(room, role, pk) | {"oob": True})
-    return history + room_header_html(room)
+    again (rendered for this socket alone: such pages are few), and the header; with the newest
+    message it covers (the rest by "Load newer"), whose broadcasts the socket skips."""
+    context = history_around_context(room, role, pk)
+    history = _partial(MESSAGES, "history", context | {"oob": True})
+    return history + room_header_html(room), context["history"].until
 
 
 def newer_messages_html(room: Room, role: Role, after: int, until: int) -> str:

@@ -181,3 +181,15 @@ def test_with_mentions_unread_the_room_list_opens_the_room_at_the_first_of_them(
 
     services.mark_mentions_read(lobby, bob)
     assert 'href="/rooms/lobby/"' in get_page(client_for(bob), "/").html
+
+
+def test_a_permalink_sockets_skips_broadcasts_of_messages_its_history_or_load_newer_covers() -> None:
+    """A message committed just before the history was read, its broadcast arriving just after:
+    appended live it would show twice once "Load newer" reaches it."""
+    from chat.consumers import RoomConsumer
+
+    socket = RoomConsumer()
+    socket.history_until = 100
+    assert socket._already_shown({"type": "room.html", "html": "", "message_id": 99})
+    assert not socket._already_shown({"type": "room.html", "html": "", "message_id": 101})
+    assert not socket._already_shown({"type": "room.html", "html": "<p>an edit</p>"})
