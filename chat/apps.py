@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.db import connections
+from django.db.models.signals import post_migrate
 
 
 class ChatConfig(AppConfig):
@@ -8,3 +10,16 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         # Connects the page cache's invalidation to model saves (chat/broadcast.py).
         from chat import broadcast  # noqa: F401
+
+        post_migrate.connect(restore_search_index, sender=self)
+
+
+def restore_search_index(using: str = "default", **kwargs: object) -> None:
+    """SQLite's schema editor rebuilds a table to alter it, dropping its triggers: after every
+    migrate, put the search index's back (once its migration has run; see chat/search.py)."""
+    from chat.models import MentionEmails
+    from chat.search import install_index
+
+    db = connections[using]
+    if MentionEmails._meta.db_table in db.introspection.table_names():
+        install_index(db)

@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from typing import cast
+from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
@@ -78,6 +79,8 @@ class RoomConsumer(AsyncWebsocketConsumer):
     held: list[dict] = []
     # The history last sent and when, to skip broadcasts of messages it already shows.
     history_sent: tuple[str, float] | None = None
+    # A permalink page's socket: the newest message its history covers (see _already_shown).
+    history_until: int | None = None
     handlers_running = 0
     handling: asyncio.Task | None = None
     # Set by the hub on SIGTERM: close with 1011 once no handler runs (see restart).
@@ -125,7 +128,7 @@ class RoomConsumer(AsyncWebsocketConsumer):
         self.room, self.standing, self.in_room = room, viewer, True
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
-        history = await self.hub.reconnect_html(room, viewer.role)
+        history = await self._history_on_connect(room, viewer)
         if self.user.is_authenticated:  # "New messages" above what came since they last read
             history += await self._open_for_reading(room, history)
         await self.send(history)
@@ -222,6 +225,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             return ""  # never opened before, or nothing new
         return fragments.new_divider_html(first if f'id="message-{first}"' in history else None)
 
+    async def _history_on_connect(self, room: Room, viewer: Standing) -> str:
+        """The recent history, shared by every socket of the room and role; a permalink page's
+        socket (`?around=<id>`) gets the history around its message instead, rendered for it."""
+        around = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get("around", [""])[0]
+        if around.isascii() and around.isdigit() and len(around) < 19:
+            render = database_sync_to_async(fragments.around_reconnect_html)
+            history, self.history_until = await render(room, viewer.role, int(around))
+            return history
+        return await self.hub.reconnect_html(room, viewer.role)
+
     def _typing(self) -> None:
         """A typing signal: no database, no reply; the hub coalesces it. Ignored from those who
         may not post (visitors, the muted; banned users have no socket)."""
@@ -252,7 +265,11 @@ class RoomConsumer(AsyncWebsocketConsumer):
         committed before the history was read can reach the hub after it was sent; appended
         again, it would show twice. Only broadcasts this close after the history can be such.
         """
-        if self.history_sent is None or "message_id" not in event:
+        if "message_id" not in event:
+            return False
+        if self.history_until is not None and event["message_id"] <= self.history_until:
+            return True  # a permalink page: its history, or its "Load newer", has this one
+        if self.history_sent is None:
             return False
         history, sent_at = self.history_sent
         if time.monotonic() - sent_at > HISTORY_OVERLAP_SECONDS:

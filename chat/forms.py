@@ -146,3 +146,21 @@ class SignupForm(UserCreationForm):
                 "That name looks too much like someone else's. Please choose another.", code="lookalike"
             )
         return username
+
+
+class SearchForm(forms.Form):
+    """The search box: words to find, in one room or all, best match or newest first, which page."""
+
+    q = forms.CharField(required=False, max_length=200, strip=True, label="Search messages")
+    room = forms.SlugField(required=False, max_length=80)
+    order = forms.ChoiceField(
+        required=False, choices=[("best", "Best match"), ("newest", "Newest")], initial="best"
+    )
+    page = forms.IntegerField(required=False, min_value=1, max_value=1000)
+
+
+class MentionEmailsForm(forms.Form):
+    """The settings page: where mention emails go, and whether they are sent at all."""
+
+    email = forms.EmailField(required=False, label="Email address")
+    enabled = forms.BooleanField(required=False, label="Email me when I'm mentioned while away")

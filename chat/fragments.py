@@ -45,7 +45,10 @@ def message_context(role: Role) -> dict:
 
 
 def history_context(room: Room, role: Role, before: int | None = None) -> dict:
-    history = queries.history_page(room, before)
+    return _history_context(room, role, queries.history_page(room, before))
+
+
+def _history_context(room: Room, role: Role, history: queries.HistoryPage) -> dict:
     messages = SafeString("".join(_message_html(message, role) for message in history.messages))
     return {"room": room, "history": history, "messages_html": messages}
 
@@ -384,3 +387,34 @@ def list_title_html(total: int) -> str:
 def new_divider_html(message_id: int | None) -> str:
     """ "New messages" above that message, or at the top of the history when it is older."""
     return _partial(UNREAD, "new_divider", {"message_id": message_id})
+
+
+# Permalinks and search ----------------------------------------------------------------------
+
+SEARCH = "chat/search.html"
+
+
+def history_around_context(room: Room, role: Role, pk: int) -> dict:
+    """The history around message `pk` (a permalink), with "Load older" and "Load newer"."""
+    return _history_context(room, role, queries.history_around(room, pk)) | {"around": pk}
+
+
+def around_reconnect_html(room: Room, role: Role, pk: int) -> tuple[str, int | None]:
+    """What a permalink page's socket gets on (re)connecting: the history around its message
+    again (rendered for this socket alone: such pages are few), and the header; with the newest
+    message it covers (the rest by "Load newer"), whose broadcasts the socket skips."""
+    context = history_around_context(room, role, pk)
+    history = _partial(MESSAGES, "history", context | {"oob": True})
+    return history + room_header_html(room), context["history"].until
+
+
+def newer_messages_html(room: Room, role: Role, after: int, until: int) -> str:
+    """The page of history after `after` (up to `until`), in place of the 'load newer' button."""
+    return _partial(
+        MESSAGES, "newer_messages", _history_context(room, role, queries.newer_page(room, after, until))
+    )
+
+
+def search_results_html(context: dict) -> str:
+    """The results of a search, swapped in under the search box as the user types."""
+    return _partial(SEARCH, "results", context)

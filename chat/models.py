@@ -122,6 +122,12 @@ class Room(models.Model):
         return bool(DIRECT_SLUG.match(slug))
 
 
+def message_permalink(room_slug: str, message_id: int) -> str:
+    """Where a message lives for good: its room opened around it, scrolled to it."""
+    path = reverse("message-permalink", kwargs={"slug": room_slug, "pk": message_id})
+    return f"{path}#message-{message_id}"
+
+
 class MessageManager(models.Manager["Message"]):
     def bulk_create(self, objs: Iterable["Message"], *args: Any, **kwargs: Any) -> list["Message"]:
         """bulk_create skips save(): the rows it writes are rendered here instead."""
@@ -515,3 +521,13 @@ class LastRead(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} read {self.room} up to {self.message_id}"
+
+
+class MentionEmails(models.Model):
+    """Whether a user is emailed when named in a room they don't have open (on unless turned off)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    enabled = models.BooleanField("Email me when I'm mentioned while away", default=True)
+
+    def __str__(self) -> str:
+        return f"Mention emails for {self.user}: {'on' if self.enabled else 'off'}"

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 
 from chat import formatting
-from chat.models import REACTION_EMOJI, Attachment, Membership, Mention, Message, Presence, Reaction, Room
+from chat.models import REACTION_EMOJI, Attachment, Membership, Message, Presence, Reaction, Room
 from chat.standing import (
     RELOADED_FIELDS,
     Account,
@@ -193,6 +193,10 @@ class HistoryPage:
     messages: list[ShownMessage]
     # The pk to pass as `before` for the next older page, or None at the beginning.
     older_than: int | None
+    # Around a permalink: the pk to pass as `after` for the next newer page (None: nothing newer
+    # up to `until`, the newest message when the page was read; later ones arrive live).
+    newer_than: int | None = None
+    until: int | None = None
 
 
 @dataclass(frozen=True)
@@ -315,14 +319,6 @@ def rooms_with_online_counts(user: User) -> "list[WithAnnotations[Room, OnlineCo
     )
 
 
-def unread_mentions(user: User) -> dict[int, int]:
-    """How many times the user was named in each room since they last opened it (shown messages)."""
-    if not user.is_authenticated:
-        return {}
-    unseen = Mention.objects.filter(user=user, seen=False, message__removed_at__isnull=True)
-    return dict(unseen.values("room").annotate(count=Count("pk")).values_list("room", "count"))
-
-
 MENTION_SUGGESTIONS = 8
 
 
@@ -365,3 +361,41 @@ def direct_partners(user: User, room_ids: list[int]) -> dict[int, str]:
         return {}
     others = Membership.objects.filter(room_id__in=room_ids).exclude(user=user)
     return dict(others.values_list("room_id", "user__username"))
+
+
+# Permalinks: the history around one message, paged both ways -------------------------------
+
+
+def history_around(room: Room, pk: int) -> HistoryPage:
+    """A page of history with message `pk` in the middle: half a page before it, the rest from it."""
+    size = settings.CHAT_HISTORY_PAGE_SIZE
+    until = room.messages.order_by("-pk").values_list("pk", flat=True).first() or pk
+    before = size // 2
+    older_rows = room.messages.filter(pk__lt=pk).order_by("-pk").values_list(*SHOWN_FIELDS)
+    older = [ShownMessage.from_row(row) for row in older_rows[: before + 1]]
+    newer = _newer_rows(room, pk - 1, until, size - before)
+    page = with_reactions([*older[:before][::-1], *newer[: size - before]])
+    return HistoryPage(
+        messages=page,
+        older_than=page[0].pk if len(older) > before else None,
+        newer_than=page[-1].pk if len(newer) > size - before else None,
+        until=until,
+    )
+
+
+def newer_page(room: Room, after: int, until: int) -> HistoryPage:
+    """Up to one page of messages after `after` and up to `until`, oldest first."""
+    size = settings.CHAT_HISTORY_PAGE_SIZE
+    newer = _newer_rows(room, after, until, size)
+    page = with_reactions(newer[:size])
+    has_newer = len(newer) > size
+    return HistoryPage(page, older_than=None, newer_than=page[-1].pk if has_newer else None, until=until)
+
+
+def _newer_rows(room: Room, after: int, until: int, size: int) -> list[ShownMessage]:
+    rows = room.messages.filter(pk__gt=after, pk__lte=until).order_by("pk").values_list(*SHOWN_FIELDS)
+    return [ShownMessage.from_row(row) for row in rows[: size + 1]]
+
+
+def message_in_room(room: Room, pk: int) -> bool:
+    return room.messages.filter(pk=pk).exists()

@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.formats import time_format
 
-from chat import broadcast, fragments, queries
+from chat import broadcast, fragments, mentionmail, queries
 from chat.forms import MessageForm
 from chat.models import Attachment, Mention, Message, MessageVersion, Presence, Reaction, Room, ServerProcess
 from chat.standing import Account, Standing, User, standing, why_not_delete, why_not_edit, why_not_react
@@ -88,6 +88,7 @@ def notify_mentioned(message: Message) -> None:
     for reader in readers:
         if reader.pk not in present:
             broadcast.bump_user(reader.pk)
+    mentionmail.email_missed_mention(message, [reader for reader in readers if reader.pk not in present])
 
 
 def mark_mentions_read(room: Room, user: User) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Min, OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
 from chat.models import LastRead, Mention, Message, Presence, Room, ServerProcess
@@ -34,6 +34,8 @@ def reader_group(user_id: int) -> str:
 class Unread:
     messages: int = 0
     mentions: int = 0
+    # The first message naming the reader that they have not seen: where the room list opens the room.
+    first_mention: int | None = None
 
     @property
     def shown_messages(self) -> str:
@@ -77,17 +79,21 @@ def unread_by_room(user: User, live_since: datetime) -> dict[int, Unread]:
     rows = (
         readable_rooms(user)
         .order_by()
-        .annotate(unread=RawSQL(*_unread_sql(user, live_since)), mentioned=_mention_count(user))
-        .values_list("pk", "unread", "mentioned")
+        .annotate(
+            unread=RawSQL(*_unread_sql(user, live_since)),
+            mentioned=_unseen_mentions(user, Count("pk")),
+            first_mention=_unseen_mentions(user, Min("message_id")),
+        )
+        .values_list("pk", "unread", "mentioned", "first_mention")
     )
-    return {pk: Unread(unread or 0, mentioned or 0) for pk, unread, mentioned in rows}
+    return {pk: Unread(unread or 0, mentioned or 0, first) for pk, unread, mentioned, first in rows}
 
 
-def _mention_count(user: Account) -> Subquery:
+def _unseen_mentions(user: Account, aggregate: Count | Min) -> Subquery:
     unseen = Mention.objects.filter(
         user_id=user.pk, room=OuterRef("pk"), seen=False, message__removed_at__isnull=True
     )
-    return Subquery(unseen.order_by().values("room").annotate(count=Count("pk")).values("count")[:1])
+    return Subquery(unseen.order_by().values("room").annotate(found=aggregate).values("found")[:1])
 
 
 @dataclass(frozen=True)

@@ -21,4 +21,9 @@ urlpatterns = [
     path("rooms/<slug:slug>/attachments/", views.upload_attachment, name="attachment-upload"),
     path("attachments/<int:pk>/", views.attachment, name="attachment"),
     path("attachments/<int:pk>/thumb/", views.attachment, {"thumbnail": True}, name="attachment-thumbnail"),
+    path("rooms/<slug:slug>/messages/<int:pk>/", views.message_permalink, name="message-permalink"),
+    path("rooms/<slug:slug>/messages/newer/", views.newer_messages, name="newer-messages"),
+    path("messages/<int:pk>/link/", views.message_link, name="message-link"),
+    path("search/", views.search, name="search"),
+    path("settings/", views.mention_email_settings, name="settings"),
 ]

@@ -7,16 +7,30 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_GET, require_POST
 
-from chat import accounts, attachments, direct, fragments, moderation, pagecache, queries, unread, uploads
-from chat.forms import ProposeRoomForm, SignupForm
-from chat.models import Message, Room
+from chat import (
+    accounts,
+    attachments,
+    direct,
+    fragments,
+    mentionmail,
+    moderation,
+    pagecache,
+    queries,
+    unread,
+    uploads,
+)
+from chat import search as chat_search
+from chat.forms import MentionEmailsForm, ProposeRoomForm, SearchForm, SignupForm
+from chat.models import MentionEmails, Message, Room
+from chat.models import message_permalink as message_permalink_url
 from chat.standing import (
     DIRECTS_OFF,
     Account,
@@ -61,7 +75,10 @@ def _room_list_html(request: HttpRequest) -> str:
     readable = queries.rooms_with_online_counts(user)
     unread_counts = unread.unread_by_room(user, queries.live_processes_cutoff())
     for room in readable:
-        room.unread = unread_counts.get(room.pk, unread.Unread())  # type: ignore[attr-defined]
+        room.unread = counts = unread_counts.get(room.pk, unread.Unread())  # type: ignore[attr-defined]
+        # With mentions unread, the card opens the room at the first of them (its permalink).
+        first = counts.first_mention
+        room.link = message_permalink_url(room.slug, first) if first else room.get_absolute_url()  # type: ignore[attr-defined]
     total = sum(counts.messages for counts in unread_counts.values())
     rooms = [room for room in readable if not room.is_direct]
     conversations = [room for room in readable if room.is_direct]
@@ -330,3 +347,98 @@ def attachment(request: HttpRequest, pk: int, thumbnail: bool = False) -> HttpRe
     if attachments.is_withdrawn(found):
         return HttpResponse("This file was removed.", status=410, content_type="text/plain")
     return attachments.download(found, thumbnail)
+
+
+# Permalinks, search and the mention-email setting ---------------------------------------------
+
+
+@require_GET
+def message_permalink(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """The room opened around one message, highlighted, paging older and newer from there; its
+    socket gets the same history on (re)connecting (`?around=`). Rendered afresh, never cached."""
+    room, viewer = _readable_room(request, slug)
+    if not queries.message_in_room(room, pk):
+        raise Http404("No such message in this room.")
+    context = (
+        fragments.history_around_context(room, viewer.role, pk)
+        | fragments.members_context(room)
+        | fragments.form_context(room, viewer)
+        | fragments.header_context(room)
+    )
+    if viewer.is_moderator:
+        context |= fragments.moderation_context(room)
+    return render(request, fragments.ROOM_TEMPLATE, context)
+
+
+@require_GET
+def newer_messages(request: HttpRequest, slug: str) -> HttpResponse:
+    """The page of history after ?after=<pk> up to ?until=<pk>, for a permalink's 'load newer'."""
+    room, viewer = _readable_room(request, slug)
+    try:
+        after, until = int(request.GET["after"]), int(request.GET["until"])
+    except (KeyError, ValueError):
+        return HttpResponse("Say where to page on from with ?after=<id>&until=<id>.", status=400)
+    return HttpResponse(fragments.newer_messages_html(room, viewer.role, after, until))
+
+
+@require_GET
+def message_link(request: HttpRequest, pk: int) -> HttpResponse:
+    """A message's permalink when only its id is known (a reply's quote): to its room, if readable."""
+    message = Message.objects.select_related("room").filter(pk=pk).first()
+    if message is None:
+        raise Http404("No such message.")
+    _require_reader(message.room, standing(message.room, request.user))
+    return redirect(message_permalink_url(message.room.slug, message.pk))
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    """Messages in every room the user may read (or one of them), as a page or, while typing,
+    just the results (htmx)."""
+    form = SearchForm(request.GET)
+    rooms = chat_search.rooms_to_filter(request.user)
+    context: dict = {"form": form, "rooms": rooms, "results": None, "problem": ""}
+    if not form.is_valid():
+        context["problem"] = "That search can't be run: " + " ".join(
+            str(error) for errors in form.errors.values() for error in errors
+        )
+    elif form.cleaned_data["q"]:
+        context |= _search_results(request, form.cleaned_data, rooms)
+    if request.headers.get("HX-Request"):  # 200 whatever the sentence: htmx swaps in no 4xx
+        return HttpResponse(fragments.search_results_html(context))
+    return render(request, fragments.SEARCH, context, status=200 if form.is_valid() else 400)
+
+
+def _search_results(request: HttpRequest, wanted: dict, rooms: QuerySet[Room]) -> dict:
+    room = None
+    if wanted["room"]:
+        room = rooms.filter(slug=wanted["room"]).first()
+        if room is None:  # the same answer whether it does not exist or may not be read
+            return {"problem": "There's no room by that name to search in."}
+    order = wanted["order"] or chat_search.BEST
+    results = chat_search.search_messages(request.user, wanted["q"], room, wanted["page"] or 1, order)
+    query = {"q": wanted["q"], "room": wanted["room"], "order": order}
+    return {
+        "results": results,
+        "next_url": f"?{urlencode(query | {'page': results.page + 1})}",
+        "previous_url": f"?{urlencode(query | {'page': results.page - 1})}",
+    }
+
+
+@login_required
+def mention_email_settings(request: HttpRequest) -> HttpResponse:
+    """Where mention emails go, and one checkbox: email me when I'm named in a room I don't have open."""
+    user = request.user
+    assert isinstance(user, Account)  # login_required
+    preference = MentionEmails.objects.filter(user=user).first() or MentionEmails(user=user)
+    initial = {"email": user.email, "enabled": preference.enabled}
+    form = MentionEmailsForm(request.POST or None, initial=initial)
+    saved = request.method == "POST" and form.is_valid()
+    if saved:
+        preference.enabled = form.cleaned_data["enabled"]
+        preference.save()
+        if user.email != form.cleaned_data["email"]:
+            user.email = form.cleaned_data["email"]
+            user.save(update_fields=["email"])
+    context = {"form": form, "saved": saved, "minutes": mentionmail.window_minutes()}
+    return render(request, "chat/settings.html", context, status=400 if form.is_bound and not saved else 200)

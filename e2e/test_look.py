@@ -204,6 +204,8 @@ def test_mentions_and_replies_look_right(server, site_env, new_user, device: str
     expect(alice.locator("#members")).not_to_contain_text(bob.username)
     send(alice, f"@{bob.username} see you at the stand-up")
     bob.reload()
-    expect(bob.locator(f'.room-card[href="/rooms/{room}/"] .mention-count')).to_have_text("1 mention")
+    # With a mention unread, the card opens the room at it (its permalink).
+    card = bob.locator(f'.room-card[href^="/rooms/{room}/messages/"]')
+    expect(card.locator(".mention-count")).to_have_text("1 mention")
     assert_fits_the_screen(bob)
     bob.screenshot(path=SCREENSHOTS / f"rooms-mentions-{device}-{scheme}.png")

@@ -89,6 +89,9 @@ def test_a_reply_quotes_its_original_and_links_to_it(server, site_env, new_user)
     quote = reply.locator(".quote")
     expect(quote).to_contain_text(f"{alice.username} Who is bringing the folding chairs")
     original_id = message_by(alice, "folding chairs").first.get_attribute("id")
-    expect(quote).to_have_attribute("href", f"#{original_id}")
+    assert original_id is not None
+    # The quote is the original's permalink: the room opened around it, wherever it is in the history.
+    expect(quote).to_have_attribute("href", f"/messages/{original_id.removeprefix('message-')}/link/")
     quote.click()
-    expect(alice).to_have_url(re.compile(f"#{original_id}$"))
+    expect(alice).to_have_url(re.compile(f"/rooms/{slug}/messages/\\d+/#{original_id}$"))
+    expect(message_by(alice, "folding chairs").first).to_be_in_viewport()

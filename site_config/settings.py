@@ -322,3 +322,33 @@ CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
 CHAT_UPLOAD_MAX_BYTES = int(os.environ.get("CHAT_UPLOAD_MAX_BYTES", str(10 * 1024 * 1024)))
 CHAT_UPLOAD_MAX_PIXELS = int(os.environ.get("CHAT_UPLOAD_MAX_PIXELS", str(40_000_000)))
 CHAT_THUMBNAIL_SIZE = (480, 360)
+
+# Email for missed mentions (chat/mentionmail.py), through Django's mailers. EMAIL_BACKEND: `console`
+# (development's default: emails are printed), `file` (one file per email in EMAIL_FILE_PATH; the
+# end-to-end tests read them there) or `smtp` (production's default, EMAIL_HOST and so on).
+EMAIL_BACKEND_NAME = os.environ.get("EMAIL_BACKEND", "console" if DEBUG else "smtp")
+_MAILER_OPTIONS: dict[str, dict] = {
+    "console": {},
+    "file": {"file_path": os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / "sent-emails"))},
+    "smtp": {
+        "host": os.environ.get("EMAIL_HOST", "localhost"),
+        "port": int(os.environ.get("EMAIL_PORT", "25")),
+        "username": os.environ.get("EMAIL_HOST_USER", ""),
+        "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+        "use_tls": env_bool("EMAIL_USE_TLS", False),
+        # Seconds: a stuck mail server holds up the sender thread (and a shutdown) no longer.
+        "timeout": float(os.environ.get("EMAIL_TIMEOUT", "10")),
+    },
+}
+_MAIL_BACKENDS = {"console": "console", "file": "filebased", "smtp": "smtp"}
+MAILERS = {
+    "default": {
+        "BACKEND": f"django.core.mail.backends.{_MAIL_BACKENDS[EMAIL_BACKEND_NAME]}.EmailBackend",
+        "OPTIONS": _MAILER_OPTIONS[EMAIL_BACKEND_NAME],
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <parley@localhost>")
+# The address links in emails start with (the site as its users reach it).
+CHAT_SITE_URL = os.environ.get("CHAT_SITE_URL", "http://127.0.0.1:8000")
+# One email per person and room per this many seconds at most.
+CHAT_MENTION_EMAIL_WINDOW_SECONDS = float(os.environ.get("CHAT_MENTION_EMAIL_WINDOW_SECONDS", "600"))

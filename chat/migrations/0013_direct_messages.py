@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0011_unread"),
+        ("chat", "0012_search"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

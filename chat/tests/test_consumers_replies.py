@@ -38,7 +38,7 @@ async def test_a_reply_shows_everyone_a_quote_linking_to_the_original(
     frame = await receive_until(reader, NEW_MESSAGE)
     reply = await database_sync_to_async(Message.objects.get)(body="Friday!")
     assert quote_in(frame, reply.pk) == "alice Shall we ship on Friday or wait?"
-    assert quote_link(frame, reply.pk) == f"#message-{original.pk}"
+    assert quote_link(frame, reply.pk) == f"/messages/{original.pk}/link/"  # its permalink
     fresh_form = await receive_until(replier, FORM)
     assert "reply_to" not in fresh_form  # the bar is gone once the reply is sent
 

@@ -1,0 +1,150 @@
+"""Search, permalinks and missed-mention emails in a real browser against real daphne.
+
+The emails go through Django's file backend into a folder the test reads (EMAIL_BACKEND=file,
+EMAIL_FILE_PATH), as an operator would configure it; the link inside is followed in the browser.
+"""
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, message_by, open_room, send
+from e2e.test_look import assert_fits_the_screen
+from testsupport.servers import DaphneServer, free_port, manage
+
+
+@pytest.fixture
+def mail_server(site_env: dict[str, str], tmp_path: Path) -> Iterator[DaphneServer]:
+    """A daphne process whose emails are files in tmp_path/mail, with links to itself."""
+    port = free_port()
+    env = site_env | {
+        "EMAIL_BACKEND": "file",
+        "EMAIL_FILE_PATH": str(tmp_path / "mail"),
+        "CHAT_SITE_URL": f"http://127.0.0.1:{port}",
+    }
+    daphne = DaphneServer(env, tmp_path / "daphne.log", port=port)
+    daphne.mail = tmp_path / "mail"  # type: ignore[attr-defined]
+    yield daphne
+    daphne.stop()
+
+
+def emails_in(folder: Path, timeout: float = 10) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = sorted(folder.glob("*.log")) if folder.exists() else []
+        if found:
+            return [path.read_text() for path in found]
+        time.sleep(0.1)
+    return []
+
+
+def search_for(page: Page, words: str) -> None:
+    """Type as a person does: the results follow without pressing Enter."""
+    page.locator("input[name=q]").press_sequentially(words, delay=30)
+
+
+def test_search_finds_as_you_type_and_a_result_opens_the_room_around_it(server, new_user, site_env) -> None:
+    create_rooms(site_env, {"search-room": "Searchable"})
+    alice = new_user(server.url, "alice")
+    open_room(alice, server.url, "search-room")
+    send(alice, "the zeppelin launch is on Tuesday")
+    # 60 later messages, by someone else: alice's own would count against her flood limit.
+    script = (
+        "from chat.models import Message, Room\nfrom django.contrib.auth.models import User\n"
+        "room = Room.objects.get(slug='search-room')\n"
+        "author, _ = User.objects.get_or_create(username='filler-bot')\n"
+        "Message.objects.bulk_create(\n"
+        "    Message(room=room, author=author, body=f'later {n}') for n in range(60)\n"
+        ")\n"
+    )
+    manage(site_env, "shell", "-c", script)
+
+    bob = new_user(server.url, "bob")
+    bob.goto(f"{server.url}/search/")
+    search_for(bob, "zeppel")
+    hit = bob.locator(".hit", has_text="launch")
+    expect(hit).to_be_visible()
+    expect(hit.locator("mark")).to_have_text("zeppelin")
+    expect(hit).to_contain_text("#Searchable")
+    expect(hit).to_contain_text(alice.username)
+    assert "q=zeppel" in bob.url  # the address follows, so the results can be shared or reloaded
+
+    hit.locator("a").click()
+    target = message_by(bob, "zeppelin launch")
+    expect(target).to_be_in_viewport()
+    assert re.search(r"/rooms/search-room/messages/\d+/#message-\d+$", bob.url)
+    accent = target.evaluate("element => getComputedStyle(element).boxShadow")
+    assert accent != "none"  # highlighted
+    expect(bob.locator("#members")).to_contain_text(bob.username)
+
+    # Paging newer from there, then a live message and a post of one's own still arrive.
+    bob.locator(".load-newer").click()
+    expect(message_by(bob, "later 59")).to_have_count(1)
+    expect(bob.locator(".load-newer")).to_have_count(0)
+    send(alice, "live after the permalink")
+    expect(message_by(bob, "live after the permalink")).to_have_count(1)
+    send(bob, "bob answers from the permalink page")
+    expect(message_by(alice, "bob answers from the permalink page")).to_have_count(1)
+
+
+def test_a_missed_mention_is_emailed_once_with_a_link_that_opens_the_message(mail_server, new_user) -> None:
+    bob = new_user(mail_server.url, "bob")
+    bob.goto(f"{mail_server.url}/settings/")
+    expect(bob.locator("input[name=enabled]")).to_be_checked()
+    bob.fill("input[name=email]", "bob@example.com")
+    bob.get_by_role("button", name="Save").click()
+    expect(bob.locator(".settings .notice")).to_have_text("Saved.")
+    bob.goto(f"{mail_server.url}/")  # bob is not in the lobby
+
+    alice = new_user(mail_server.url, "alice")
+    open_room(alice, mail_server.url)
+    send(alice, f"@{bob.username} can you review the rollout plan?")
+    send(alice, f"@{bob.username} and this one too")
+
+    [email] = emails_in(mail_server.mail)
+    assert "To: bob@example.com" in email
+    assert f"Subject: {alice.username} mentioned you in #Lobby" in email
+    assert "can you review the rollout plan?" in email
+    time.sleep(0.5)
+    assert len(emails_in(mail_server.mail)) == 1  # one per room per 10 minutes
+
+    link = re.search(r"Open it: (\S+)", email)
+    assert link is not None and link.group(1).startswith(mail_server.url)
+    bob.goto(link.group(1))
+    expect(message_by(bob, "can you review the rollout plan?")).to_be_in_viewport()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_search_and_settings_look_right(server, new_user, site_env, device: str, scheme: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    room = f"search-look-{device}-{scheme}"
+    create_rooms(site_env, {room: "Design review"})
+    alice = new_user(server.url, "alice", viewport=VIEWPORTS[device])
+    alice.emulate_media(color_scheme=scheme)
+    open_room(alice, server.url, room)
+    for text in (
+        "The design review moved to Thursday, bring the mockups.",
+        "Can someone share the <b>review</b> notes from last week? They had the colour decisions.",
+        "A longer message about the review, so the snippet has to be cut around the word that matched: "
+        "we talked about spacing, type sizes, the dark theme and the phone layout for a long while.",
+    ):
+        send(alice, text)
+
+    alice.goto(f"{server.url}/search/?q=review&room={room}")
+    expect(alice.locator(".hit")).to_have_count(3)
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"search-{device}-{scheme}.png")
+
+    alice.locator(".hit a").last.click()
+    expect(alice.locator("#members")).to_contain_text(alice.username)
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"permalink-{device}-{scheme}.png")
+
+    alice.goto(f"{server.url}/settings/")
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"settings-{device}-{scheme}.png")
