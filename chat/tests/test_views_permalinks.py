@@ -117,6 +117,16 @@ def test_a_reply_quote_links_to_the_originals_permalink(lobby: Room, alice: Acco
     assert followed["Location"] == message_permalink("lobby", original.pk)
 
 
+def test_every_messages_menu_offers_its_link_to_share(lobby: Room, alice: Account, bob: Account) -> None:
+    message = Message.objects.create(room=lobby, author=alice, body="worth sharing")
+
+    menu = client_for(bob).get(f"/messages/{message.pk}/menu/").text
+
+    assert f'href="/messages/{message.pk}/link/">Link to this message</a>' in menu
+    followed = client_for(bob).get(f"/messages/{message.pk}/link/")
+    assert followed["Location"] == message_permalink("lobby", message.pk)
+
+
 def test_paging_newer_needs_numbers(lobby: Room, bob: Account) -> None:
     answer = client_for(bob).get("/rooms/lobby/messages/newer/?after=x")
     assert answer.status_code == 400
