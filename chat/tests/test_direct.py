@@ -209,8 +209,8 @@ def test_the_page_names_the_other_person_for_each_and_is_refused_to_a_third(
         get_page(client_for(bob), talk.get_absolute_url()),
     )
     assert alices.status == bobs.status == 200
-    assert "<title>bob · Parley</title>" in alices.html and "Block bob" in alices.html
-    assert "<title>alice · Parley</title>" in bobs.html and "Block alice" in bobs.html
+    assert '<title id="page-title">bob · Parley</title>' in alices.html and "Block bob" in alices.html
+    assert '<title id="page-title">alice · Parley</title>' in bobs.html and "Block alice" in bobs.html
     # Served again from the cache, still per person.
     again = get_page(client_for(bob), talk.get_absolute_url())
     assert again.cached and "Block alice" in again.html
