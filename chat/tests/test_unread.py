@@ -122,11 +122,12 @@ def test_a_private_room_counts_for_its_readers_only_and_stops_at_a_ban(alice: Ac
 
 
 def test_mentions_and_messages_are_counted_side_by_side(lobby: Room, alice: Account, bob: Account) -> None:
-    post(lobby, alice, "@bob look")
+    named = post(lobby, alice, "@bob look")
     post(lobby, alice, "and this")
 
     counts = unread.unread_by_room(bob, timezone.now() - timedelta(seconds=90))
-    assert counts[lobby.pk] == unread.Unread(messages=2, mentions=1)
+    # The room list opens the room at the first message naming them.
+    assert counts[lobby.pk] == unread.Unread(messages=2, mentions=1, first_mention=named.pk)
 
 
 def test_a_reading_position_only_moves_forward(lobby: Room, bob: Account) -> None:
