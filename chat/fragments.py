@@ -395,8 +395,17 @@ SEARCH = "chat/search.html"
 
 
 def history_around_context(room: Room, role: Role, pk: int) -> dict:
-    """The history around message `pk` (a permalink), with "Load older" and "Load newer"."""
-    return _history_context(room, role, queries.history_around(room, pk)) | {"around": pk}
+    """The history around message `pk` (a permalink), with "Load older" and "Load newer".
+
+    The message is preceded by a marker with `autofocus`: the browser focuses it on loading the
+    page, and htmx after every swap of the history, which scrolls it into view (the scroller
+    otherwise stays at the newest messages)."""
+    history = queries.history_around(room, pk)
+    marker = _partial(MESSAGES, "permalink_marker", {})
+    messages = "".join(
+        (marker if shown.pk == pk else "") + _message_html(shown, role) for shown in history.messages
+    )
+    return {"room": room, "history": history, "messages_html": SafeString(messages), "around": pk}
 
 
 def around_reconnect_html(room: Room, role: Role, pk: int) -> tuple[str, int | None]:

@@ -80,6 +80,8 @@ def test_search_finds_as_you_type_and_a_result_opens_the_room_around_it(server, 
     accent = target.evaluate("element => getComputedStyle(element).boxShadow")
     assert accent != "none"  # highlighted
     expect(bob.locator("#members")).to_contain_text(bob.username)
+    # The socket has replaced the history with the same one around the message: still in view.
+    expect(target).to_be_in_viewport()
 
     # Paging newer from there, then a live message and a post of one's own still arrive.
     bob.locator(".load-newer").click()
@@ -89,6 +91,32 @@ def test_search_finds_as_you_type_and_a_result_opens_the_room_around_it(server, 
     expect(message_by(bob, "live after the permalink")).to_have_count(1)
     send(bob, "bob answers from the permalink page")
     expect(message_by(alice, "bob answers from the permalink page")).to_have_count(1)
+
+
+def test_a_permalink_deep_in_a_long_history_stays_in_view_once_the_socket_replays_it(
+    server, new_user, site_env
+) -> None:
+    """The scroller keeps to the newest messages; the linked one must not scroll away from the reader."""
+    create_rooms(site_env, {"long-room": "Long"})
+    script = (
+        "from chat.models import Message, Room\nfrom django.contrib.auth.models import User\n"
+        "room = Room.objects.get(slug='long-room')\n"
+        "author, _ = User.objects.get_or_create(username='filler-bot')\n"
+        "def fill(word): Message.objects.bulk_create(\n"
+        "    Message(room=room, author=author, body=f'{word} {n}') for n in range(60))\n"
+        "fill('filler')\n"
+        "target = Message.objects.create(room=room, author=author, body='the target one')\n"
+        "fill('after')\n"
+        "print(target.pk)\n"
+    )
+    pk = int(manage(site_env, "shell", "-c", script).split()[-1])
+    bob = new_user(server.url, "bob")
+    bob.goto(f"{server.url}/rooms/long-room/messages/{pk}/#message-{pk}")
+    target = message_by(bob, "the target one")
+    expect(target).to_be_in_viewport()
+    expect(bob.locator("#members")).to_contain_text(bob.username)  # the socket is in
+    time.sleep(1)  # and has replaced the history
+    expect(target).to_be_in_viewport(timeout=1000)
 
 
 def test_a_missed_mention_is_emailed_once_with_a_link_that_opens_the_message(mail_server, new_user) -> None:
