@@ -103,22 +103,27 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str, datetime | None]:
     """The page with placeholders, and until when it may be kept (None: until a change)."""
+    context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
+    # The moderators' list of running mutes changes when the first one runs out.
+    valid_until = min((mute.until for mute in context.get("mutes", ())), default=None)
+    context |= pagecache.placeholders(request.user)
+    return render_to_string(fragments.ROOM_TEMPLATE, context, request), valid_until
+
+
+def _room_context(request: HttpRequest, room: Room, viewer: Standing, history: dict) -> dict:
+    """Everything the room page shows around its history (the latest page, or one around a message)."""
     context = (
-        fragments.history_context(room, viewer.role)
+        history
         | fragments.members_context(room)
         | fragments.form_context(room, viewer)
         | fragments.header_context(room)
         | fragments.upload_form_context(room, viewer)
     )
-    valid_until = None
     if room.is_direct:
         context |= _conversation_context(request.user, room)
     if viewer.is_moderator:
         context |= fragments.moderation_context(room)
-        # The moderators' list of running mutes changes when the first one runs out.
-        valid_until = min((mute.until for mute in context["mutes"]), default=None)
-    context |= pagecache.placeholders(request.user)
-    return render_to_string(fragments.ROOM_TEMPLATE, context, request), valid_until
+    return context
 
 
 @require_GET
@@ -359,15 +364,8 @@ def message_permalink(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     room, viewer = _readable_room(request, slug)
     if not queries.message_in_room(room, pk):
         raise Http404("No such message in this room.")
-    context = (
-        fragments.history_around_context(room, viewer.role, pk)
-        | fragments.members_context(room)
-        | fragments.form_context(room, viewer)
-        | fragments.header_context(room)
-    )
-    if viewer.is_moderator:
-        context |= fragments.moderation_context(room)
-    return render(request, fragments.ROOM_TEMPLATE, context)
+    history = fragments.history_around_context(room, viewer.role, pk)
+    return render(request, fragments.ROOM_TEMPLATE, _room_context(request, room, viewer, history))
 
 
 @require_GET

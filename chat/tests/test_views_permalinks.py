@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from chat import services
+from chat import direct, services
 from chat.models import Ban, Message, Room, message_permalink
 from chat.standing import Account
 from chat.tests.support import (
@@ -125,6 +125,23 @@ def test_every_messages_menu_offers_its_link_to_share(lobby: Room, alice: Accoun
     assert f'href="/messages/{message.pk}/link/">Link to this message</a>' in menu
     followed = client_for(bob).get(f"/messages/{message.pk}/link/")
     assert followed["Location"] == message_permalink("lobby", message.pk)
+
+
+def test_a_permalink_page_is_the_room_page_around_its_message(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    """The same page as the room's, but for its history: the file picker, and in a direct
+    message the other person's name and the Block button."""
+    message = Message.objects.create(room=lobby, author=alice, body="in the lobby")
+    assert (
+        'id="upload-form" class="upload-form"'
+        in client_for(bob).get(message_permalink("lobby", message.pk)).text
+    )
+
+    conversation = direct.start(alice, bob)
+    said = Message.objects.create(room=conversation, author=alice, body="just us")
+    page = client_for(bob).get(message_permalink(conversation.slug, said.pk)).text
+    assert '<title id="page-title">alice · Parley</title>' in page and "Block alice" in page
 
 
 def test_paging_newer_needs_numbers(lobby: Room, bob: Account) -> None:
