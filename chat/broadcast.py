@@ -144,7 +144,6 @@ def collected() -> Iterator[list[tuple[str, dict]]]:
     try:
         yield events
     except BaseException:
-        _outbox.events = None
         if events:  # stored, so shown, though what came after the commit failed
             _stored_anyway(async_to_sync(_send), events)
         raise
