@@ -16,14 +16,13 @@ from urllib.parse import parse_qs
 
 from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import RedisError
 
 from chat import actions, broadcast, fragments, queries, reading, services
-from chat.hub import BROKER_DOWN, Hub, hub
+from chat.hub import BROKER_DOWN, Hub, HubConsumer, hub
 from chat.models import Room, account_group_name
 from chat.payloads import BadFrame, parse_ws_send
 from chat.sockets import open_sockets, send_buffer_of, take_socket, unsent_bytes
@@ -60,10 +59,9 @@ class TryAgainLater(Exception):
     log_traceback = False
 
 
-class RoomConsumer(AsyncWebsocketConsumer):
+class RoomConsumer(HubConsumer):
     # No channel-layer channel per socket: the process's hub subscribes once per group and
-    # writes to every local socket (an alias with no layer configured gives none).
-    channel_layer_alias = "no channel per socket: see chat.hub"
+    # writes to every local socket.
     # Set once the handshake is accepted; `in_room` says whether it has been.
     room: Room
     standing: Standing

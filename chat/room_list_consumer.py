@@ -15,10 +15,9 @@ import secrets
 from typing import cast
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import fragments, queries, unread
-from chat.hub import Hub, hub
+from chat.hub import Hub, HubConsumer, hub
 from chat.models import account_group_name
 from chat.sockets import open_sockets, take_socket
 from chat.standing import User, session_tag
@@ -36,8 +35,7 @@ class TryAgainLater(Exception):
     log_traceback = False
 
 
-class RoomListConsumer(AsyncWebsocketConsumer):
-    channel_layer_alias = "no channel per socket: see chat.hub"
+class RoomListConsumer(HubConsumer):
     groups_joined: tuple[str, ...] = ()
     holder: str | None = None
     session_hash = session_tag(None)
