@@ -30,7 +30,10 @@ SCENARIO_NAMES = [scenario.__name__ for _rows, scenario, _applies in SCENARIOS]
 def row_titles(plan: Plan) -> dict[str, str]:
     titles = {
         "joins": f"{plan.joins} sockets join one room (Parley: until each has its history)",
-        "memory": f"idle memory per open socket, {plan.idle_sockets:,} open in one room",
+        "memory": (
+            f"idle memory per open socket: RSS growth from {plan.idle_sockets // 5:,}"
+            f" to {plan.idle_sockets:,} open in one room"
+        ),
     }
     for size in plan.fan_sizes:
         titles |= {f"fan{size}_{p}": f"send → last of {size} members, {p}" for p in ("p50", "p99")}
