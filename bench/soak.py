@@ -130,8 +130,9 @@ class Connection(Member):
         self.user.ledger.saw(self.user.number, self.shown, frame, self.last_frame_at)
 
     def close_code(self) -> int:
-        code = self.socket.close_code if self.socket else None
-        return code or 1006  # never opened, or dropped without a close frame: 1006 in a browser
+        return (
+            self.server_close_code or 1006
+        )  # never opened, or dropped without a close frame: 1006 in a browser
 
 
 class User:
@@ -173,9 +174,9 @@ class User:
             await connection.open(handshakes)
         except Exception:
             return False
-        assert connection.reader is not None  # open() started it
+        opening: list[asyncio.Future] = [connection.first_frame, connection.reader]
         await asyncio.wait(
-            [connection.first_frame, connection.reader],
+            opening,
             timeout=OPEN_TIMEOUT,
             return_when=asyncio.FIRST_COMPLETED,
         )
@@ -207,10 +208,11 @@ async def post_now_and_then(user: User, plan: SoakPlan, rng: random.Random, unti
 
 async def post_once(user: User, text: str) -> None:
     connection = user.connection
-    assert connection is not None and connection.reader is not None  # connected
+    assert connection is not None  # connected
     user.ledger.sending(text, user.room)
     posting = asyncio.ensure_future(post(connection, text, POST_TIMEOUT))
-    await asyncio.wait([posting, connection.reader], return_when=asyncio.FIRST_COMPLETED)
+    waits: list[asyncio.Future] = [posting, connection.reader]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     await asyncio.wait([posting], timeout=0.2)  # an ack read just before the close still counts
     if not posting.done():
         posting.cancel()
