@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.scenarios import QUICK, SCENARIO_ROOMS, SCENARIOS, Figure, Plan, guarded, wait_idle
-from bench.servers import CLIENT_CORE, Fleet, Server, can_pin
+from bench.servers import CLIENT_CORE, Fleet, Server, can_pin, client_cores
 
 BASELINES = ("tut", "ceil")
 ALL_SERVERS = ["ceil", "tut", "p1", "p2"]
@@ -79,13 +79,23 @@ def table(servers: list[Server], results: dict[str, dict[str, Figure]], plan: Pl
         "|---" * (len(servers) + 1) + "|",
     ]
     for row, title in row_titles(plan).items():
-        baselines = {name: results.get(name, {}).get(row) for name in BASELINES}
-        cells = [cell(results[server.key].get(row), baselines, server.key) for server in servers]
+        cells = [
+            cell(results[server.key].get(row), baselines_of(server, row, results), server.key)
+            for server in servers
+        ]
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
+def baselines_of(server: Server, row: str, results: dict[str, dict[str, Figure]]) -> dict[str, Figure | None]:
+    """The tutorial and the ceiling; for Parley on several processes, Parley on one as well."""
+    names = [*BASELINES, *(["p1"] if server.kind == "parley" and server.key != "p1" else [])]
+    return {name: results.get(name, {}).get(row) for name in names}
+
+
 async def measure_server(server: Server, plan: Plan, only: set[str]) -> dict[str, Figure]:
+    if can_pin():
+        os.sched_setaffinity(0, client_cores(server))
     results: dict[str, Figure] = {}
     for rows, scenario, applies in SCENARIOS:
         if only and scenario.__name__ not in only:
@@ -133,6 +143,8 @@ def prepare_client() -> None:
 
 def machine() -> str:
     pinning = "servers on core 0, client on core 1" if can_pin() else "not pinned"
+    if can_pin() and os.cpu_count() == 2:
+        pinning += "; two-process columns: a core per process, client and Redis on either"
     when = time.strftime("%Y-%m-%d %H:%M")
     return f"{os.cpu_count()} cores ({pinning}), Python {platform.python_version()}, {when}"
 

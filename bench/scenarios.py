@@ -5,6 +5,7 @@ wait is bounded, and the server is restarted afterwards so its backlog does not 
 """
 
 import asyncio
+import math
 import re
 import statistics
 import sys
@@ -31,6 +32,7 @@ class Plan:
     rates: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640)
     step_seconds: float = 3.0
     rate_senders: int = 4
+    refinements: int = 3  # steps between the best rate that passed and the first that failed
     posting_seconds: float = 5.0
     wrk_seconds: int = 5
     page_messages: int = 50
@@ -46,6 +48,7 @@ QUICK = Plan(
     fan_messages=6,
     rates=(20, 40, 80, 160, 320, 640),
     step_seconds=0.5,
+    refinements=1,
     posting_seconds=2,
     wrk_seconds=2,
 )
@@ -305,26 +308,50 @@ async def measure(
 
 
 async def sustained(server: Server, members: list[Member], senders: list[Member], plan: Plan) -> Figure:
-    """Step the rate up until a step loses, doubles or reorders a message, or its p99 reaches 1 s."""
-    best: tuple[float, float] | None = None
-    stopped = "every rate tried passed"
+    """Double the rate until a step loses, doubles or reorders a message, or its p99 reaches 1 s;
+    then halve the gap between the best rate that passed and the first that failed (geometrically)
+    plan.refinements times, so that a figure is within about 10% of the true one, not a factor of 2."""
+    best: tuple[float, float, float] | None = None  # (rate tried, rate achieved, p99)
+    failed: tuple[float, str] | None = None  # (rate, what went wrong)
     for rate in plan.rates:
-        tracker = Tracker(f"r{rate}", len(members))
-        achieved = await measure(tracker, members, senders, rate, int(rate * plan.step_seconds), drain=1.5)
-        latencies = tracker.latencies()
-        p99 = percentile(latencies, 0.99) if latencies else float("inf")
-        problems = loss_note(tracker) or (f"p99 {p99:.2f} s" if p99 >= 1 else "")
-        if problems:
-            stopped = f"at {rate} msg/s: {problems}"
+        outcome = await sustained_step(server, members, senders, plan, rate)
+        if isinstance(outcome, str):
+            failed = (rate, outcome)
             break
-        best = (achieved, p99)
-        await quiet(members, timeout=5)
+        best = (rate, *outcome)
+    for _ in range(plan.refinements if best and failed else 0):
+        assert best and failed  # the loop runs only when both are known
+        rate = round(math.sqrt(best[0] * failed[0]))
+        if rate in (best[0], failed[0]) or any(member.reader.done() for member in members):
+            break  # the rates met, or a socket was closed: the steps after would not be like the first
+        outcome = await sustained_step(server, members, senders, plan, rate)
+        if isinstance(outcome, str):
+            failed = (rate, outcome)
+        else:
+            best = (rate, *outcome)
     await wait_idle(server)
+    stopped = f"at {failed[0]:.0f} msg/s: {failed[1]}" if failed else "every rate tried passed"
     if best is None:
         return Figure.fail(stopped)
-    achieved, p99 = best
+    _rate, achieved, p99 = best
     note = f"{achieved:.0f} msg/s, p99 {p99 * 1000:.0f} ms; {stopped}"
     return Figure(achieved * len(members), "/s", note)
+
+
+async def sustained_step(
+    server: Server, members: list[Member], senders: list[Member], plan: Plan, rate: float
+) -> tuple[float, float] | str:
+    """One rate for plan.step_seconds: (rate achieved, p99), or what went wrong."""
+    tracker = Tracker(f"r{rate:.0f}", len(members))
+    achieved = await measure(tracker, members, senders, rate, int(rate * plan.step_seconds), drain=1.5)
+    latencies = tracker.latencies()
+    p99 = percentile(latencies, 0.99) if latencies else float("inf")
+    problems = loss_note(tracker) or (f"p99 {p99:.2f} s" if p99 >= 1 else "")
+    await quiet(members, timeout=5)
+    if problems:
+        await wait_idle(server)  # the backlog of a failed step must not weigh on the next
+        return problems
+    return achieved, p99
 
 
 # Posting ---------------------------------------------------------------------------------

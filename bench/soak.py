@@ -30,7 +30,7 @@ from pathlib import Path
 from bench.__main__ import machine, prepare_client
 from bench.clients import HANDSHAKES_IN_FLIGHT, OPEN_TIMEOUT, Member, close_all, post, wait_until
 from bench.scenarios import HISTORY_MARK, percentile, wait_idle
-from bench.servers import Fleet, Server, pinned, rss_kib, run_parley_db
+from bench.servers import Fleet, Server, pinned, rss_kib, run_parley_db, server_core
 from testsupport.servers import REPO, stop, wait_for_port
 
 # htmx's ws extension (hx-ws-2.js) reconnects after these close codes only.
@@ -240,7 +240,7 @@ def restart_process(server: Server, index: int, at: float) -> Restart:
     started = time.perf_counter()
     stop(old)
     stopped = time.perf_counter()
-    argv = pinned([arg.replace("{port}", str(port)) for arg in server.commands[index]])
+    argv = pinned([arg.replace("{port}", str(port)) for arg in server.commands[index]], server_core(index))
     with open(server.log, "a") as log:
         server.processes[index] = subprocess.Popen(
             argv, cwd=REPO, env=server.env, stdout=log, stderr=subprocess.STDOUT
