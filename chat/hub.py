@@ -86,7 +86,8 @@ class HubConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "no channel per socket: see chat.hub"
 
     async def __call__(self, scope, receive, send) -> None:
-        self.scope, self.channel_layer, self.base_send = scope, None, send
+        self.scope, self.base_send = scope, send
+        self.channel_layer = None  # type: ignore[assignment]  # as Channels sets it for an alias without a layer
         try:
             while True:
                 await self.dispatch(await receive())
