@@ -6,8 +6,8 @@ for the database commit: nobody sees what was not stored.
 """
 
 import logging
+import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -52,21 +52,25 @@ def user_version_key(user_id: int) -> str:
 
 def versions(*keys: str) -> tuple:
     """The current versions of these keys. One that is missing (evicted, or never set) starts at
-    the clock in nanoseconds, never at a number an old page may have been stored under."""
+    a fresh one, never at a number an old page may have been stored under."""
     found = cache.get_many(keys)
     for key in keys:
         if key not in found:
-            cache.add(key, time.time_ns(), timeout=None)
+            cache.add(key, _fresh_version(), timeout=None)
             found[key] = cache.get(key)
     return tuple(found[key] for key in keys)
 
 
+def _fresh_version() -> int:
+    """A version no page has been stored under: 63 random bits. A page is served only if its
+    versions are the current ones, so a version only needs to differ from every earlier one."""
+    return secrets.randbits(63)
+
+
 def _bump_now(*keys: str) -> None:
-    for key in keys:
-        try:
-            cache.incr(key)
-        except ValueError:  # missing: start afresh, above anything stored before
-            cache.add(key, time.time_ns(), timeout=None)
+    # One write for all the keys (with Redis, one round trip: incr would take two per key,
+    # EXISTS then INCR, on the database thread of every post).
+    cache.set_many({key: _fresh_version() for key in keys}, timeout=None)
 
 
 def bump(room: Room | int) -> None:

@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.http import HttpResponseBase
 from django.test import Client
 from django.utils import timezone
@@ -150,6 +151,17 @@ def test_the_room_list_hit_is_per_person(lobby: Room, alice: Account, bob: Accou
 
 
 # Never stale ----------------------------------------------------------------------------------
+
+
+def test_every_change_and_every_eviction_gives_the_room_a_version_no_page_had(lobby: Room) -> None:
+    seen = [pagecache.room_versions(lobby)]
+    for _ in range(20):
+        broadcast.bump(lobby)
+        seen.append(pagecache.room_versions(lobby))
+    cache.delete(broadcast.room_version_key(lobby.pk))  # evicted
+    seen.append(pagecache.room_versions(lobby))
+
+    assert len(set(seen)) == len(seen)
 
 
 def test_a_new_message_shows_at_once(lobby: Room, alice: Account) -> None:
