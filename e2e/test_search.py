@@ -261,3 +261,35 @@ def test_search_and_settings_look_right(server, new_user, site_env, device: str,
     alice.goto(f"{server.url}/settings/")
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"settings-{device}-{scheme}.png")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_confirming_an_address_looks_right(mail_server, new_user, device: str, scheme: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    bob = new_user(mail_server.url, "bob", viewport=VIEWPORTS[device])
+    bob.emulate_media(color_scheme=scheme)
+
+    def shoot(name: str) -> None:
+        assert_fits_the_screen(bob)
+        bob.screenshot(path=SCREENSHOTS / f"{name}-{device}-{scheme}.png", full_page=True)
+
+    set_address(bob, mail_server.url, "bob.with.a.rather.long.address@mail.example.com")
+    expect(bob.locator(".link-sent")).to_contain_text("We sent a link to")
+    shoot("settings-unconfirmed")
+    bob.get_by_role("button", name="Send the link again").click()
+    expect(bob.locator(".link-sent")).to_contain_text("We sent a link moments ago")
+    shoot("settings-resend-refused")
+
+    link = newest_link_to(mail_server.mail, "bob.with.a.rather.long.address@mail.example.com", seen=0)
+    bob.goto(link[:-3] + "xx/")
+    expect(bob.locator("h1")).to_have_text("This link can't be used")
+    shoot("confirm-tampered")
+    bob.goto(link)
+    shoot("confirm-ask")
+    bob.get_by_role("button", name="Confirm").click()
+    expect(bob.locator("h1")).to_have_text("Address confirmed")
+    shoot("confirm-done")
+    bob.goto(f"{mail_server.url}/settings/")
+    expect(bob.locator(".address-state")).to_contain_text("Confirmed")
+    shoot("settings-confirmed")

@@ -188,7 +188,10 @@ def test_following_the_link_asks_then_confirms_and_mentions_are_emailed_from_the
 
     answer = owner.post(link)
     assert answer.status_code == 200 and "Address confirmed" in answer.text
-    assert "Confirmed: mention emails go to this address." in client_for(bob).get("/settings/").text
+    assert (
+        "<strong>Confirmed</strong>: mention emails go to this address."
+        in client_for(bob).get("/settings/").text
+    )
     services.post_message(Room.objects.create(slug="den", name="Den"), alice, {"message": "@bob now"})
     assert [email.to for email in mention_emails()] == [["bob@example.org"]]
 
