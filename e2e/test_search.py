@@ -274,6 +274,9 @@ def test_confirming_an_address_looks_right(mail_server, new_user, device: str, s
         assert_fits_the_screen(bob)
         bob.screenshot(path=SCREENSHOTS / f"{name}-{device}-{scheme}.png", full_page=True)
 
+    bob.goto(f"{mail_server.url}/accounts/signup/")  # the optional address, as a newcomer sees it
+    expect(bob.locator("#id_email")).to_be_visible()
+    shoot("signup")
     set_address(bob, mail_server.url, "bob.with.a.rather.long.address@mail.example.com")
     expect(bob.locator(".link-sent")).to_contain_text("We sent a link to")
     shoot("settings-unconfirmed")
