@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.test import Client
 
-from chat import direct, mentionmail, services
+from chat import accounts, direct, mentionmail, services
 from chat.models import MentionEmails, Room
 from chat.standing import Account
 from chat.tests.support import client_for, make_member, make_user, present, private_room, sign_up
@@ -293,3 +293,10 @@ def test_someone_blocked_never_emails_the_person_who_blocked_them(
     direct.block(bob, alice)
     services.post_message(lobby, alice, {"message": "@bob @carol hello both"})
     assert [email.to for email in mention_emails()] == [["carol@example.com"]]
+
+
+def test_without_the_cache_no_link_goes(bob: Account, unreachable_cache: None) -> None:
+    """(The pages answer 503 themselves then; this is the count's own refusal, for any other caller.)"""
+    with pytest.raises(accounts.Refused) as refused:
+        accounts.start_confirmation_email(bob.pk, "bob@example.org")
+    assert refused.value.status == 503 and refused.value.sentence == accounts.CONFIRMATION_STORE_DOWN
