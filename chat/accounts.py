@@ -1,4 +1,5 @@
-"""Signing in and signing up: how many tries an address and an account get.
+"""Signing in and signing up: how many tries an address and an account get (and how many links
+confirming an email address an account and an address get).
 
 Counted in Django's cache (Redis with REDIS_URL, so every process shares the counts; local memory
 otherwise), in fixed windows that start with the first attempt counted.
@@ -195,3 +196,37 @@ def _take(window: Window) -> float:
     except Exception:  # whatever the cache backend raises when its server is away
         log.exception("the attempt counter is unreachable; refusing logins and signups")
         raise Refused(STORE_DOWN, status=503, retry_after=60) from None
+
+
+CONFIRMATION_STORE_DOWN = "We can't send a link right now. Please try again in a minute."
+
+
+def start_confirmation_email(user_id: int, address: str) -> None:
+    """Count a confirmation email about to go to `address`; Refused if this account asked too
+    recently, or if the address has had its day's links from all accounts together (so accounts
+    made for the purpose can't flood a stranger's mailbox either)."""
+    account = Window(f"limits:confirm:account:{user_id}", 1, settings.CHAT_CONFIRMATION_RESEND_SECONDS)
+    mailbox = Window(
+        f"limits:confirm:address:{_key(address.strip().casefold())}",
+        settings.CHAT_CONFIRMATION_EMAILS_PER_ADDRESS,
+        86400,
+    )
+    try:
+        too_soon = account.take()
+        over_the_day = 0.0 if too_soon else mailbox.take()
+    except Exception:  # whatever the cache backend raises when its server is away: no count, no email
+        log.warning("Confirmation email not sent: the cache can't be reached to count it")
+        raise Refused(CONFIRMATION_STORE_DOWN, status=503, retry_after=60) from None
+    if too_soon:
+        raise Refused(
+            "We sent a link moments ago: check your inbox and spam folder, "
+            f"or ask again in {math.ceil(too_soon)} seconds.",
+            status=429,
+            retry_after=math.ceil(too_soon),
+        )
+    if over_the_day:
+        raise Refused(
+            "This address has had all the links it gets in a day. Please try again tomorrow.",
+            status=429,
+            retry_after=math.ceil(over_the_day),
+        )

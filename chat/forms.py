@@ -129,8 +129,12 @@ class SignupForm(UserCreationForm):
 
     class Meta(UserCreationForm.Meta):
         model = User
-        fields = ("username",)
-        help_texts = {"username": "Up to 150 English letters, digits and @ . + - _ only."}
+        fields = ("username", "email")
+        labels = {"email": "Email address (optional)"}
+        help_texts = {
+            "username": "Up to 150 English letters, digits and @ . + - _ only.",
+            "email": "For an email when you're mentioned while away, once you confirm it by a link we send.",
+        }
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

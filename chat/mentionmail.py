@@ -1,16 +1,22 @@
 """Email for missed mentions: someone named in a room they don't have open hears of it by email.
 
-At most one email per person and room per CHAT_MENTION_EMAIL_WINDOW_SECONDS (10 minutes), counted
-in Django's cache (`cache.add`, atomic in Redis, so across processes), only to people with an
-address who have not turned it off (MentionEmails), and only after the message is committed.
-Sending (SMTP may take seconds) happens on one background thread per process, never on the
-thread that answers the post: the post is acknowledged first, the email follows.
+Only to an address its owner confirmed by following an emailed link (the confirmation email carries
+nothing anyone typed), and only while the account still has that address. At most one email per
+person and room, and per address and room, per CHAT_MENTION_EMAIL_WINDOW_SECONDS (10 minutes),
+counted in Django's cache (`cache.add`, atomic in Redis, so across processes): several accounts on
+one address can't multiply the mail. Never to someone who turned it off (MentionEmails) or who
+blocked the poster, and only after the message is committed. Sending (SMTP may take seconds)
+happens on one background thread per process, never on the thread that answers the post: the post
+is acknowledged first, the email follows.
 """
 
+import hashlib
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.core import signing
 from django.core.cache import cache
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -32,16 +38,21 @@ def window_minutes() -> int:
 def email_missed_mention(message: Message, people: list[Account]) -> None:
     """Inside the posting transaction: `people` were named and don't have the room open.
 
-    One query (who turned emails off), only when someone named has an address; the email is
-    rendered once for all of them, and the rest happens after the commit.
+    One query (whose address is confirmed, emails on, poster not blocked), only when someone named
+    has an address; the email is rendered once for all of them, and the rest happens after the commit.
     """
     with_address = [person for person in people if person.email]
     if not with_address:
         return
-    turned_off = set(
-        MentionEmails.objects.filter(user__in=with_address, enabled=False).values_list("user_id", flat=True)
+    confirmed = dict(
+        MentionEmails.objects.filter(user__in=with_address, enabled=True)
+        .exclude(confirmed_email="")
+        .exclude(user__blocks__blocked=message.author_id)
+        .values_list("user_id", "confirmed_email")
     )
-    recipients = [(person.pk, person.email) for person in with_address if person.pk not in turned_off]
+    recipients = [
+        (person.pk, person.email) for person in with_address if confirmed.get(person.pk) == person.email
+    ]
     if not recipients:
         return
     subject, body = _compose(message)
@@ -70,6 +81,7 @@ def _send_when_due(room_id: int, recipients: list[tuple[int, str]], subject: str
             email
             for user_id, email in recipients
             if cache.add(f"mention-mail:{user_id}:{room_id}", 1, window)
+            and cache.add(f"mention-mail:address:{address_key(email)}:{room_id}", 1, window)
         ]
     except Exception:  # whatever the cache backend raises when its server is away: no count, no email
         log.warning("Mention emails skipped: the cache can't be reached to count them")
@@ -90,3 +102,71 @@ def wait_until_sent() -> None:
     """Block until every email handed to the sender so far has been sent (tests, shutdown)."""
     done: Future = _sender.submit(lambda: None)
     done.result(timeout=30)
+
+
+def address_key(address: str) -> str:
+    """One mailbox, however its address is cased, as a cache key that doesn't show the address."""
+    return hashlib.sha256(address.strip().casefold().encode()).hexdigest()
+
+
+# Confirming an address -------------------------------------------------------------------------
+
+_CONFIRM_SALT = "chat.mentionmail.confirm-address"
+
+
+def is_confirmed(user: Account, preference: MentionEmails | None) -> bool:
+    """Whether the account's address now is the one its owner confirmed."""
+    return bool(user.email) and preference is not None and preference.confirmed_email == user.email
+
+
+def confirmation_days() -> int:
+    return max(1, round(settings.CHAT_EMAIL_CONFIRMATION_MAX_AGE_SECONDS / 86400))
+
+
+def send_confirmation(user: Account) -> None:
+    """Email the account's address a signed link that confirms it; off this thread. Nothing in it
+    comes from any user: a stranger's address gets one plain question, never their text."""
+    token = signing.dumps({"user": user.pk, "address": _token_digest(user.email)}, salt=_CONFIRM_SALT)
+    context = {
+        "site": settings.CHAT_SITE_URL.rstrip("/"),
+        "link": settings.CHAT_SITE_URL.rstrip("/") + reverse("confirm-email", args=[token]),
+        "days": confirmation_days(),
+    }
+    body = render_to_string("chat/email/confirm_address.txt", context)
+    _sender.submit(_send, [user.email], "Confirm your address for Parley's mention emails", body)
+
+
+@dataclass(frozen=True)
+class ConfirmationLink:
+    """A confirmation link, checked: the account it confirms, or the sentence saying why it can't."""
+
+    user: Account | None
+    problem: str = ""
+
+
+def check_link(token: str) -> ConfirmationLink:
+    """Signed by us, not expired, for an active account whose address is still the one it was sent to."""
+    try:
+        claim = signing.loads(
+            token, salt=_CONFIRM_SALT, max_age=settings.CHAT_EMAIL_CONFIRMATION_MAX_AGE_SECONDS
+        )
+    except signing.SignatureExpired:
+        return ConfirmationLink(None, f"This link has expired: links work for {confirmation_days()} days.")
+    except signing.BadSignature:
+        return ConfirmationLink(None, "This link isn't one we sent: it may have been cut short or changed.")
+    user = Account.objects.filter(pk=claim.get("user"), is_active=True).first()
+    if user is None:
+        return ConfirmationLink(None, "The account this link was for is closed.")
+    if not user.email or _token_digest(user.email) != claim.get("address"):
+        return ConfirmationLink(user, "This link was for an address the account no longer uses.")
+    return ConfirmationLink(user)
+
+
+def confirm(user: Account) -> None:
+    """The owner of the account's address followed the link: mention emails may go there."""
+    MentionEmails.objects.update_or_create(user=user, defaults={"confirmed_email": user.email})
+
+
+def _token_digest(address: str) -> str:
+    """The address as the link carries it: exact, so any change to it spoils the link, and unreadable."""
+    return hashlib.sha256(address.encode()).hexdigest()[:32]

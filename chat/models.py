@@ -524,10 +524,16 @@ class LastRead(models.Model):
 
 
 class MentionEmails(models.Model):
-    """Whether a user is emailed when named in a room they don't have open (on unless turned off)."""
+    """Whether a user is emailed when named in a room they don't have open (on unless turned off),
+    and the address they proved is theirs by following an emailed link (chat/mentionmail.py).
+
+    Mention emails go only while the account's address equals `confirmed_email`: changing the
+    address, however it is changed (settings, admin, SQL), leaves it unconfirmed.
+    """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     enabled = models.BooleanField("Email me when I'm mentioned while away", default=True)
+    confirmed_email = models.EmailField(blank=True, default="")
 
     def __str__(self) -> str:
         return f"Mention emails for {self.user}: {'on' if self.enabled else 'off'}"

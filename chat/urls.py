@@ -26,4 +26,5 @@ urlpatterns = [
     path("messages/<int:pk>/link/", views.message_link, name="message-link"),
     path("search/", views.search, name="search"),
     path("settings/", views.mention_email_settings, name="settings"),
+    path("settings/confirm/<str:token>/", views.confirm_email, name="confirm-email"),
 ]

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import (
     accounts,
@@ -280,7 +280,10 @@ def signup(request: HttpRequest) -> HttpResponse:
             accounts.start_signup(request)
         except accounts.Refused as refusal:
             return _refused(request, refusal)
-        login(request, form.save())
+        user = form.save()
+        login(request, user)
+        if user.email:  # nothing is sent there until its owner follows this link
+            _send_confirmation(user)
         next_url = request.GET.get("next", "")
         if url_has_allowed_host_and_scheme(next_url, {request.get_host()}, request.is_secure()):
             return redirect(next_url)
@@ -425,18 +428,69 @@ def _search_results(request: HttpRequest, wanted: dict, rooms: QuerySet[Room]) -
 
 @login_required
 def mention_email_settings(request: HttpRequest) -> HttpResponse:
-    """Where mention emails go, and one checkbox: email me when I'm named in a room I don't have open."""
+    """Where mention emails go, whether that address is confirmed (a button sends the link again),
+    and one checkbox: email me when I'm named in a room I don't have open."""
     user = request.user
     assert isinstance(user, Account)  # login_required
     preference = MentionEmails.objects.filter(user=user).first() or MentionEmails(user=user)
     initial = {"email": user.email, "enabled": preference.enabled}
+    if request.method == "POST" and "resend" in request.POST:
+        form = MentionEmailsForm(initial=initial)
+        return _settings_page(request, form, preference, link_sent=_send_confirmation(user))
     form = MentionEmailsForm(request.POST or None, initial=initial)
     saved = request.method == "POST" and form.is_valid()
+    link_sent = ""
     if saved:
         preference.enabled = form.cleaned_data["enabled"]
         preference.save()
         if user.email != form.cleaned_data["email"]:
             user.email = form.cleaned_data["email"]
             user.save(update_fields=["email"])
-    context = {"form": form, "saved": saved, "minutes": mentionmail.window_minutes()}
-    return render(request, "chat/settings.html", context, status=400 if form.is_bound and not saved else 200)
+            link_sent = _send_confirmation(user) if user.email else ""
+    status = 400 if form.is_bound and not saved else 200
+    return _settings_page(request, form, preference, saved=saved, link_sent=link_sent, status=status)
+
+
+def _settings_page(
+    request: HttpRequest,
+    form: MentionEmailsForm,
+    preference: MentionEmails,
+    saved: bool = False,
+    link_sent: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    assert isinstance(request.user, Account)  # login_required
+    context = {
+        "form": form,
+        "saved": saved,
+        "address": request.user.email,
+        "confirmed": mentionmail.is_confirmed(request.user, preference),
+        "link_sent": link_sent,
+        "minutes": mentionmail.window_minutes(),
+    }
+    return render(request, "chat/settings.html", context, status=status)
+
+
+def _send_confirmation(user: Account) -> str:
+    """Email the account's address a confirming link, if the limits allow: the sentence to show."""
+    if not user.email:
+        return "Enter an address first."
+    try:
+        accounts.start_confirmation_email(user.pk, user.email)
+    except accounts.Refused as refusal:
+        return refusal.sentence
+    mentionmail.send_confirmation(user)
+    return f"We sent a link to {user.email}: follow it to confirm the address."
+
+
+@require_http_methods(["GET", "POST"])
+def confirm_email(request: HttpRequest, token: str) -> HttpResponse:
+    """The emailed link: a page asking to confirm (a POST, so a mail scanner fetching the link
+    confirms nothing), then saying it worked; or why the link can't be used."""
+    link = mentionmail.check_link(token)
+    confirmed = request.method == "POST" and not link.problem
+    if confirmed:
+        assert link.user is not None  # a link without a problem names its account
+        mentionmail.confirm(link.user)
+    context = {"link": link, "confirmed": confirmed, "minutes": mentionmail.window_minutes()}
+    return render(request, "chat/confirm_email.html", context, status=400 if link.problem else 200)

@@ -1,9 +1,11 @@
 """Search, permalinks and missed-mention emails in a real browser against real daphne.
 
 The emails go through Django's file backend into a folder the test reads (EMAIL_BACKEND=file,
-EMAIL_FILE_PATH), as an operator would configure it; the link inside is followed in the browser.
+EMAIL_FILE_PATH), as an operator would configure it; the links inside are followed in the browser.
 """
 
+import email
+import email.policy
 import re
 import time
 from collections.abc import Iterator
@@ -32,14 +34,64 @@ def mail_server(site_env: dict[str, str], tmp_path: Path) -> Iterator[DaphneServ
     daphne.stop()
 
 
-def emails_in(folder: Path, timeout: float = 10) -> list[str]:
+CONFIRM_SUBJECT = "Confirm your address for Parley's mention emails"
+
+
+def read_emails(folder: Path) -> list[email.message.EmailMessage]:
+    """Every email sent so far, oldest first, decoded (long lines arrive quoted-printable)."""
+    files = sorted(folder.glob("*.log"), key=lambda path: path.stat().st_mtime_ns) if folder.exists() else []
+    return [
+        email.message_from_string(path.read_text().rsplit("-" * 79, 1)[0], policy=email.policy.default)
+        for path in files
+    ]
+
+
+def mention_emails(folder: Path) -> list[email.message.EmailMessage]:
+    return [message for message in read_emails(folder) if message["Subject"] != CONFIRM_SUBJECT]
+
+
+def mention_emails_once_some_came(folder: Path, timeout: float = 10) -> list[email.message.EmailMessage]:
+    """The mention emails sent, once there is one and half a second has passed for any others."""
+    deadline = time.monotonic() + timeout
+    while not mention_emails(folder) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return mention_emails(folder)
+
+
+def body_of(message: email.message.EmailMessage) -> str:
+    return message.get_content()
+
+
+def newest_link_to(folder: Path, address: str, seen: int, timeout: float = 10) -> str:
+    """The link in the confirmation email to `address` after the `seen` ones already there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = sorted(folder.glob("*.log")) if folder.exists() else []
-        if found:
-            return [path.read_text() for path in found]
+        links = [
+            re.findall(r"http://\S+/settings/confirm/\S+/", body_of(message))[0]
+            for message in read_emails(folder)
+            if message["Subject"] == CONFIRM_SUBJECT and message["To"] == address
+        ]
+        if len(links) > seen:
+            return links[-1]
         time.sleep(0.1)
-    return []
+    raise AssertionError(f"no new confirmation email to {address}")
+
+
+def set_address(page: Page, base_url: str, address: str) -> None:
+    page.goto(f"{base_url}/settings/")
+    page.fill("input[name=email]", address)
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".settings .saved")).to_have_text("Saved.")
+    expect(page.locator(".address-state")).to_contain_text("Unconfirmed")
+
+
+def confirm_address(page: Page, server: DaphneServer, address: str, seen: int = 0) -> None:
+    """Set the address in Settings, then follow the link emailed to it (the `seen`+1-th there)."""
+    set_address(page, server.url, address)
+    page.goto(newest_link_to(server.mail, address, seen))  # type: ignore[attr-defined]
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("h1")).to_have_text("Address confirmed")
 
 
 def search_for(page: Page, words: str) -> None:
@@ -119,31 +171,64 @@ def test_a_permalink_deep_in_a_long_history_stays_in_view_once_the_socket_replay
     expect(target).to_be_in_viewport(timeout=1000)
 
 
-def test_a_missed_mention_is_emailed_once_with_a_link_that_opens_the_message(mail_server, new_user) -> None:
+def test_a_missed_mention_is_emailed_once_the_address_is_confirmed_with_a_link_that_opens_it(
+    mail_server, new_user
+) -> None:
     bob = new_user(mail_server.url, "bob")
     bob.goto(f"{mail_server.url}/settings/")
     expect(bob.locator("input[name=enabled]")).to_be_checked()
-    bob.fill("input[name=email]", "bob@example.com")
-    bob.get_by_role("button", name="Save").click()
-    expect(bob.locator(".settings .notice")).to_have_text("Saved.")
+    set_address(bob, mail_server.url, "bob@example.com")
     bob.goto(f"{mail_server.url}/")  # bob is not in the lobby
 
     alice = new_user(mail_server.url, "alice")
     open_room(alice, mail_server.url)
+    send(alice, f"@{bob.username} before the address is confirmed")
+    link = newest_link_to(mail_server.mail, "bob@example.com", seen=0)
+    time.sleep(0.5)
+    assert mention_emails(mail_server.mail) == []  # only the link went to the unconfirmed address
+
+    bob.goto(link)
+    bob.get_by_role("button", name="Confirm").click()
+    expect(bob.locator("h1")).to_have_text("Address confirmed")
+    bob.goto(f"{mail_server.url}/settings/")
+    expect(bob.locator(".address-state")).to_have_text("Confirmed: mention emails go to this address.")
+    bob.goto(f"{mail_server.url}/")
+
     send(alice, f"@{bob.username} can you review the rollout plan?")
     send(alice, f"@{bob.username} and this one too")
+    [mention] = mention_emails_once_some_came(mail_server.mail)  # one per room per 10 minutes
+    assert mention["To"] == "bob@example.com"
+    assert mention["Subject"] == f"{alice.username} mentioned you in #Lobby"
+    assert "can you review the rollout plan?" in body_of(mention)
 
-    [email] = emails_in(mail_server.mail)
-    assert "To: bob@example.com" in email
-    assert f"Subject: {alice.username} mentioned you in #Lobby" in email
-    assert "can you review the rollout plan?" in email
-    time.sleep(0.5)
-    assert len(emails_in(mail_server.mail)) == 1  # one per room per 10 minutes
-
-    link = re.search(r"Open it: (\S+)", email)
-    assert link is not None and link.group(1).startswith(mail_server.url)
-    bob.goto(link.group(1))
+    permalink = re.search(r"Open it: (\S+)", body_of(mention))
+    assert permalink is not None and permalink.group(1).startswith(mail_server.url)
+    bob.goto(permalink.group(1))
     expect(message_by(bob, "can you review the rollout plan?")).to_be_in_viewport()
+
+
+def test_accounts_sharing_an_address_get_one_email_and_a_blocker_none_from_the_blocked(
+    mail_server, new_user
+) -> None:
+    bob, carol, dave = (new_user(mail_server.url, name) for name in ("bob", "carol", "dave"))
+    confirm_address(bob, mail_server, "shared@example.com")
+    confirm_address(carol, mail_server, "shared@example.com", seen=1)
+    confirm_address(dave, mail_server, "dave@example.com")
+    alice = new_user(mail_server.url, "alice")
+    dave.goto(f"{mail_server.url}/people/{alice.username}/")
+    dave.get_by_role("button", name=f"Block {alice.username}").click()
+    expect(dave.get_by_role("button", name=f"Unblock {alice.username}")).to_be_visible()
+    for page in (bob, carol, dave):
+        page.goto(f"{mail_server.url}/")  # nobody named is in the lobby
+
+    open_room(alice, mail_server.url)
+    send(alice, f"@{bob.username} @{carol.username} @{dave.username} all of you, please")
+    erin = new_user(mail_server.url, "erin")  # a second poster: the window is per address, not per poster
+    open_room(erin, mail_server.url)
+    send(erin, f"@{carol.username} and you again")
+
+    mentions = mention_emails_once_some_came(mail_server.mail)
+    assert [message["To"] for message in mentions] == ["shared@example.com"]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -176,3 +261,38 @@ def test_search_and_settings_look_right(server, new_user, site_env, device: str,
     alice.goto(f"{server.url}/settings/")
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"settings-{device}-{scheme}.png")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_confirming_an_address_looks_right(mail_server, new_user, device: str, scheme: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    bob = new_user(mail_server.url, "bob", viewport=VIEWPORTS[device])
+    bob.emulate_media(color_scheme=scheme)
+
+    def shoot(name: str) -> None:
+        assert_fits_the_screen(bob)
+        bob.screenshot(path=SCREENSHOTS / f"{name}-{device}-{scheme}.png", full_page=True)
+
+    bob.goto(f"{mail_server.url}/accounts/signup/")  # the optional address, as a newcomer sees it
+    expect(bob.locator("#id_email")).to_be_visible()
+    shoot("signup")
+    set_address(bob, mail_server.url, "bob.with.a.rather.long.address@mail.example.com")
+    expect(bob.locator(".link-sent")).to_contain_text("We sent a link to")
+    shoot("settings-unconfirmed")
+    bob.get_by_role("button", name="Send the link again").click()
+    expect(bob.locator(".link-sent")).to_contain_text("We sent a link moments ago")
+    shoot("settings-resend-refused")
+
+    link = newest_link_to(mail_server.mail, "bob.with.a.rather.long.address@mail.example.com", seen=0)
+    bob.goto(link[:-3] + "xx/")
+    expect(bob.locator("h1")).to_have_text("This link can't be used")
+    shoot("confirm-tampered")
+    bob.goto(link)
+    shoot("confirm-ask")
+    bob.get_by_role("button", name="Confirm").click()
+    expect(bob.locator("h1")).to_have_text("Address confirmed")
+    shoot("confirm-done")
+    bob.goto(f"{mail_server.url}/settings/")
+    expect(bob.locator(".address-state")).to_contain_text("Confirmed")
+    shoot("settings-confirmed")

@@ -350,5 +350,12 @@ MAILERS = {
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Parley <parley@localhost>")
 # The address links in emails start with (the site as its users reach it).
 CHAT_SITE_URL = os.environ.get("CHAT_SITE_URL", "http://127.0.0.1:8000")
-# One email per person and room per this many seconds at most.
+# One email per person and room, and per address and room, per this many seconds at most.
 CHAT_MENTION_EMAIL_WINDOW_SECONDS = float(os.environ.get("CHAT_MENTION_EMAIL_WINDOW_SECONDS", "600"))
+# Confirming an address before any mention email goes to it: how long the emailed link works, how
+# often one account may ask for a link, and how many links one address gets a day from all accounts.
+CHAT_EMAIL_CONFIRMATION_MAX_AGE_SECONDS = int(
+    os.environ.get("CHAT_EMAIL_CONFIRMATION_MAX_AGE_SECONDS", "259200")
+)
+CHAT_CONFIRMATION_RESEND_SECONDS = float(os.environ.get("CHAT_CONFIRMATION_RESEND_SECONDS", "60"))
+CHAT_CONFIRMATION_EMAILS_PER_ADDRESS = int(os.environ.get("CHAT_CONFIRMATION_EMAILS_PER_ADDRESS", "5"))
