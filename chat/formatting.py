@@ -7,6 +7,11 @@ so their syntax reads as the text that was typed.
 
 `@username` becomes a link to that person (a core rule on the parsed tokens, after linkify, so
 text in links and code stays as typed); which names are people is asked of the caller.
+
+What one message may render to is bounded (`Bounds`): each use of a reference definition copies
+its URL, so a few typed characters could otherwise become kilobytes of stored HTML. Past a bound
+the text is not formatted and `Rendered.refusal` says why; the HTML is then the text escaped,
+linear in its length.
 """
 
 import re
@@ -17,6 +22,7 @@ from html import escape
 from urllib.parse import urlsplit
 
 import nh3
+from django.conf import settings
 from django.urls import reverse
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
@@ -41,16 +47,23 @@ OFF_RULES = ["heading", "lheading", "hr", "image", "table", "html_block", "html_
 
 
 def is_allowed_url(url: str) -> bool:
-    """Absolute http(s) and mailto URLs only: no javascript:, data:, relative or scheme-less ones."""
+    """Absolute http(s) and mailto URLs only: no javascript:, data:, relative or scheme-less ones.
+
+    An http(s) URL needs a host: the parser's URL normalising drops a host over 255 characters,
+    and "http://" alone is no link (the text stays as typed instead of becoming an empty link).
+    """
     try:
-        scheme = urlsplit(url.strip()).scheme
+        parts = urlsplit(url.strip())
     except ValueError:  # e.g. an unbalanced IPv6 bracket
         return False
-    return scheme.lower() in URL_SCHEMES
+    scheme = parts.scheme.lower()
+    return scheme in URL_SCHEMES and (scheme == "mailto" or bool(parts.netloc))
 
 
 def _parser() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": True, "breaks": True, "typographer": False})
+    # store_labels marks each link made from a reference definition, so they can be counted.
+    options = {"html": False, "linkify": True, "breaks": True, "typographer": False, "store_labels": True}
+    md = MarkdownIt("commonmark", options)
     md.enable(["linkify", "strikethrough"]).disable(OFF_RULES)
     # A link whose URL is refused stays text, so the reader sees what was typed.
     md.validateLink = is_allowed_url  # type: ignore[method-assign]
@@ -172,10 +185,77 @@ class Rendered:
     html: str
     # The ids of the people linked by @name, in order of first mention.
     mentioned_ids: tuple[int, ...] = ()
+    # Why the text was not formatted (it is shown escaped, as typed), when it would render too big.
+    refusal: str | None = None
 
 
-def render_message(text: str, find_users: FindUsers | None = None) -> Rendered:
-    """`render`, with each @name that `find_users` knows linked to that person."""
+@dataclass(frozen=True)
+class Bounds:
+    """What one message may render to; the defaults are the CHAT_MESSAGE_MAX_* settings."""
+
+    html_bytes: int
+    # Past `ratio_floor_bytes`, the HTML is at most this many times the typed text (both UTF-8).
+    html_ratio: int
+    ratio_floor_bytes: int
+    links: int
+    reference_links: int
+
+    @classmethod
+    def from_settings(cls) -> "Bounds":
+        return cls(
+            settings.CHAT_MESSAGE_MAX_HTML_BYTES,
+            settings.CHAT_MESSAGE_MAX_HTML_RATIO,
+            settings.CHAT_MESSAGE_HTML_RATIO_FLOOR_BYTES,
+            settings.CHAT_MESSAGE_MAX_LINKS,
+            settings.CHAT_MESSAGE_MAX_REFERENCE_LINKS,
+        )
+
+    def html_limit(self, text: str) -> int:
+        return min(self.html_bytes, max(self.ratio_floor_bytes, self.html_ratio * len(text.encode())))
+
+
+def render_message(text: str, find_users: FindUsers | None = None, bounds: Bounds | None = None) -> Rendered:
+    """`render`, with each @name that `find_users` knows linked to that person, within `bounds`."""
+    bounds = bounds or Bounds.from_settings()
     env: dict = {"find_users": find_users}
-    html = _CLEANER.clean(_MARKDOWN.render(text, env)).strip() or f"<p>{escape(text, quote=False)}</p>"
+    tokens = _MARKDOWN.parse(text, env)
+    refusal = _too_many_links(tokens, bounds)
+    if refusal:
+        return Rendered(_as_typed(text), refusal=refusal)
+    html = _CLEANER.clean(_MARKDOWN.renderer.render(tokens, _MARKDOWN.options, env)).strip()
+    if not html:
+        return Rendered(_as_typed(text))
+    size, limit = len(html.encode()), bounds.html_limit(text)
+    if size > limit:
+        return Rendered(_as_typed(text), refusal=_too_big(size, limit))
     return Rendered(html, tuple(env.get("mentioned", ())))
+
+
+def _as_typed(text: str) -> str:
+    """The text escaped, its line breaks kept: at most five bytes for each byte typed."""
+    return "<p>" + escape(text, quote=False).replace("\n", "<br>\n") + "</p>"
+
+
+def _too_many_links(tokens: list[Token], bounds: Bounds) -> str | None:
+    links = [child for block in tokens for child in block.children or [] if child.type == "link_open"]
+    # Each use of a definition copies its URL: the way a few characters become kilobytes.
+    references = sum(1 for link in links if "label" in link.meta)
+    if references > bounds.reference_links:
+        return (
+            f"A message can use link definitions ([name]: URL) at most {bounds.reference_links} times; "
+            f"this one uses them {references} times."
+        )
+    if len(links) > bounds.links:
+        return f"A message can hold at most {bounds.links} links; this one has {len(links)}."
+    return None
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (
+        f"Formatted, this message would take {_kilobytes(size)}, over its limit of {_kilobytes(limit)}. "
+        "Send it with fewer or shorter links, or less formatting."
+    )
+
+
+def _kilobytes(size: int) -> str:
+    return f"{size / 1024:,.1f} KB"

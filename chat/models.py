@@ -185,16 +185,22 @@ class Message(models.Model):
     def save(self, **kwargs: Any) -> None:
         update_fields = kwargs.get("update_fields")
         if update_fields is None or "body" in update_fields:
-            self.render_body()
+            # A body the caller has just rendered (to check it, see services) is not rendered twice.
+            if self.__dict__.pop("_rendered_body", None) != self.body:
+                self.render_body()
             if update_fields is not None:
                 kwargs["update_fields"] = [*update_fields, "body_html", "mentions"]
         super().save(**kwargs)
 
-    def render_body(self) -> None:
+    def render_body(self) -> str | None:
+        """Render the body into body_html; say why, when it renders too big to format (the HTML
+        is then the text escaped, see chat/formatting.py). The next save() stores this rendering."""
         rendered = formatting.render_message(self.body, find_people)
         self.body_html = rendered.html
         # Naming yourself is no news to you.
         self.mentions = " ".join(str(pk) for pk in rendered.mentioned_ids if pk != self.author_id)
+        self._rendered_body = self.body
+        return rendered.refusal
 
     @property
     def mentioned_ids(self) -> list[int]:

@@ -3,6 +3,8 @@
 Each service checks, writes, then broadcasts after the commit. Reads live in chat.queries.
 """
 
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -55,15 +57,18 @@ def post_message(
         original = queries.reply_target(room, form.cleaned_data["reply_to"])
         if original is None:
             refusal = "The message you were replying to is gone. Send again to post without the quote."
+    message = None
+    if refusal is None and form.is_valid():
+        # Rendered before the transaction, once: too big to format is refused with a sentence.
+        message = Message(room=room, author=user, body=form.cleaned_data["message"], reply_to=original)
+        refusal = _render_or_refuse(message)
     if refusal:
         form.add_error(None, refusal)
-    if not form.is_valid():
+    if message is None or refusal:
         return PostOutcome(form, None, viewer)
     # One transaction: a failure before the commit (the cache's page versions) stores nothing.
     with transaction.atomic():
-        message = Message.objects.create(
-            room=room, author=user, body=form.cleaned_data["message"], reply_to=original
-        )
+        message.save(force_insert=True)
         if attach is None:
             Attachment.known_absent(message)  # showing it asks the database nothing more
         else:
@@ -123,8 +128,11 @@ def why_wait(room: Room, user: Account, viewer: Standing) -> str | None:
             if wait > 0:
                 return f"Slow mode is on: you can post again in {int(wait) + 1} seconds."
     if is_flooding(user):
-        return "You're sending messages too fast. Wait a few seconds; your text is still here."
+        return TOO_FAST
     return None
+
+
+TOO_FAST = "You're sending messages too fast. Wait a few seconds; your text is still here."
 
 
 def is_flooding(user: Account) -> bool:
@@ -148,6 +156,59 @@ def is_flooding(user: Account) -> bool:
 _RECENT_POSTS_SQL = (
     "SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE author_id = %s AND created_at >= %s LIMIT %s) recent"
 )
+
+
+# Texts too big to format ------------------------------------------------------------------
+
+
+class RecentRefusals:
+    """When each user's texts were last refused as too big to format, in this server process.
+
+    Each refusal cost a rendering (up to about 50 ms for 2,000 pathological characters) and
+    stores nothing the flood limit counts, so they are counted here: per process, as the CPU
+    they cost is. A dictionary lookup per post; only users refused lately have an entry.
+    """
+
+    def __init__(self) -> None:
+        self._times: dict[int, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def too_many(self, user_id: int) -> bool:
+        """True when the user had the flood limit's number of refusals within its window."""
+        if user_id not in self._times:
+            return False
+        since = time.monotonic() - settings.CHAT_FLOOD_WINDOW_SECONDS
+        with self._lock:
+            recent = [at for at in self._times.pop(user_id, []) if at > since]
+            if recent:
+                self._times[user_id] = recent
+        return len(recent) >= settings.CHAT_FLOOD_MESSAGES
+
+    def clear(self) -> None:
+        with self._lock:
+            self._times.clear()
+
+    def add(self, user_id: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._times.setdefault(user_id, []).append(now)
+            if len(self._times) > 1000:  # forget those whose refusals are all past the window
+                since = now - settings.CHAT_FLOOD_WINDOW_SECONDS
+                self._times = {user: times for user, times in self._times.items() if times[-1] > since}
+
+
+refused_as_too_big = RecentRefusals()
+
+
+def _render_or_refuse(message: Message) -> str | None:
+    """Render the message for saving; a sentence instead when its text would render too big, or
+    when its author's texts were refused so often lately that rendering is not tried."""
+    if refused_as_too_big.too_many(message.author_id):
+        return TOO_FAST
+    refusal = message.render_body()
+    if refusal:
+        refused_as_too_big.add(message.author_id)
+    return refusal
 
 
 # Presence ---------------------------------------------------------------------------------
@@ -226,6 +287,9 @@ def edit_message(user: Account, message: Message, text: str) -> bool:
         message=message, body=message.body, written_at=message.edited_at or message.created_at
     )
     message.body, message.edited_at = text, timezone.now()
+    refusal = _render_or_refuse(message)  # the one rendering: save() stores it
+    if refusal:
+        raise Refused(refusal)  # the transaction is rolled back: nothing changes
     message.save(update_fields=["body", "edited_at"])
     broadcast.message_edited(message)
     return True

@@ -63,6 +63,7 @@ def site_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     rooms = {"formats": "Formats"} | {
         f"formats-{device}-{scheme}": "Formats" for device in VIEWPORTS for scheme in ("light", "dark")
     }
+    rooms |= {f"bounds-{device}": "Bounds" for device in VIEWPORTS}
     create_rooms(env, rooms)
     seed = "from django.contrib.auth.models import User\nfrom chat.models import Message, Room\n"
     seed += "dana, _ = User.objects.get_or_create(username='dana')\n"
@@ -181,3 +182,25 @@ def test_formatted_messages_look_right(server, new_user, device: str, scheme: st
     assert_fits_the_screen(alice)
     # The long code line scrolls inside its block instead of widening the page.
     assert code.evaluate("pre => pre.scrollWidth > pre.clientWidth")
+
+
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_a_message_over_the_link_limit_is_refused_and_kept(server, new_user, device: str) -> None:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    alice = new_user(server.url, "alice", viewport=VIEWPORTS[device])
+    open_room(alice, server.url, f"bounds-{device}")
+    links = " ".join(f"https://example.com/{n}" for n in range(51))
+
+    send(alice, links)
+
+    form = alice.locator("#message-form")
+    expect(form.locator(".form-errors")).to_have_text("A message can hold at most 50 links; this one has 51.")
+    expect(form.locator("input[name=message]")).to_have_value(links)  # to shorten, not to retype
+    messages = alice.locator("#messages .message")
+    expect(messages).to_have_count(len(MULTILINE))
+    alice.screenshot(path=SCREENSHOTS / f"room-too-many-links-{device}.png")
+    assert_fits_the_screen(alice)
+
+    send(alice, links.removesuffix(" https://example.com/50"))
+    expect(messages).to_have_count(len(MULTILINE) + 1)
+    expect(messages.last.locator(".body a")).to_have_count(50)

@@ -258,6 +258,15 @@ HEALTHZ_TIMEOUT_SECONDS = float(os.environ.get("HEALTHZ_TIMEOUT_SECONDS", "2"))
 
 # Chat limits (see chat/services.py).
 CHAT_MESSAGE_MAX_LENGTH = 2000
+# What one message may render to (chat/formatting.py): past a bound the post is refused with a
+# sentence (saves with nobody to tell store the text escaped). 50 messages at the cap, a history
+# page, stay well under daphne's 1 MiB frame. Past the floor, HTML is at most RATIO x the typed bytes.
+CHAT_MESSAGE_MAX_HTML_BYTES = int(os.environ.get("CHAT_MESSAGE_MAX_HTML_BYTES", str(16 * 1024)))
+CHAT_MESSAGE_MAX_HTML_RATIO = int(os.environ.get("CHAT_MESSAGE_MAX_HTML_RATIO", "10"))
+CHAT_MESSAGE_HTML_RATIO_FLOOR_BYTES = int(os.environ.get("CHAT_MESSAGE_HTML_RATIO_FLOOR_BYTES", "4096"))
+# Links of any kind (typed, bare URLs, @mentions), and links made from a reference definition.
+CHAT_MESSAGE_MAX_LINKS = int(os.environ.get("CHAT_MESSAGE_MAX_LINKS", "50"))
+CHAT_MESSAGE_MAX_REFERENCE_LINKS = int(os.environ.get("CHAT_MESSAGE_MAX_REFERENCE_LINKS", "20"))
 CHAT_HISTORY_PAGE_SIZE = 50
 # Flood control: at most this many messages per window per user (across tabs and processes).
 CHAT_FLOOD_MESSAGES = int(os.environ.get("CHAT_FLOOD_MESSAGES", "5"))

@@ -2,6 +2,13 @@
 syntax, and inputs built to be slow or confusing. The formatting unit tests and the browser test
 both post it; every entry must come out inert."""
 
+# Issue 16: 248 uses of one reference definition of a 994-character URL; 1,993 characters typed
+# were stored as 265 KB of HTML (133 times the text), and five of them broke the room's history.
+LONG_URL = "https://example.com/" + "a" * 974
+REFERENCE_BLOWUP = "[x] " * 248 + "\n\n[x]: " + LONG_URL
+# Issue 16: a host over 255 characters; the URL parser dropped it, leaving an empty link.
+OVERLONG_HOST = "http://" + "a." * 996
+
 HOSTILE = [
     "<script>alert(1)</script>",
     "<img src=x onerror=alert(1)>",
@@ -60,4 +67,11 @@ HOSTILE = [
     "[" * 1000 + "](javascript:alert(1))",
     "https://example.com/" + "a" * 5000 + '"onmouseover="alert(1)',
     "*a **b _c ~~d `e [f](javascript:x) " * 200,
+    REFERENCE_BLOWUP,
+    "[a][x] [b][x] [c][x]\n\n[x]: " + LONG_URL + "\n\n" + "[x] " * 200,
+    "1. - > " * 5 + "x\n" + "1. - > 1. - > 1. - > x\n" * 80,  # nesting multiplies the markup
+    OVERLONG_HOST,
+    "https://www." + "a." * 900,
+    "[t](http://" + "a." * 900 + ")",
+    "<http://" + "a." * 900 + ">",
 ]

@@ -57,6 +57,16 @@ def fresh_page_cache() -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def fresh_refusal_counts() -> Iterator[None]:
+    """Rolled-back tests reuse user ids: no count of texts refused as too big outlives a test."""
+    from chat import services
+
+    services.refused_as_too_big.clear()
+    yield
+    services.refused_as_too_big.clear()
+
+
 @pytest.fixture
 async def open_socket() -> AsyncIterator[SocketOpener]:
     """Open a websocket through site_config.asgi.application, as a browser on 127.0.0.1 would.

@@ -6,8 +6,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.formatting import ATTRIBUTES, LINK_REL, LINK_TARGET, TAGS, is_allowed_url, render
-from testsupport.hostile import HOSTILE
+from chat.formatting import (
+    ATTRIBUTES,
+    LINK_REL,
+    LINK_TARGET,
+    TAGS,
+    Bounds,
+    is_allowed_url,
+    render,
+    render_message,
+)
+from testsupport.hostile import HOSTILE, LONG_URL, OVERLONG_HOST, REFERENCE_BLOWUP
 
 # Attributes the sanitizer itself puts on links, beyond what it keeps from the parser's output.
 ADDED = {"a": {"rel", "target"}}
@@ -34,7 +43,7 @@ def assert_inert(html: str) -> None:
         assert set(attrs) <= allowed, f"<{tag} {attrs}> got through: {html}"
         if tag == "a":
             # nh3 drops a URL it cannot parse (e.g. a host of U+FFFD), leaving an inert <a>.
-            href = attrs.get("href", "https:")
+            href = attrs.get("href", "https://inert.example")
             assert is_allowed_url(href), html
             assert href.split(":", 1)[0].lower() in {"http", "https", "mailto"}, html
             assert (attrs["rel"], attrs["target"]) == (LINK_REL, LINK_TARGET), html
@@ -197,6 +206,118 @@ def test_any_text_renders_only_allowlisted_tags_attributes_and_urls(text: str) -
 
     assert html  # never an empty message
     assert_inert(html)
+    # Within its bound, or the text as typed (escaped: at most 5 bytes per byte, `&` -> `&amp;`).
+    assert len(html.encode()) <= max(Bounds.from_settings().html_limit(text), 5 * len(text.encode()) + 7)
+
+
+# How much one message may render to --------------------------------------------------------
+
+
+def text_of(html: str) -> str:
+    """What a reader sees of a fragment: its text, without tags or line breaks."""
+    shown = Text(html).text
+    return "".join(shown.split())
+
+
+class Text(HTMLParser):
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text = ""
+        self.feed(html)
+        self.close()
+
+    def handle_data(self, data: str) -> None:
+        self.text += data
+
+
+SEVERAL_LINKS = (
+    "**Release notes**: see [the changelog](https://example.org/changelog), https://example.com/docs, "
+    "www.example.net and mail@example.com; *thanks* ~~all~~ `everyone`\n- [one](https://a.example)\n"
+    "- [two][2]\n\n[2]: https://b.example/two"
+)
+
+
+def test_a_message_with_several_links_and_formatting_renders_in_full() -> None:
+    rendered = render_message(SEVERAL_LINKS)
+
+    assert rendered.refusal is None
+    assert rendered.html.count("<a href=") == 6
+    assert "<strong>Release notes</strong>" in rendered.html and "<li>" in rendered.html
+
+
+def test_reference_links_multiplying_the_text_are_not_formatted_and_say_why() -> None:
+    """The issue's 2,000 characters that rendered to 265 KB (133 times the text)."""
+    rendered = render_message(REFERENCE_BLOWUP)
+
+    assert rendered.refusal == (
+        "A message can use link definitions ([name]: URL) at most 20 times; this one uses them 248 times."
+    )
+    assert len(rendered.html.encode()) < 1.1 * len(REFERENCE_BLOWUP)
+    assert "<a" not in rendered.html and text_of(rendered.html) == "".join(REFERENCE_BLOWUP.split())
+
+
+def test_a_few_reference_links_still_render() -> None:
+    text = "[a][x] and [b][x]\n\n[x]: " + LONG_URL
+
+    rendered = render_message(text)
+
+    assert rendered.refusal is None and rendered.html.count(f'<a href="{LONG_URL}"') == 2
+
+
+def test_more_links_than_the_limit_are_not_formatted() -> None:
+    at_most = " ".join(f"https://example.com/{n}" for n in range(50))
+
+    assert render_message(at_most).html.count("<a ") == 50
+    too_many = render_message(at_most + " https://example.com/50")
+    assert too_many.refusal == "A message can hold at most 50 links; this one has 51."
+    assert "<a" not in too_many.html and "https://example.com/50" in too_many.html
+
+
+def test_markup_over_the_byte_cap_is_not_formatted() -> None:
+    nested = "1. - > 1. - > 1. - > x\n" * 80  # 1,840 characters, 16.5 KB of nested lists and quotes
+
+    rendered = render_message(nested)
+
+    assert rendered.refusal == (
+        "Formatted, this message would take 16.5 KB, over its limit of 16.0 KB. "
+        "Send it with fewer or shorter links, or less formatting."
+    )
+    assert rendered.html.startswith("<p>1. - &gt; 1.") and len(rendered.html.encode()) < 3 * len(nested)
+
+
+def test_markup_over_the_ratio_to_the_typed_text_is_not_formatted() -> None:
+    emphasis = "*a* " * 100  # 400 bytes, 1,106 formatted
+    bounds = Bounds(html_bytes=16384, html_ratio=2, ratio_floor_bytes=500, links=50, reference_links=20)
+
+    assert render_message(emphasis, bounds=bounds).refusal == (
+        "Formatted, this message would take 1.1 KB, over its limit of 0.8 KB. "
+        "Send it with fewer or shorter links, or less formatting."
+    )
+    assert render_message(emphasis, bounds=Bounds(16384, 3, 500, 50, 20)).refusal is None
+    # A short message may always reach the floor: one mention or link is many times its length.
+    assert render_message("a.io", bounds=Bounds(16384, 1, 1000, 50, 20)).html.startswith("<p><a ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        OVERLONG_HOST,
+        "see www." + "a." * 900 + " ok",
+        "[t](http://" + "a." * 900 + ")",
+        "<https://" + "a." * 900 + ">",
+    ],
+)
+def test_a_link_with_an_overlong_host_shows_all_the_text_typed(text: str) -> None:
+    """The URL parser drops a host over 255 characters: that link was stored empty ("http://")."""
+    html = render(text)
+
+    assert text_of(html) == "".join(text.split())
+    assert "<a" not in html
+
+
+def test_an_http_url_without_a_host_is_no_link() -> None:
+    assert not is_allowed_url("http://") and not is_allowed_url("https:///path")
+    assert is_allowed_url("https://example.com") and is_allowed_url("mailto:bob@example.com")
 
 
 # Mentions ----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 
 from chat.models import Message, Reaction, Room
 from chat.standing import Account
+from testsupport.hostile import REFERENCE_BLOWUP
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +40,20 @@ def test_bulk_created_messages_are_rendered_too(lobby: Room, alice: Account) -> 
     assert list(Message.objects.values_list("body_html", flat=True)) == [
         f"<p><code>{n}</code></p>" for n in range(3)
     ]
+
+
+def test_a_body_too_big_to_format_is_stored_as_typed_by_every_save(lobby: Room, alice: Account) -> None:
+    """Saves with nobody to tell (scripts, bulk_create, the migration): never the blow-up."""
+    created = Message.objects.create(room=lobby, author=alice, body=REFERENCE_BLOWUP)
+    [bulk] = Message.objects.bulk_create([Message(room=lobby, author=alice, body=REFERENCE_BLOWUP)])
+    edited = Message.objects.create(room=lobby, author=alice, body="short")
+    edited.body = REFERENCE_BLOWUP
+    edited.save(update_fields=["body"])
+
+    for message in (created, bulk, edited):
+        html = Message.objects.get(pk=message.pk).body_html
+        assert html.startswith("<p>[x] [x] ") and "<a" not in html
+        assert len(html.encode()) < 1.1 * len(REFERENCE_BLOWUP)  # it was 265 KB
 
 
 def test_the_migration_renders_messages_stored_before_formatting(

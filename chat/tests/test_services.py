@@ -1,15 +1,19 @@
 """The chat's rules, independent of transport: posting and presence."""
 
+import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from chat import queries, services
+from chat import fragments, queries, services
 from chat.models import Message, Room
 from chat.standing import Account
 from chat.tests.support import present
+from testsupport.hostile import REFERENCE_BLOWUP
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +59,56 @@ def test_post_message_refuses_2001_characters_and_says_why(lobby: Room, alice: A
     assert outcome.message is None
     assert outcome.form.errors["message"] == ["Messages can be at most 2000 characters (this one has 2001)."]
     assert not Message.objects.exists()
+
+
+def test_a_post_that_would_render_too_big_is_refused_with_a_sentence_and_kept_in_the_form(
+    lobby: Room, alice: Account
+) -> None:
+    outcome = services.post_message(lobby, alice, {"message": REFERENCE_BLOWUP})
+
+    assert outcome.message is None
+    assert outcome.form.non_field_errors() == [
+        "A message can use link definitions ([name]: URL) at most 20 times; this one uses them 248 times."
+    ]
+    assert not Message.objects.exists()
+    form = fragments.form_html(lobby, outcome.viewer, outcome.form)
+    assert "at most 20 times" in form and "[x] [x] [x]" in form  # what was typed, to shorten
+
+
+def test_texts_refused_as_too_big_count_against_the_flood_limit_without_being_rendered(
+    lobby: Room, alice: Account, bob: Account, settings
+) -> None:
+    """Each costs a rendering and stores nothing: past the flood limit, not even the rendering."""
+    settings.CHAT_FLOOD_MESSAGES, settings.CHAT_FLOOD_WINDOW_SECONDS = 3, 0.5
+    refusals = [services.post_message(lobby, alice, {"message": REFERENCE_BLOWUP}) for _ in range(4)]
+    after = services.post_message(lobby, alice, {"message": "hello"})
+
+    sentences = [str(outcome.form.non_field_errors()[0]) for outcome in [*refusals, after]]
+    assert [sentence.startswith("A message can use link definitions") for sentence in sentences] == [
+        *[True] * 3,
+        False,
+        False,
+    ]
+    assert sentences[3:] == [services.TOO_FAST] * 2
+    assert services.post_message(lobby, bob, {"message": "hello"}).message is not None  # others post
+    time.sleep(0.6)
+    assert services.post_message(lobby, alice, {"message": "hello"}).message is not None
+
+
+def test_a_post_with_links_and_mentions_is_rendered_once_and_stored(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    text = "**hi** @bob, see [the docs](https://example.com/docs) and www.example.org"
+
+    with CaptureQueriesContext(connection) as queries_run:
+        outcome = services.post_message(lobby, alice, {"message": text})
+
+    # Checked and stored from one rendering: the names are looked up once.
+    assert sum('LOWER("auth_user"."username")' in query["sql"] for query in queries_run) == 1
+    stored = Message.objects.get()
+    assert outcome.message is not None and stored.body == text
+    assert '<a href="/people/bob/" class="mention"' in stored.body_html
+    assert stored.body_html.count("<a href=") == 3 and stored.mentioned_ids == [bob.pk]
 
 
 def test_post_message_refuses_anonymous_visitors(lobby: Room) -> None:

@@ -6,6 +6,7 @@ from chat import moderation, services
 from chat.models import Message, MessageVersion, Report, Room
 from chat.standing import Account
 from chat.tests.support import make_moderator, mute_for, sent_ago
+from testsupport.hostile import REFERENCE_BLOWUP
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +26,17 @@ def test_an_edit_stores_the_new_text_marks_it_edited_and_keeps_the_old_one(
     assert stored.edited_at is not None
     [version] = MessageVersion.objects.all()
     assert (version.body, version.written_at) == ("see you at **9**", stored.created_at)
+
+
+def test_an_edit_that_would_render_too_big_is_refused_and_changes_nothing(
+    message: Message, alice: Account
+) -> None:
+    with pytest.raises(services.Refused, match=r"link definitions \(\[name\]: URL\) at most 20 times"):
+        services.edit_message(alice, message, REFERENCE_BLOWUP)
+
+    stored = Message.objects.get()
+    assert (stored.body, stored.body_html) == ("see you at **9**", "<p>see you at <strong>9</strong></p>")
+    assert stored.edited_at is None and not MessageVersion.objects.exists()
 
 
 def test_each_edit_keeps_the_text_it_replaced(message: Message, alice: Account) -> None:
