@@ -1,9 +1,12 @@
 """An open socket acts for its user only while their session stands: signing out, deactivation, a new
 password or a lost staff flag reach every open socket of that user at once, through real websockets."""
 
+from datetime import timedelta
+
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.sessions.models import Session
+from django.utils import timezone
 
 from chat import moderation
 from chat.models import Message, Room
@@ -14,6 +17,8 @@ from chat.tests.support import (
     MENU,
     MODERATION_PANEL,
     SESSION_ENDED,
+    TYPING,
+    TYPING_FRAME,
     SocketOpener,
     client_for,
     drain,
@@ -22,8 +27,10 @@ from chat.tests.support import (
     receive_close,
     receive_message_frame,
     receive_until,
+    session_of,
     settle,
     stored_bodies,
+    typing_text,
     ws_send_frame,
 )
 
@@ -92,6 +99,29 @@ async def test_a_socket_whose_session_is_gone_posts_nothing_and_closes(
     assert code == SESSION_ENDED
     assert await stored_bodies() == []
     assert await reader.receive_nothing(timeout=0.2)
+
+
+@pytest.mark.parametrize("ended", ["expired", "deleted"])
+async def test_a_typing_signal_on_a_socket_whose_session_ended_shows_nothing_and_closes(
+    ended: str, open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    session = await database_sync_to_async(session_of)(alice)
+    stale, reader = await open_socket(session=session), await open_socket(user=bob)
+    await settle(stale, reader)
+    # Ended without any signal: it ran out (or `clearsessions` took it), or was deleted in the admin.
+    sessions = Session.objects.filter(session_key=session)
+    if ended == "expired":
+        await sessions.aupdate(expire_date=timezone.now() - timedelta(seconds=1))
+    else:
+        await sessions.adelete()
+
+    await stale.send_to(text_data=TYPING_FRAME)
+
+    frames, code = await receive_close(stale)
+    assert closed_with(frames, SIGNED_OUT), frames
+    assert code == SESSION_ENDED
+    shown = [typing_text(frame) for frame in await drain(reader, quiet=1.0) if TYPING in frame]
+    assert not any("alice" in line for line in shown), shown
 
 
 async def test_a_socket_of_a_signed_out_user_cannot_moderate(
