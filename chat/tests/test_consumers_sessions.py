@@ -16,7 +16,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin
 
-from chat import broadcast, moderation
+from chat import broadcast, consumers, moderation
 from chat.hub import hub
 from chat.models import Message, Room
 from chat.standing import ACCOUNT_DISABLED, PASSWORD_CHANGED, SIGNED_OUT, Account
@@ -132,6 +132,29 @@ async def test_a_typing_signal_on_a_socket_whose_session_ended_shows_nothing_and
     assert code == SESSION_ENDED
     shown = [typing_text(frame) for frame in await drain(reader, quiet=1.0) if TYPING in frame]
     assert not any("alice" in line for line in shown), shown
+
+
+async def test_a_flood_of_typing_signals_reads_the_session_once_per_interval(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account, settings, monkeypatch
+) -> None:
+    settings.CHAT_TYPING_BROADCAST_SECONDS = 60
+    checks: list[int] = []
+    real_check = consumers.check_session
+
+    def counted_check(user: Account, session_key: str | None) -> None:
+        checks.append(user.pk)
+        real_check(user, session_key)
+
+    monkeypatch.setattr(consumers, "check_session", counted_check)
+    typer, reader = await open_socket(user=alice), await open_socket(user=bob)
+    await settle(typer, reader)
+
+    for _ in range(20):
+        await typer.send_to(text_data=TYPING_FRAME)
+
+    assert typing_text(await receive_until(reader, TYPING)) == "alice is typing…"
+    await drain(typer)
+    assert checks == [alice.pk]
 
 
 async def test_a_socket_of_a_signed_out_user_cannot_moderate(
