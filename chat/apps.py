@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 from django.db import connections
 from django.db.models.signals import post_migrate
 
@@ -9,7 +10,13 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the page cache's invalidation to model saves (chat/broadcast.py).
-        from chat import broadcast  # noqa: F401
+        from chat import (
+            broadcast,  # noqa: F401
+            pagecache,
+        )
+
+        # Says when MIDDLEWARE changed under the page cache's hits (they are then left to Django).
+        checks.register(pagecache.check_middleware)
 
         post_migrate.connect(restore_search_index, sender=self)
 

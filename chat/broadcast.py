@@ -10,6 +10,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -23,12 +24,14 @@ from django.http import HttpRequest
 from chat import fragments, queries
 from chat.models import Ban, Membership, Message, Mute, Role, Room, account_group_name
 from chat.standing import (
+    ACCOUNT_DISABLED,
     AUTHORITY_FIELDS,
     SIGNED_OUT,
     Account,
     Authority,
     authority_lost,
     session_tag,
+    stored_authorities,
 )
 from chat.unread import reader_group, unread_group
 
@@ -298,15 +301,51 @@ def moderation_panel(room: Room) -> None:
 
 def account_ended(user_id: int, notice: str, session_key: str | None = None) -> None:
     """Close the user's sockets with `notice`: those of one session (a sign-out), or all of them."""
-    event = {"type": "account.ended", "farewell": fragments.session_ended_html(notice)}
+    event = _account_ended_event(notice)
     if session_key is not None:
         event["session"] = session_tag(session_key)
     _after_commit(account_group_name(user_id), event)
 
 
-def account_standing_changed(user_id: int) -> None:
-    """Staff flag given or taken: every socket of the user re-reads its standing and redraws."""
-    _after_commit(account_group_name(user_id), {"type": "room.standing"})
+def _account_ended_event(notice: str) -> dict:
+    return {"type": "account.ended", "farewell": fragments.session_ended_html(notice)}
+
+
+# Staff flag given or taken: every socket of the user re-reads its standing and redraws.
+ACCOUNT_STANDING_CHANGED = {"type": "room.standing"}
+
+
+def authority_event(before: Authority, after: Authority | None) -> dict | None:
+    """What the open sockets of an account are sent when its authority went from `before` to
+    `after` (None: the account was deleted): closed, redrawn, or nothing (None)."""
+    notice = ACCOUNT_DISABLED if after is None else authority_lost(before, after)
+    if notice is not None:
+        return _account_ended_event(notice)
+    if after is not None and before.is_staff != after.is_staff:
+        return ACCOUNT_STANDING_CHANGED
+    return None
+
+
+def accounts_changed(known: dict[int, Authority | None]) -> dict[int, tuple[Authority | None, dict | None]]:
+    """For chat.hub's heartbeat: the accounts behind a process's open sockets as stored now, each
+    with what its sockets are sent, exactly as if the change had been saved with signals. This
+    catches changes made without them: a queryset update(), SQL, another service on the database.
+
+    `known` is each account's authority as its sockets last had it (None: not known, e.g. just
+    redrawn by a signal). One query for all of them (up to standing.AUTHORITIES_PER_QUERY).
+    """
+    stored = stored_authorities(known)
+    changed: dict[int, tuple[Authority | None, dict | None]] = {}
+    for user_id, before in known.items():
+        after = stored.get(user_id)
+        changed[user_id] = (after, authority_event(before or _taken_as_stored(after), after))
+    return changed
+
+
+def _taken_as_stored(after: Authority | None) -> Authority:
+    """An authority not known is taken as stored, but active: a disabled or deleted account still
+    loses its sockets."""
+    return replace(after, is_active=True) if after is not None else Authority(True, False, "")
 
 
 def _signed_out(sender: type, request: HttpRequest, user: Account | None, **kwargs: object) -> None:
@@ -331,12 +370,9 @@ def _user_saved_authority(sender: type, instance: Account, **kwargs: object) -> 
     before: Authority | None = instance.__dict__.pop("_authority_before", None)
     if before is None:
         return
-    after = Authority.of(instance)
-    notice = authority_lost(before, after)
-    if notice is not None:
-        account_ended(instance.pk, notice)
-    elif before.is_staff != after.is_staff:
-        account_standing_changed(instance.pk)
+    event = authority_event(before, Authority.of(instance))
+    if event is not None:
+        _after_commit(account_group_name(instance.pk), event)
 
 
 user_logged_out.connect(_signed_out, dispatch_uid="sockets-signed-out")

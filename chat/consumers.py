@@ -30,6 +30,7 @@ from chat.standing import (
     SessionEnded,
     Standing,
     User,
+    check_session,
     may_signal_typing,
     room_and_standing,
     session_tag,
@@ -71,6 +72,7 @@ class RoomConsumer(HubConsumer):
     # sign-out names it by its tag.
     session_key: str | None = None
     session_hash = session_tag(None)
+    typing_session_checked_at = float("-inf")  # when a typing signal last re-checked it
     mute_ends: asyncio.Task | None = None
     hub: Hub
     # Hub events that arrived while a handler ran, and how many handlers run (see deliver).
@@ -188,7 +190,7 @@ class RoomConsumer(HubConsumer):
             return
         if data.get("action") == "typing":
             if not self.hub.broker_down:  # nothing to pass on meanwhile, nothing to refuse
-                self._typing()
+                await self._typing()
             return
         if self.hub.broker_down:
             # Nothing is stored that others could not be shown: refused before storing.
@@ -203,7 +205,7 @@ class RoomConsumer(HubConsumer):
             await self._refuse_frame(BROKER_DOWN, problem)
             return
         except SessionEnded as ended:
-            await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
+            await self._session_ended(ended)
             return
         await broadcast.send_collected(events)
         await self.send(reply)
@@ -233,11 +235,34 @@ class RoomConsumer(HubConsumer):
             return history
         return await self.hub.reconnect_html(room, viewer.role)
 
-    def _typing(self) -> None:
-        """A typing signal: no database, no reply; the hub coalesces it. Ignored from those who
-        may not post (visitors, the muted; banned users have no socket)."""
-        if self.user.is_authenticated and may_signal_typing(self.room, self.standing):
+    async def _typing(self) -> None:
+        """A typing signal: no reply; the hub coalesces it. Ignored from those who may not post
+        (visitors, the muted; banned users have no socket), and like every frame only while the
+        session stands."""
+        if not (self.user.is_authenticated and may_signal_typing(self.room, self.standing)):
+            return
+        if await self._session_stands_for_typing():
             self.hub.typing(self.room, self.user.pk, self.user.get_username())
+
+    async def _session_stands_for_typing(self) -> bool:
+        """Re-check the session as actions do (one small read), or close the socket as they do.
+
+        At most once per CHAT_TYPING_BROADCAST_SECONDS: signals closer together than that go out
+        together anyway, so a flood of them costs one read per interval, not one per frame.
+        """
+        now = time.monotonic()
+        if now - self.typing_session_checked_at < settings.CHAT_TYPING_BROADCAST_SECONDS:
+            return True
+        try:
+            await database_sync_to_async(check_session)(self.user, self.session_key)
+        except SessionEnded as ended:
+            await self._session_ended(ended)
+            return False
+        except (OperationalError, InterfaceError) as problem:
+            log.warning("Dropped a typing signal on socket %s: %s", self.socket_id, type(problem).__name__)
+            return False
+        self.typing_session_checked_at = now
+        return True
 
     # Group events, handed over by the hub (finished HTML it writes to the socket itself) ----
 
@@ -421,6 +446,9 @@ class RoomConsumer(HubConsumer):
         text = shut_out_notice(self.room, viewer)
         await self.send(await database_sync_to_async(fragments.removed_from_room_html)(self.room, text))
         await self.close(code=REMOVED_FROM_ROOM)
+
+    async def _session_ended(self, ended: SessionEnded) -> None:
+        await self._end_session(await database_sync_to_async(fragments.session_ended_html)(str(ended)))
 
     async def _end_session(self, farewell: str) -> None:
         await self.send(farewell)

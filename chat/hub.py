@@ -7,8 +7,10 @@ group: no per-member copy, queue or consumer dispatch. Events that need the cons
 standing changed, the room turned private, the form per role) are handed to each one.
 
 The hub also does what is per process rather than per socket:
-- one heartbeat keeps every local socket's presence alive (ServerProcess.last_seen) and reaps
-  the presence of processes that stopped beating;
+- one heartbeat keeps every local socket's presence alive (ServerProcess.last_seen), reaps
+  the presence of processes that stopped beating, and re-reads the accounts behind every local
+  socket in one query: one disabled, deleted, given a new password or stripped of staff without
+  a signal (a queryset update(), SQL, another service) is closed or redrawn as a signal would;
 - the member list is announced at most once per room per CHAT_MEMBERS_BROADCAST_SECONDS, rendered
   once, however many sockets join or leave meanwhile;
 - the history a (re)connecting socket gets is rendered once per room and role, and forgotten
@@ -32,7 +34,7 @@ import threading
 import time
 from collections import defaultdict
 from types import FrameType
-from typing import Protocol
+from typing import Protocol, cast
 from weakref import WeakKeyDictionary
 
 from channels.db import database_sync_to_async
@@ -44,7 +46,8 @@ from django.conf import settings
 from redis.asyncio import Redis
 
 from chat import broadcast, fragments, services
-from chat.models import Role, Room
+from chat.models import Role, Room, account_group_name
+from chat.standing import Account, Authority, User
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,10 @@ class LocalSocket(Protocol):
     @property
     def user_id(self) -> int | None:
         """Who the socket is signed in as (None for visitors): typers don't see their own name."""
+
+    @property
+    def user(self) -> User:
+        """The account as loaded when the socket opened (the heartbeat compares it with the stored one)."""
 
     async def deliver(self, event: dict) -> None: ...
 
@@ -101,6 +108,12 @@ def room_id_of(group: str) -> int | None:
     return int(key) if kind == "room" else None
 
 
+def account_id_of(group: str) -> int | None:
+    """The user of an account's group (see account_group_name), None for any other group."""
+    kind, key, *_ = group.split(".")
+    return int(key) if kind == "account" else None
+
+
 class Hub:
     def __init__(self, layer: BaseChannelLayer) -> None:
         self.layer = layer
@@ -135,6 +148,9 @@ class Hub:
         self.typers: dict[int, dict[int, tuple[str, float]]] = {}
         self.typing_shown: dict[int, tuple[str, ...]] = {}
         self.typing_expiry: dict[int, asyncio.Task] = {}
+        # The authority of each local socket's account as its sockets have it (None: just redrawn
+        # or closed by a signal; the next heartbeat takes what is stored).
+        self.authorities: dict[int, Authority | None] = {}
 
     # Life cycle -----------------------------------------------------------------------------
 
@@ -169,6 +185,8 @@ class Hub:
 
     async def join(self, groups: tuple[str, ...], socket: LocalSocket) -> None:
         self.local.add(socket)
+        if socket.user_id is not None and socket.user_id not in self.authorities:
+            self.authorities[socket.user_id] = Authority.of(cast(Account, socket.user))
         await self.start()
         if self.draining:
             raise ConnectionError("this process is shutting down")
@@ -223,6 +241,8 @@ class Hub:
             return
         if event["type"] != "room.members":
             self._forget_history(group)
+        if (user_id := account_id_of(group)) is not None and user_id in self.authorities:
+            self.authorities[user_id] = None  # a signal's news: the heartbeat need not repeat it
         for socket in self.sockets_in(group):
             try:
                 await socket.deliver(event)
@@ -450,6 +470,24 @@ class Hub:
         # Group memberships expire in the layer (group_expiry): renew ours (all afresh on recovery).
         for group in [] if self.broker_down else list(self.subscribed):
             await self.layer.group_add(group, self.channel)
+        await self.recheck_accounts()
+
+    async def recheck_accounts(self) -> None:
+        """Read the accounts behind every local socket (one query) and close or redraw the sockets
+        of those changed without a signal, as the signal would have (chat.broadcast.authority_event).
+        So a revoked socket reads a room at most one heartbeat longer than a signalled one."""
+        signed_in = {socket.user_id for socket in self.local} - {None}
+        for gone in self.authorities.keys() - signed_in:
+            del self.authorities[gone]
+        known = {user_id: self.authorities.get(user_id) for user_id in signed_in if user_id is not None}
+        if not known:
+            return
+        changed = await database_sync_to_async(broadcast.accounts_changed)(known)
+        for user_id, (stored, event) in changed.items():
+            if event is not None:
+                await self.deliver(event | {"group": account_group_name(user_id)})
+            if user_id in self.authorities:  # unless its sockets went meanwhile
+                self.authorities[user_id] = stored
 
     async def _come_back(self) -> None:
         """This process was taken for dead (e.g. stalled past the TTL): list its sockets again."""

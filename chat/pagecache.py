@@ -10,10 +10,16 @@ for at most CHAT_PAGE_CACHE_SECONDS.
 Authorisation is never cached: every request, hit or miss, reads the session, the user, the
 room and the viewer's standing afresh. A hit is served by `FastPages` in front of Django's
 middleware (which costs more than the rest of a hit); anything unusual (no valid session, a
-room the viewer may not read, HEAD, a query string, a host not allowed, plain HTTP under
+room the viewer may not read, a query string, a host not allowed, plain HTTP under
 SECURE_SSL_REDIRECT, no cached entry) falls through to Django, whose view renders and stores.
+A HEAD is answered as its GET, headers only (uptime checkers use it).
+
+A hit stands in for Django's middleware, so it is served only while MIDDLEWARE is the list it
+was written against (MIRRORED_MIDDLEWARE): a middleware added later would not apply to hits, so
+until this module learns it every page is left to Django (a warning, and `manage.py check` says so).
 """
 
+import logging
 import re
 import secrets
 import struct
@@ -30,6 +36,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.core import checks
 from django.core.handlers.asgi import ASGIRequest
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 from django.http import HttpRequest, HttpResponse
@@ -48,6 +55,8 @@ from redis.exceptions import RedisError
 from chat import broadcast
 from chat.models import Room
 from chat.standing import DATABASE_SESSIONS, Account, Standing, User, room_and_standing, session_facts
+
+log = logging.getLogger(__name__)
 
 # Per process and unguessable, so no text a user types can be mistaken for one.
 _MARK = secrets.token_hex(12)
@@ -207,6 +216,42 @@ _SESSION_SQL = "SELECT session_data FROM {table} WHERE session_key = %s AND expi
 _MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
+# The MIDDLEWARE setting a hit stands in for. Each entry is either applied to a hit by
+# FastPages.finishers or has nothing to add to it: SecurityMiddleware, GZip, CSP, CSRF and
+# X-Frame-Options are applied; the session and auth middleware are done by _session_user (plus
+# Vary: Cookie); ServiceUnavailable answers 503 for errors FastPages hands to Django; WhiteNoise,
+# strict_upload_names, Common and Messages change nothing on these pages. Change both together.
+MIRRORED_MIDDLEWARE = (
+    "django.middleware.security.SecurityMiddleware",
+    "chat.unavailable.ServiceUnavailable",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.middleware.gzip.GZipMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "chat.uploads.strict_upload_names",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
+MIDDLEWARE_DIFFERS = (
+    "MIDDLEWARE differs from what the page cache's hits stand in for (chat.pagecache.MIRRORED_MIDDLEWARE): "
+    "every page is rendered by Django until that list and FastPages.finishers are brought up to date"
+)
+
+
+def mirrors_middleware(middleware: list[str] | tuple[str, ...]) -> bool:
+    return tuple(middleware) == MIRRORED_MIDDLEWARE
+
+
+def check_middleware(**kwargs: object) -> list[checks.CheckMessage]:
+    """`manage.py check` (and every server start) says when hits would be left to Django."""
+    if mirrors_middleware(settings.MIDDLEWARE):
+        return []
+    return [checks.Warning(MIDDLEWARE_DIFFERS, id="chat.W001")]
+
+
 def _passes(request: HttpRequest) -> HttpResponse:
     raise AssertionError("only the middleware's process_request/process_response are used")
 
@@ -232,6 +277,10 @@ class FastPages:
 
     def __init__(self, app: Callable) -> None:
         self.app = app
+        # The MIDDLEWARE list last compared with MIRRORED_MIDDLEWARE (settings may be overridden
+        # at run time, e.g. in tests), and whether it matched.
+        self.middleware_seen: object = None
+        self.middleware_mirrored = False
         self.enabled = (
             settings.SESSION_ENGINE == DATABASE_SESSIONS
             and not settings.SESSION_SAVE_EVERY_REQUEST
@@ -255,17 +304,29 @@ class FastPages:
         if (
             self.enabled
             and scope["type"] == "http"
-            and scope["method"] == "GET"
+            and scope["method"] in ("GET", "HEAD")
             and not scope.get("query_string")
             and (scope["path"] == "/" or _ROOM_PATH.match(scope["path"]))
         ):
             response = await sync_to_async(self.serve, thread_sensitive=True)(scope)
             if response is not None:
-                await _send(response, send)
+                await _send(response, send, with_body=scope["method"] != "HEAD")
                 return
         await self.app(scope, receive, send)
 
+    def _mirrors_middleware(self) -> bool:
+        """Is MIDDLEWARE what a hit stands in for? Compared once per list, warned once per list."""
+        middleware = settings.MIDDLEWARE
+        if middleware is not self.middleware_seen:
+            self.middleware_seen = middleware
+            self.middleware_mirrored = mirrors_middleware(middleware)
+            if not self.middleware_mirrored:
+                log.warning(MIDDLEWARE_DIFFERS)
+        return self.middleware_mirrored
+
     def serve(self, scope: dict) -> HttpResponse | None:
+        if not self._mirrors_middleware():
+            return None
         _drop_broken_connections()
         try:
             return self._serve(scope)
@@ -361,9 +422,10 @@ def _session_user(request: HttpRequest) -> User | None:
     return user
 
 
-async def _send(response: HttpResponse, send: Callable) -> None:
+async def _send(response: HttpResponse, send: Callable, with_body: bool = True) -> None:
+    """Send a hit; a HEAD gets the same headers (Content-Length included) and no body."""
     headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
     cookies = response.cookies.values()
     headers += [(b"Set-Cookie", cookie.OutputString().encode("ascii")) for cookie in cookies]
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": response.content})
+    await send({"type": "http.response.body", "body": response.content if with_body else b""})

@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from chat import (
     accounts,
@@ -59,7 +59,7 @@ def _require_reader(room: Room, viewer: Standing) -> None:
         raise Http404("No such room.")
 
 
-@require_GET
+@require_safe
 def room_list(request: HttpRequest) -> HttpResponse:
     """The rooms this user may open; a cached copy while no room, user or presence changed."""
     key, versions = pagecache.list_key(request.user), pagecache.list_versions(request.user)
@@ -89,7 +89,7 @@ def _room_list_html(request: HttpRequest) -> str:
     return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
 
 
-@require_GET
+@require_safe
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """The room page, authorised afresh every time; rendered once per role and room version."""
     room, viewer = _readable_room(request, slug)
@@ -126,7 +126,7 @@ def _room_context(request: HttpRequest, room: Room, viewer: Standing, history: d
     return context
 
 
-@require_GET
+@require_safe
 def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
     """The page of history before ?before=<pk>, for the 'load older messages' link."""
     room, viewer = _readable_room(request, slug)
@@ -137,7 +137,7 @@ def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(fragments.older_messages_html(room, viewer.role, before))
 
 
-@require_GET
+@require_safe
 def message_menu(request: HttpRequest, pk: int) -> HttpResponse:
     """A message's ··· menu, for signed-in readers of its room only, as they may act now."""
     message = queries.find_message(pk)
@@ -150,7 +150,7 @@ def message_menu(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse(fragments.message_menu_html(message, viewer, request.user))
 
 
-@require_GET
+@require_safe
 def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One message as the viewer's role sees it: what Cancel puts back in place of the edit form."""
     message = Message.objects.select_related("room", "author").filter(pk=pk).first()
@@ -161,7 +161,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse(fragments.shown_message_html(message, viewer.role))
 
 
-@require_GET
+@require_safe
 def message_edit_form(request: HttpRequest, pk: int) -> HttpResponse:
     """The author's edit form for their message, while they may edit it; else the message as it was
     and why not, in the notice line (the window may have closed since the menu was opened)."""
@@ -177,7 +177,7 @@ def message_edit_form(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse(fragments.edit_form_html(message))
 
 
-@require_GET
+@require_safe
 def mention_suggestions(request: HttpRequest, slug: str) -> HttpResponse:
     """People who may read the room, completing the @name typed last (?message=<the text so far>)."""
     room, viewer = _readable_room(request, slug)
@@ -186,7 +186,7 @@ def mention_suggestions(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(fragments.mention_suggestions_html(room, request.GET.get("message", "")))
 
 
-@require_GET
+@require_safe
 def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
     """The "Replying to…" bar for a message the viewer may read; pk 0 is no reply (cancel)."""
     if pk == 0:
@@ -201,7 +201,7 @@ def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse(fragments.reply_started_html(message, viewer.role))
 
 
-@require_GET
+@require_safe
 def person(request: HttpRequest, username: str) -> HttpResponse:
     """Where an @name links: who they are, and nothing of where they talk."""
     found = get_object_or_404(Account, username=username, is_active=True)
@@ -344,7 +344,7 @@ def upload_attachment(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(html, status=200 if request.headers.get("HX-Request") else upload.status)
 
 
-@require_GET
+@require_safe
 def attachment(request: HttpRequest, pk: int, thumbnail: bool = False) -> HttpResponseBase:
     """A message's file, for whoever may read its room now: 404 for anyone else (403 if banned),
     410 once the message was removed or deleted."""
@@ -360,7 +360,7 @@ def attachment(request: HttpRequest, pk: int, thumbnail: bool = False) -> HttpRe
 # Permalinks, search and the mention-email setting ---------------------------------------------
 
 
-@require_GET
+@require_safe
 def message_permalink(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     """The room opened around one message, highlighted, paging older and newer from there; its
     socket gets the same history on (re)connecting (`?around=`). Rendered afresh, never cached."""
@@ -371,7 +371,7 @@ def message_permalink(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     return render(request, fragments.ROOM_TEMPLATE, _room_context(request, room, viewer, history))
 
 
-@require_GET
+@require_safe
 def newer_messages(request: HttpRequest, slug: str) -> HttpResponse:
     """The page of history after ?after=<pk> up to ?until=<pk>, for a permalink's 'load newer'."""
     room, viewer = _readable_room(request, slug)
@@ -382,7 +382,7 @@ def newer_messages(request: HttpRequest, slug: str) -> HttpResponse:
     return HttpResponse(fragments.newer_messages_html(room, viewer.role, after, until))
 
 
-@require_GET
+@require_safe
 def message_link(request: HttpRequest, pk: int) -> HttpResponse:
     """A message's permalink when only its id is known (a reply's quote): to its room, if readable."""
     message = Message.objects.select_related("room").filter(pk=pk).first()
@@ -392,7 +392,7 @@ def message_link(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(message_permalink_url(message.room.slug, message.pk))
 
 
-@require_GET
+@require_safe
 def search(request: HttpRequest) -> HttpResponse:
     """Messages in every room the user may read (or one of them), as a page or, while typing,
     just the results (htmx)."""

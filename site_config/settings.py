@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "chat",
 ]
 
+# Cached pages are served in front of these (chat/pagecache.py): change its MIRRORED_MIDDLEWARE and
+# FastPages.finishers with them, or every page is left to Django (`manage.py check` warns, chat.W001).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # A lost database or cache answers 503 with a sentence, not a 500 (chat/unavailable.py).

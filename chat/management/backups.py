@@ -86,22 +86,43 @@ def _backup_media(copy: Path) -> str:
 
 
 def restore(copy: Path) -> str:
+    """Put the copy (and its media) in place; everything is checked, and the media unpacked beside
+    MEDIA_ROOT, before anything is replaced: a refused archive leaves the database as it was."""
     check_copy(copy)
-    copy_database(copy, live_database())
-    return f"Database restored from {copy}. " + _restore_media(copy)
+    incoming = _unpack_media(copy)
+    try:
+        copy_database(copy, live_database())
+    except BaseException:
+        if incoming is not None:
+            shutil.rmtree(incoming, ignore_errors=True)
+        raise
+    return f"Database restored from {copy}. " + _swap_media(incoming)
 
 
-def _restore_media(copy: Path) -> str:
-    """Swap MEDIA_ROOT for the archive's files (unpacked beside it first: a failure leaves it as it was)."""
+def _unpack_media(copy: Path) -> Path | None:
+    """Unpack the media archive beside MEDIA_ROOT (None when there is none), or refuse it."""
     archive, root = media_archive(copy), media_root()
     if not archive.is_file():
-        return "No media archive beside it."
+        return None
     if root is None:
         raise CommandError(f"{archive} holds media files: set MEDIA_ROOT to restore them.")
-    incoming, outgoing = root.with_name(root.name + ".restoring"), root.with_name(root.name + ".replaced")
+    incoming = root.with_name(root.name + ".restoring")
     shutil.rmtree(incoming, ignore_errors=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(incoming, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(incoming, filter="data")  # refuses ../, absolute paths, links out, devices
+    except (tarfile.TarError, OSError) as problem:
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise CommandError(f"{archive} was refused, and nothing was restored: {problem}") from None
+    return incoming
+
+
+def _swap_media(incoming: Path | None) -> str:
+    """Swap MEDIA_ROOT for the unpacked files."""
+    root = media_root()
+    if incoming is None or root is None:
+        return "No media archive beside it."
+    outgoing = root.with_name(root.name + ".replaced")
     if root.exists():
         os.replace(root, outgoing)
     os.replace(incoming, root)

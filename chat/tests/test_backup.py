@@ -3,6 +3,7 @@
 import sqlite3
 import subprocess
 import sys
+import tarfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -121,3 +122,28 @@ def test_postgresql_users_are_sent_to_pg_dump(tmp_path):
     result = run(env, "backup", str(tmp_path / "copy"))
 
     assert result.returncode != 0 and "pg_dump" in result.stderr
+
+
+def test_a_refused_media_archive_leaves_the_database_and_media_as_they_were(site, tmp_path):
+    media = Path(site["MEDIA_ROOT"])
+    media.mkdir()
+    (media / "kept.txt").write_text("today's file")
+    manage(site, "shell", "-c", WRITE_FOR_SECONDS.format(seconds=0.2, stop=str(tmp_path / "never")))
+    database, copy = tmp_path / "db.sqlite3", tmp_path / "copy.sqlite3"
+    assert "1 media files" in run(site, "backup", str(copy)).stdout
+    with closing(sqlite3.connect(database)) as db, db:
+        db.execute("DELETE FROM chat_message")  # today's state, which the refused restore must keep
+    # The archive beside the copy was tampered with: one entry climbs out of MEDIA_ROOT.
+    escaping = tmp_path / "escaping.txt"
+    escaping.write_text("written outside MEDIA_ROOT")
+    with tarfile.open(copy.with_name(copy.name + ".media.tar.gz"), "w:gz") as tar:
+        tar.add(escaping, arcname="../escaped.txt")
+
+    result = run(site, "restore", "--force", str(copy))
+
+    assert result.returncode != 0
+    assert bodies(database) == [], "the database was not replaced"
+    assert "was refused, and nothing was restored" in result.stderr
+    assert (media / "kept.txt").read_text() == "today's file"
+    assert not (tmp_path / "escaped.txt").exists()
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith("media")) == ["media"]

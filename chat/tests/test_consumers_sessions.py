@@ -1,11 +1,23 @@
 """An open socket acts for its user only while their session stands: signing out, deactivation, a new
 password or a lost staff flag reach every open socket of that user at once, through real websockets."""
 
+import asyncio
+import contextlib
+from datetime import timedelta
+
 import pytest
+import websockets
 from channels.db import database_sync_to_async
 from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Origin
 
-from chat import moderation
+from chat import broadcast, consumers, moderation
+from chat.hub import hub
 from chat.models import Message, Room
 from chat.standing import ACCOUNT_DISABLED, PASSWORD_CHANGED, SIGNED_OUT, Account
 from chat.tests.support import (
@@ -14,6 +26,8 @@ from chat.tests.support import (
     MENU,
     MODERATION_PANEL,
     SESSION_ENDED,
+    TYPING,
+    TYPING_FRAME,
     SocketOpener,
     client_for,
     drain,
@@ -22,10 +36,13 @@ from chat.tests.support import (
     receive_close,
     receive_message_frame,
     receive_until,
+    session_of,
     settle,
     stored_bodies,
+    typing_text,
     ws_send_frame,
 )
+from testsupport.servers import manage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,6 +109,52 @@ async def test_a_socket_whose_session_is_gone_posts_nothing_and_closes(
     assert code == SESSION_ENDED
     assert await stored_bodies() == []
     assert await reader.receive_nothing(timeout=0.2)
+
+
+@pytest.mark.parametrize("ended", ["expired", "deleted"])
+async def test_a_typing_signal_on_a_socket_whose_session_ended_shows_nothing_and_closes(
+    ended: str, open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    session = await database_sync_to_async(session_of)(alice)
+    stale, reader = await open_socket(session=session), await open_socket(user=bob)
+    await settle(stale, reader)
+    # Ended without any signal: it ran out (or `clearsessions` took it), or was deleted in the admin.
+    sessions = Session.objects.filter(session_key=session)
+    if ended == "expired":
+        await sessions.aupdate(expire_date=timezone.now() - timedelta(seconds=1))
+    else:
+        await sessions.adelete()
+
+    await stale.send_to(text_data=TYPING_FRAME)
+
+    frames, code = await receive_close(stale)
+    assert closed_with(frames, SIGNED_OUT), frames
+    assert code == SESSION_ENDED
+    shown = [typing_text(frame) for frame in await drain(reader, quiet=1.0) if TYPING in frame]
+    assert not any("alice" in line for line in shown), shown
+
+
+async def test_a_flood_of_typing_signals_reads_the_session_once_per_interval(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account, settings, monkeypatch
+) -> None:
+    settings.CHAT_TYPING_BROADCAST_SECONDS = 60
+    checks: list[int] = []
+    real_check = consumers.check_session
+
+    def counted_check(user: Account, session_key: str | None) -> None:
+        checks.append(user.pk)
+        real_check(user, session_key)
+
+    monkeypatch.setattr(consumers, "check_session", counted_check)
+    typer, reader = await open_socket(user=alice), await open_socket(user=bob)
+    await settle(typer, reader)
+
+    for _ in range(20):
+        await typer.send_to(text_data=TYPING_FRAME)
+
+    assert typing_text(await receive_until(reader, TYPING)) == "alice is typing…"
+    await drain(typer)
+    assert checks == [alice.pk]
 
 
 async def test_a_socket_of_a_signed_out_user_cannot_moderate(
@@ -219,3 +282,128 @@ async def test_removing_the_staff_flag_closes_a_private_room_the_user_does_not_b
     frames, code = await receive_close(socket)
     assert any("This room is private." in frame for frame in frames), frames
     assert code == 4403
+
+
+# Changes made without signals (a queryset update(), SQL, another service) ---------------------
+
+
+async def test_the_heartbeat_closes_the_sockets_of_an_account_disabled_without_a_signal(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account
+) -> None:
+    stale, other = await open_socket(user=alice), await open_socket(user=bob)
+    await settle(stale, other)
+    await Account.objects.filter(pk=alice.pk).aupdate(is_active=False)  # no signal reaches the sockets
+    assert await stale.receive_nothing(timeout=0.2)
+
+    await hub().beat()
+
+    frames, code = await receive_close(stale)
+    assert closed_with(frames, ACCOUNT_DISABLED), frames
+    assert code == SESSION_ENDED
+    assert FORM not in "".join(await drain(other))
+
+
+async def test_the_heartbeat_closes_a_private_room_to_staff_stripped_of_the_flag_without_a_signal(
+    open_socket: SocketOpener, db: None, staff: Account, bob: Account
+) -> None:
+    await database_sync_to_async(Room.objects.create)(slug="secret", name="Secret", is_public=False)
+    socket = await open_socket(slug="secret", user=staff)
+    await Account.objects.filter(pk=staff.pk).aupdate(is_staff=False, is_superuser=False)
+
+    await hub().beat()
+
+    frames, code = await receive_close(socket)
+    assert any("This room is private." in frame for frame in frames), frames
+    assert code == 4403
+
+
+async def test_the_heartbeat_reads_every_sockets_account_in_one_query_and_leaves_unchanged_ones_open(
+    open_socket: SocketOpener, lobby: Room, alice: Account, bob: Account, carol: Account, monkeypatch
+) -> None:
+    sockets = [await open_socket(user=user) for user in (alice, alice, bob, carol)] + [await open_socket()]
+    await settle(*sockets)
+    reads = account_reads(monkeypatch)
+
+    await hub().beat()
+
+    assert len(reads) == 1, reads
+    for socket in sockets:
+        assert await socket.receive_nothing(timeout=0.1)
+    # A signal's news is not repeated by the next heartbeat: the page keeps what is being typed.
+    await save_user(bob, is_staff=True)
+    assert await receive_until(sockets[2], FORM)
+    await drain(sockets[2])
+    await hub().beat()
+    assert await sockets[2].receive_nothing(timeout=0.3)
+
+
+def account_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The SQL reading accounts in every heartbeat from now on, captured in the thread that runs it."""
+    captured: list[str] = []
+    real = broadcast.accounts_changed
+
+    def counting(known: dict) -> dict:
+        with CaptureQueriesContext(connection) as context:
+            changed = real(known)
+        captured.extend(query["sql"] for query in context.captured_queries if "auth_user" in query["sql"])
+        return changed
+
+    monkeypatch.setattr(broadcast, "accounts_changed", counting)
+    return captured
+
+
+VAULT_SETUP = """
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from chat.models import Membership, Role, Room
+from chat.standing import Account
+vault, _ = Room.objects.get_or_create(slug="vault", defaults={"name": "Vault", "is_public": False})
+for name, staff in (("vault-warden", True), ("vault-member", False)):
+    user, _ = Account.objects.update_or_create(username=name, defaults={"is_staff": staff, "is_active": True})
+    if not staff:
+        Membership.objects.get_or_create(room=vault, user=user, defaults={"role": Role.MEMBER})
+    session = SessionStore()
+    session.update({SESSION_KEY: str(user.pk), HASH_SESSION_KEY: user.get_session_auth_hash(),
+                    BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend"})
+    session.create()
+    print(session.session_key)
+"""
+# What an admin's bulk action, a script or another service does: no model save, no signal.
+VAULT_REVOKE = """
+from chat.standing import Account
+Account.objects.filter(username="vault-warden").update(is_staff=False)
+Account.objects.filter(username="vault-member").update(is_active=False)
+"""
+
+
+def test_a_real_server_closes_sockets_revoked_behind_its_back_within_a_heartbeat(
+    start_daphne, site_env: dict[str, str]
+) -> None:
+    server = start_daphne(CHAT_PRESENCE_HEARTBEAT_SECONDS="1")
+    warden, member = manage(server.env, "shell", "-c", VAULT_SETUP).split()[-2:]
+    url = server.url.replace("http", "ws") + "/ws/rooms/vault/"
+
+    async def read_to_the_close(socket: ClientConnection) -> tuple[str, int | None]:
+        frames = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                frames.append(str(await asyncio.wait_for(socket.recv(), 15)))
+        return "".join(frames), socket.close_code
+
+    async def run() -> list[tuple[str, int | None]]:
+        origin = Origin(server.url)
+        opened = [
+            websockets.connect(url, origin=origin, additional_headers={"Cookie": f"sessionid={key}"})
+            for key in (warden, member)
+        ]
+        async with opened[0] as warden_socket, opened[1] as member_socket:
+            for socket in (warden_socket, member_socket):
+                while HISTORY not in str(await asyncio.wait_for(socket.recv(), 10)):
+                    pass
+            await asyncio.to_thread(manage, server.env, "shell", "-c", VAULT_REVOKE)
+            return list(await asyncio.gather(*map(read_to_the_close, (warden_socket, member_socket))))
+
+    (warden_frames, warden_code), (member_frames, member_code) = asyncio.run(run())
+
+    assert warden_code == 4403 and "This room is private." in warden_frames
+    assert member_code == SESSION_ENDED and html(ACCOUNT_DISABLED) in member_frames

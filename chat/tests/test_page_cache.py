@@ -6,11 +6,12 @@ transactional tests so that the versions are bumped after real commits, as in pr
 
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.http import HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase
 from django.test import Client
 from django.utils import timezone
 
@@ -360,3 +361,33 @@ def test_the_page_marks_the_viewers_own_reactions_by_their_id_only(
     assert f'data-by="{bob.pk}"' in as_bob.html and f'data-by="{bob.pk}"' in as_alice.html
     assert f'.reaction[data-by~="{bob.pk}"]' in as_bob.html
     assert f'.reaction[data-by~="{alice.pk}"]' in as_alice.html
+
+
+# Django's middleware ------------------------------------------------------------------------
+
+
+class Stamped:
+    """A middleware added to MIDDLEWARE after the page cache was written: it marks every response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        response["X-Stamped"] = "yes"
+        return response
+
+
+def test_a_middleware_added_later_applies_to_every_page_and_the_operator_is_told(
+    lobby: Room, alice: Account, settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert pagecache.check_middleware() == []
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.Stamped"]
+    client = client_for(alice)
+
+    pages = [get_page(client, "/rooms/lobby/") for _ in range(3)]
+
+    assert [page.response.get("X-Stamped") for page in pages] == ["yes"] * 3
+    assert not any(page.cached for page in pages)
+    assert caplog.text.count(pagecache.MIDDLEWARE_DIFFERS) == 1  # once, not once per page
+    assert [warning.id for warning in pagecache.check_middleware()] == ["chat.W001"]
