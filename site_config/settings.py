@@ -313,11 +313,11 @@ def largest_frame_bytes() -> int:
 
 if largest_frame_bytes() > CHAT_WEBSOCKET_MAX_MESSAGE_BYTES:
     raise ImproperlyConfigured(
-        f"CHAT_HISTORY_MAX_BYTES ({CHAT_HISTORY_MAX_BYTES}) plus {CHAT_FRAME_CHROME_BYTES} bytes of header must "
-        f"fit in CHAT_WEBSOCKET_MAX_MESSAGE_BYTES ({CHAT_WEBSOCKET_MAX_MESSAGE_BYTES}, daphne's cap): lower the "
-        "first, or raise both the second and daphne's --websocket-max-message-size."
+        f"CHAT_HISTORY_MAX_BYTES ({CHAT_HISTORY_MAX_BYTES}) plus {CHAT_FRAME_CHROME_BYTES} bytes of "
+        f"header must fit in CHAT_WEBSOCKET_MAX_MESSAGE_BYTES ({CHAT_WEBSOCKET_MAX_MESSAGE_BYTES}, "
+        "daphne's cap): lower the first, or raise the second and daphne's --websocket-max-message-size."
     )
-if CHAT_SOCKET_SEND_BUFFER_BYTES < largest_frame_bytes():
+if largest_frame_bytes() > CHAT_SOCKET_SEND_BUFFER_BYTES:
     raise ImproperlyConfigured(
         f"CHAT_SOCKET_SEND_BUFFER_BYTES ({CHAT_SOCKET_SEND_BUFFER_BYTES}) must hold the largest frame "
         f"({largest_frame_bytes()}: CHAT_HISTORY_MAX_BYTES plus its header), or every socket that opens "
