@@ -26,6 +26,7 @@ from chat.accounts import scope_address
 from chat.standing import User
 
 log = logging.getLogger(__name__)
+
 TOO_MANY_TABS = "You have too many Parley tabs open; close some and reload."
 TOO_MANY_FROM_ADDRESS = "Too many Parley tabs are open from your network; close some and reload."
 
