@@ -14,7 +14,7 @@ import time
 from typing import cast
 from urllib.parse import parse_qs
 
-from autobahn.exception import Disconnected
+from autobahn.exception import Disconnected, PayloadExceededError
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -25,7 +25,7 @@ from chat import actions, broadcast, fragments, queries, reading, services
 from chat.hub import BROKER_DOWN, Hub, HubConsumer, hub
 from chat.models import Room, account_group_name
 from chat.payloads import BadFrame, parse_ws_send
-from chat.sockets import open_sockets, send_buffer_of, take_socket, unsent_bytes
+from chat.sockets import bound_kernel_buffer, open_sockets, send_buffer_of, take_socket, unsent_bytes
 from chat.standing import (
     SessionEnded,
     Standing,
@@ -52,6 +52,7 @@ TOO_MANY_SOCKETS = 4429  # over CHAT_SOCKETS_PER_USER / _PER_ADDRESS: retrying w
 
 DATABASE_DOWN = "The chat can't reach its database right now; your message was not sent. Try again soon."
 RESTARTING = "This server is restarting; reconnecting you now."
+TOO_LARGE_TO_SEND = "Part of this room was too large to send to your browser, so it was left out."
 
 
 class TryAgainLater(Exception):
@@ -119,6 +120,7 @@ class RoomConsumer(HubConsumer):
         await self.accept()
         self._forget_handshake()
         self.send_buffer = send_buffer_of(self.base_send)
+        bound_kernel_buffer(self.send_buffer)
         try:
             await self._join_groups(room, viewer)
         except Exception as problem:
@@ -176,6 +178,12 @@ class RoomConsumer(HubConsumer):
             await super().send(text_data, bytes_data, close)
         except Disconnected:
             log.debug("Socket %s went away before a frame could be sent", self.socket_id)
+        except PayloadExceededError as problem:
+            # Over daphne's cap (none of Parley's frames should be: see CHAT_HISTORY_MAX_BYTES).
+            # Raised, it would end the socket with 1011, which htmx retries for ever.
+            log.warning("Socket %s: %s; sent a notice in its place", self.socket_id, problem)
+            await self.send(fragments.notice_html(TOO_LARGE_TO_SEND, error=True))
+            return
         if (
             self.send_buffer is not None
             and unsent_bytes(self.send_buffer) > settings.CHAT_SOCKET_SEND_BUFFER_BYTES

@@ -7,6 +7,8 @@ role, never on the viewer, so each is rendered once and sent to every socket of 
 """
 
 import math
+from collections.abc import Iterable
+from dataclasses import replace
 from functools import lru_cache
 
 from django.conf import settings
@@ -19,7 +21,7 @@ from django.utils.safestring import SafeString
 from chat import formatting, queries
 from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
 from chat.models import REACTION_EMOJI, Message, Role, Room
-from chat.queries import ShownMessage
+from chat.queries import HistoryPage, ShownMessage, utf8_size
 from chat.standing import Standing, User, why_not_delete, why_not_edit
 from chat.unread import Unread
 
@@ -45,12 +47,30 @@ def message_context(role: Role) -> dict:
 
 
 def history_context(room: Room, role: Role, before: int | None = None) -> dict:
-    return _history_context(room, role, queries.history_page(room, before))
+    """The latest page of history (or the one before `before`): its newest messages that fit
+    CHAT_HISTORY_MAX_BYTES, the rest a "Load older" away."""
+    history = queries.history_page(room, before)
+    looks = [_message_html(message, role) for message in history.messages]
+    kept = _fitting(reversed(looks))
+    if kept < len(looks):
+        history = replace(history, messages=history.messages[-kept:], older_than=history.messages[-kept].pk)
+    return _history_context(room, history, looks[len(looks) - kept :])
 
 
-def _history_context(room: Room, role: Role, history: queries.HistoryPage) -> dict:
-    messages = SafeString("".join(_message_html(message, role) for message in history.messages))
-    return {"room": room, "history": history, "messages_html": messages}
+def _history_context(room: Room, history: HistoryPage, looks: list[str]) -> dict:
+    return {"room": room, "history": history, "messages_html": SafeString("".join(looks))}
+
+
+def _fitting(looks: Iterable[str]) -> int:
+    """How many of these messages, taken in this order, fit in CHAT_HISTORY_MAX_BYTES: a page, a
+    frame, a "Load older" or "Load newer" stays under the transport's limit. The first always does."""
+    room_left, count = settings.CHAT_HISTORY_MAX_BYTES, 0
+    for html in looks:
+        room_left -= utf8_size(html)
+        if room_left < 0 and count:
+            break
+        count += 1
+    return count
 
 
 def menu_context(message: Message, viewer: Standing, user: User) -> dict:
@@ -400,12 +420,31 @@ def history_around_context(room: Room, role: Role, pk: int) -> dict:
     The message is preceded by a marker with `autofocus`: the browser focuses it on loading the
     page, and htmx after every swap of the history, which scrolls it into view (the scroller
     otherwise stays at the newest messages)."""
-    history = queries.history_around(room, pk)
+    history = _around_within_budget(queries.history_around(room, pk), role, pk)
     marker = _partial(MESSAGES, "permalink_marker", {})
     messages = "".join(
         (marker if shown.pk == pk else "") + _message_html(shown, role) for shown in history.messages
     )
     return {"room": room, "history": history, "messages_html": SafeString(messages), "around": pk}
+
+
+def _around_within_budget(history: HistoryPage, role: Role, pk: int) -> HistoryPage:
+    """What fits CHAT_HISTORY_MAX_BYTES around message `pk`: it and the ones after it first (read
+    next), then the ones before it, nearest first; what is left out is a "Load older/newer" away."""
+    looks = [_message_html(message, role) for message in history.messages]
+    split = next((i for i, message in enumerate(history.messages) if message.pk >= pk), len(looks))
+    kept = _fitting([*looks[split:], *reversed(looks[:split])])
+    newer = min(kept, len(looks) - split)
+    older = kept - newer
+    messages = history.messages[split - older : split + newer]
+    if not messages:
+        return history
+    return replace(
+        history,
+        messages=messages,
+        older_than=messages[0].pk if older < split else history.older_than,
+        newer_than=messages[-1].pk if newer < len(looks) - split else history.newer_than,
+    )
 
 
 def around_reconnect_html(room: Room, role: Role, pk: int) -> tuple[str, int | None]:
@@ -419,9 +458,12 @@ def around_reconnect_html(room: Room, role: Role, pk: int) -> tuple[str, int | N
 
 def newer_messages_html(room: Room, role: Role, after: int, until: int) -> str:
     """The page of history after `after` (up to `until`), in place of the 'load newer' button."""
-    return _partial(
-        MESSAGES, "newer_messages", _history_context(room, role, queries.newer_page(room, after, until))
-    )
+    history = queries.newer_page(room, after, until)
+    looks = [_message_html(message, role) for message in history.messages]
+    kept = _fitting(looks)
+    if kept < len(looks):
+        history = replace(history, messages=history.messages[:kept], newer_than=history.messages[kept - 1].pk)
+    return _partial(MESSAGES, "newer_messages", _history_context(room, history, looks[:kept]))
 
 
 def search_results_html(context: dict) -> str:

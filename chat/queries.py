@@ -118,6 +118,8 @@ class ShownMessage:
     reply_removed: bool = False
     reactions: tuple[ReactionCount, ...] = ()
     attachment: ShownAttachment | None = None
+    # The text as typed, shown escaped in place of stored HTML too large to show (see readable).
+    typed_text: str = ""
 
     @property
     def has_text(self) -> bool:
@@ -141,7 +143,7 @@ class ShownMessage:
             *_quote(original.author.username, original.body, original.removed_at) if original else (),
         )
         attachment = ShownAttachment.of(attachment_of(message))
-        return replace(shown, attachment=attachment) if attachment else shown
+        return readable(replace(shown, attachment=attachment) if attachment else shown, message.body)
 
     @staticmethod
     def of_quote(original: Message) -> str:
@@ -151,18 +153,36 @@ class ShownMessage:
     @classmethod
     def from_row(cls, row: tuple) -> "ShownMessage":
         row, attached = row[: -len(ATTACHMENT_FIELDS)], row[-len(ATTACHMENT_FIELDS) :]
-        *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at = row
+        *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at, typed = row
         quoted = reply_author is not None and reply_deleted_at is None
         message = cls(*shown, *_quote(reply_author, reply_body, reply_removed_at) if quoted else ())
         if attached[0] is None or message.removed_at or message.deleted_at:
-            return message
-        return replace(message, attachment=ShownAttachment(*attached))
+            return readable(message, typed)
+        return readable(replace(message, attachment=ShownAttachment(*attached)), typed)
+
+
+def readable(message: ShownMessage, typed: str) -> ShownMessage:
+    """The message as every page and frame shows it: stored HTML over CHAT_MESSAGE_SHOWN_HTML_BYTES
+    (only an older version stored such) gives way to the text as typed, cut to the longest a
+    message may be, which the template escapes. The one place that decides, for page and socket."""
+    if message.removed_at or utf8_size(message.body_html) <= settings.CHAT_MESSAGE_SHOWN_HTML_BYTES:
+        return message
+    limit = settings.CHAT_MESSAGE_MAX_LENGTH
+    text = typed if len(typed) <= limit else typed[:limit] + "…"
+    return replace(message, body_html="", typed_text=text or "…")
+
+
+def utf8_size(text: str) -> int:
+    """The bytes `text` takes in a frame or page (UTF-8), without encoding it when it is ASCII."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 SHOWN_FIELDS = (
     *("pk", "author_id", "author__username", "body_html", "created_at", "removed_at", "edited_at"),
     *("deleted_at", "mentions", "reply_to_id"),
     *("reply_to__author__username", "reply_to__body", "reply_to__removed_at", "reply_to__deleted_at"),
+    # The text as typed: shown instead of stored HTML too large to show (see readable).
+    "body",
     # Last: ShownMessage.from_row takes them off the end (a LEFT JOIN, no query per message).
     *ATTACHMENT_FIELDS,
 )

@@ -9,8 +9,12 @@ The cost: with P processes behind a load balancer, a person may hold up to P tim
 The unread bytes are Twisted's: daphne writes every frame to the connection's transport, which
 buffers whatever the client has not read yet, without bound. The consumer reads that buffer's
 size after each frame it writes (two attribute reads) and closes the socket past the bound.
+Behind it, the kernel's own send queue is bounded too (SO_SNDBUF), or Linux lets each connection
+that stops reading hold up to net.ipv4.tcp_wmem's maximum (4 MiB by default) outside the process.
 """
 
+import logging
+import socket
 from collections import Counter
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -20,6 +24,8 @@ from django.conf import settings
 
 from chat.accounts import scope_address
 from chat.standing import User
+
+log = logging.getLogger(__name__)
 
 TOO_MANY_TABS = "You have too many Parley tabs open; close some and reload."
 TOO_MANY_FROM_ADDRESS = "Too many Parley tabs are open from your network; close some and reload."
@@ -67,6 +73,20 @@ def send_buffer_of(send: Callable) -> Any | None:
     protocol = _websocket_protocol(send)
     transport = getattr(protocol, "transport", None)
     return transport if hasattr(transport, "_tempDataLen") else None
+
+
+def bound_kernel_buffer(transport: Any | None) -> None:
+    """Cap the kernel's send queue of the connection behind `transport` at
+    CHAT_SOCKET_KERNEL_BUFFER_BYTES (Linux reserves twice that and stops growing it by itself):
+    what a client leaves unread then piles up in the process, where the consumer sees and bounds it.
+    """
+    handle = transport.getHandle() if transport is not None else None
+    if not isinstance(handle, socket.socket):
+        return
+    try:
+        handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.CHAT_SOCKET_KERNEL_BUFFER_BYTES)
+    except OSError as problem:  # e.g. the connection is already gone
+        log.debug("Could not bound a socket's kernel buffer: %s", problem)
 
 
 def unsent_bytes(transport: Any) -> int:

@@ -301,6 +301,39 @@ CHAT_SOCKETS_PER_USER = int(os.environ.get("CHAT_SOCKETS_PER_USER", "20"))
 CHAT_SOCKETS_PER_ADDRESS = int(os.environ.get("CHAT_SOCKETS_PER_ADDRESS", "50"))
 # Bytes a socket may leave unread before it is closed (1011, so the page reconnects and catches up).
 CHAT_SOCKET_SEND_BUFFER_BYTES = int(os.environ.get("CHAT_SOCKET_SEND_BUFFER_BYTES", str(1024 * 1024)))
+# The kernel's share of a socket's unread bytes (SO_SNDBUF; Linux reserves twice this): without
+# it the kernel grows each connection's queue up to net.ipv4.tcp_wmem's maximum (chat/sockets.py).
+CHAT_SOCKET_KERNEL_BUFFER_BYTES = int(os.environ.get("CHAT_SOCKET_KERNEL_BUFFER_BYTES", str(128 * 1024)))
+
+# Frames and pages in bytes (README "Limits on frames and pages"). daphne refuses to send a websocket
+# message over its --websocket-max-message-size (1 MiB by default): change both or neither.
+CHAT_WEBSOCKET_MAX_MESSAGE_BYTES = int(os.environ.get("CHAT_WEBSOCKET_MAX_MESSAGE_BYTES", str(1024 * 1024)))
+# The history one page, frame, "Load older" or "Load newer" carries, at most: older messages are
+# a "Load older" away (one message always shows, however large).
+CHAT_HISTORY_MAX_BYTES = int(os.environ.get("CHAT_HISTORY_MAX_BYTES", str(256 * 1024)))
+# What a history frame carries besides its messages (the room's header, "New messages", wrappers).
+CHAT_FRAME_CHROME_BYTES = 16 * 1024
+# Stored message HTML over this (only older versions stored such) is shown as the text typed, escaped.
+CHAT_MESSAGE_SHOWN_HTML_BYTES = min(64 * 1024, CHAT_HISTORY_MAX_BYTES // 4)
+
+
+def largest_frame_bytes() -> int:
+    """The largest frame Parley builds: a history with its header (every other frame is smaller)."""
+    return CHAT_HISTORY_MAX_BYTES + CHAT_FRAME_CHROME_BYTES
+
+
+if largest_frame_bytes() > CHAT_WEBSOCKET_MAX_MESSAGE_BYTES:
+    raise ImproperlyConfigured(
+        f"CHAT_HISTORY_MAX_BYTES ({CHAT_HISTORY_MAX_BYTES}) plus {CHAT_FRAME_CHROME_BYTES} bytes of "
+        f"header must fit in CHAT_WEBSOCKET_MAX_MESSAGE_BYTES ({CHAT_WEBSOCKET_MAX_MESSAGE_BYTES}, "
+        "daphne's cap): lower the first, or raise the second and daphne's --websocket-max-message-size."
+    )
+if largest_frame_bytes() > CHAT_SOCKET_SEND_BUFFER_BYTES:
+    raise ImproperlyConfigured(
+        f"CHAT_SOCKET_SEND_BUFFER_BYTES ({CHAT_SOCKET_SEND_BUFFER_BYTES}) must hold the largest frame "
+        f"({largest_frame_bytes()}: CHAT_HISTORY_MAX_BYTES plus its header), or every socket that opens "
+        "the room would count as falling behind and be closed as it gets its history."
+    )
 
 # Abuse limits (chat/accounts.py, chat/moderation.py). Reports and proposals are counted in the
 # database; failed logins and signups in Django's cache (Redis with REDIS_URL), which every

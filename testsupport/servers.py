@@ -112,10 +112,14 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 class DaphneServer:
-    """`daphne site_config.asgi:application`, the way an operator runs Parley."""
+    """`daphne site_config.asgi:application`, the way an operator runs Parley (with `options` of
+    daphne's own, e.g. its --websocket-max-message-size)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log_path: Path, port: int | None = None, options: tuple[str, ...] = ()
+    ) -> None:
         self.env = env
+        self.options = options
         self.port = port or free_port()
         self.log_path = log_path
         self.process: subprocess.Popen | None = None
@@ -136,6 +140,7 @@ class DaphneServer:
                     "127.0.0.1",
                     "-p",
                     str(self.port),
+                    *self.options,
                     "site_config.asgi:application",
                 ],
                 cwd=REPO,

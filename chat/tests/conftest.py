@@ -171,11 +171,13 @@ def site_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture
 def start_daphne(site_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., DaphneServer]]:
-    """Starts `daphne site_config.asgi:application` (extra environment as keywords); stops it after."""
+    """Starts `daphne site_config.asgi:application` (daphne's options as arguments, extra environment
+    as keywords); stops it after."""
     started: list[DaphneServer] = []
 
-    def start(**env: str) -> DaphneServer:
-        server = DaphneServer({**site_env, **env}, tmp_path / f"daphne{len(started)}.log")
+    def start(*options: str, **env: str) -> DaphneServer:
+        log = tmp_path / f"daphne{len(started)}.log"
+        server = DaphneServer({**site_env, **env}, log, options=options)
         started.append(server)
         return server
 

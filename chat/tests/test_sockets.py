@@ -8,6 +8,7 @@ import asyncio
 import re
 import socket as tcp
 import time
+import uuid
 
 import pytest
 import websockets
@@ -137,7 +138,12 @@ def test_sockets_that_stop_reading_are_closed_and_hold_no_more_than_their_bound(
     Without the bound, each holds what the kernel does not take (about 1.5 MB; 30 MB in all).
     The growth includes the message cache (fragments._message_html: up to 10,000 renders,
     about 13 MB of these messages)."""
-    server = start_daphne(CHAT_FLOOD_MESSAGES="1000000", CHAT_SOCKET_SEND_BUFFER_BYTES=str(BOUND))
+    # A history frame must fit the bound (the settings refuse less): 48 KiB of history, 16 of header.
+    server = start_daphne(
+        CHAT_FLOOD_MESSAGES="1000000",
+        CHAT_SOCKET_SEND_BUFFER_BYTES=str(BOUND),
+        CHAT_HISTORY_MAX_BYTES=str(BOUND - 16 * 1024),
+    )
     session = signed_in_session_in(server.env, "prolific")
     assert server.process is not None
     pid = server.process.pid
@@ -206,3 +212,83 @@ async def read_numbers(reader, received: list[int], arrived_at: dict[int, float]
         for number in re.findall(r"\bm(\d+) x", frame):
             received.append(int(number))
             arrived_at[int(number)] = time.monotonic()
+
+
+# The kernel's share ---------------------------------------------------------------------------
+
+CHATTERS = 10
+SILENT_SOCKETS = 40  # the probe's "40 sockets that never read, in a room where 10 people chat"
+POSTS_EACH = 40
+LONG_POST = "y" * 1900  # about 2.3 KB a frame: 400 of them put 0.9 MB in front of each silent socket
+ROOM_AND_CHATTERS = """
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from chat.models import Room
+from chat.standing import Account
+Room.objects.create(slug="{slug}", name="{slug}")
+for n in range({chatters}):
+    user = Account.objects.create_user(username=f"{slug}-{{n}}")
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    print(session.session_key)
+"""
+
+
+def kernel_send_queues(port: int) -> int:
+    """Bytes the kernel holds unsent or unacknowledged for the server's side of every connection
+    to `port` (tx_queue in /proc/net/tcp, as `ss` shows it in Send-Q)."""
+    total = 0
+    with open("/proc/net/tcp") as table:
+        for line in list(table)[1:]:
+            local, state, queues = line.split()[1], line.split()[3], line.split()[4]
+            if int(local.split(":")[1], 16) == port and state != "0A":  # 0A: the listening socket
+                total += int(queues.split(":")[0], 16)
+    return total
+
+
+def test_sockets_that_never_read_hold_little_in_the_kernel(start_daphne, site_env) -> None:
+    """40 sockets that never read while 10 people post 400 long messages: the kernel's send queues
+    of the server's connections stay under 16 MiB in all (Linux would grow each towards
+    net.ipv4.tcp_wmem's maximum, 4 MiB, unless SO_SNDBUF bounds it)."""
+    from testsupport.servers import manage
+
+    server = start_daphne(CHAT_FLOOD_MESSAGES="1000000")
+    slug = f"quiet-{uuid.uuid4().hex[:8]}"
+    sessions = manage(site_env, "shell", "-c", ROOM_AND_CHATTERS.format(slug=slug, chatters=CHATTERS)).split()
+    url = server.url.replace("http", "ws") + f"/ws/rooms/{slug}/"
+
+    async def chat_past_silent_sockets() -> int:
+        silent = [open_unread_socket(server.port, f"/ws/rooms/{slug}/") for _ in range(SILENT_SOCKETS)]
+        peak = 0
+        chatting = asyncio.gather(*(chatter(url, server.url, session) for session in sessions[-CHATTERS:]))
+        while not chatting.done():
+            peak = max(peak, kernel_send_queues(server.port))
+            await asyncio.sleep(0.05)
+        await chatting
+        for _ in range(20):  # and a second after
+            peak = max(peak, kernel_send_queues(server.port))
+            await asyncio.sleep(0.05)
+        for raw in silent:
+            raw.close()
+        return peak
+
+    peak = asyncio.run(chat_past_silent_sockets())
+
+    print(f"kernel send queues at most {peak / MIB:.1f} MiB")
+    assert peak < 16 * MIB, f"the kernel held {peak / MIB:.1f} MiB for {SILENT_SOCKETS} silent sockets"
+    assert peak > SILENT_SOCKETS * 64 * 1024, "the silent sockets were sent something to hold"
+
+
+async def chatter(url: str, site: str, session: str) -> None:
+    """One person posting long messages, each after the last was acknowledged (a fresh form)."""
+    headers = {"Cookie": f"sessionid={session}"}
+    async with websockets.connect(
+        url, origin=Origin(site), additional_headers=headers, max_size=None
+    ) as socket:
+        for n in range(POSTS_EACH):
+            await socket.send(ws_send_frame(f"{n} {LONG_POST}", slug=url.rstrip("/").rsplit("/", 1)[-1]))
+            while FORM not in str(await asyncio.wait_for(socket.recv(), 20)):
+                pass
