@@ -126,6 +126,27 @@ def upload_over_http(
         connection.close()
 
 
+def uploads_at_once(base_url: str, uploads: list[tuple[str, bytes, str]]) -> list[tuple[int, str]]:
+    """Each (session, content, name) sent from its own connection, all released at the same moment;
+    their answers, in the same order."""
+    import threading
+
+    answers: list[tuple[int, str]] = [(0, "")] * len(uploads)
+    start = threading.Barrier(len(uploads))
+
+    def send(index: int) -> None:
+        session, content, name = uploads[index]
+        start.wait()
+        answers[index] = upload_over_http(base_url, session, content, name)
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(len(uploads))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
 def blank_png(width: int, height: int) -> bytes:
     """A complete RGBA PNG of zeros: tiny on the wire (about 1 KB a megapixel), and every pixel
     must be decoded. The costliest image the pixel limit lets through."""

@@ -3,13 +3,12 @@ PostgreSQL. The limit is counted in the database; only a count and insert made a
 posts from both seeing room for one more message. Uploads run in a thread each, so one person's
 files sent at once are posted concurrently (a socket's frames are handled one at a time)."""
 
-import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from chat.tests.files import upload_over_http
+from chat.tests.files import uploads_at_once
 from chat.tests.test_outages import sign_in
 from testsupport.servers import manage
 from testsupport.with_postgres import PostgresServer
@@ -33,22 +32,6 @@ def database(request: pytest.FixtureRequest, site_env: dict[str, str], tmp_path)
     postgres.remove()
 
 
-def upload_all_at_once(base_url: str, session: str, files: list[bytes]) -> list[tuple[int, str]]:
-    answers: list[tuple[int, str]] = [(0, "")] * len(files)
-    start = threading.Barrier(len(files))
-
-    def send(index: int) -> None:
-        start.wait()
-        answers[index] = upload_over_http(base_url, session, files[index], f"note{index}.txt")
-
-    threads = [threading.Thread(target=send, args=(index,)) for index in range(len(files))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers
-
-
 def test_files_sent_at_once_by_one_person_store_no_more_than_the_flood_limit(
     start_daphne, site_env: dict[str, str], database: dict[str, str]
 ) -> None:
@@ -57,7 +40,7 @@ def test_files_sent_at_once_by_one_person_store_no_more_than_the_flood_limit(
     name, session = sign_in(env)
     files = [f"note {number} {uuid.uuid4()}".encode() for number in range(AT_ONCE)]
 
-    answers = upload_all_at_once(server.url, session, files)
+    answers = uploads_at_once(server.url, [(session, file, "note.txt") for file in files])
 
     stored = int(manage(env, "shell", "-c", STORED.format(name=name)).split()[-1])
     assert stored == LIMIT, f"{stored} of {AT_ONCE} files sent at once were stored; the limit is {LIMIT}"

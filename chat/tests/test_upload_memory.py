@@ -3,12 +3,11 @@ limit allows, sent at once by several people, against a daphne process with the 
 memory (VmHWM, what the kernel saw at worst) stays within the README's bound."""
 
 import io
-import threading
 from collections import Counter
 
 from PIL import Image
 
-from chat.tests.files import blank_png, upload_over_http
+from chat.tests.files import blank_png, upload_over_http, uploads_at_once
 from chat.tests.test_outages import sign_in
 from testsupport.servers import DaphneServer
 
@@ -47,24 +46,6 @@ def peak_memory(server: DaphneServer) -> int:
     raise AssertionError("no VmHWM line")
 
 
-def send_at_once(server: DaphneServer, uploads: list[tuple[str, bytes]]) -> list[tuple[int, str]]:
-    """Each (session, file) from its own connection, all released at the same moment."""
-    answers: list[tuple[int, str]] = [(0, "")] * len(uploads)
-    start = threading.Barrier(len(uploads))
-
-    def send(index: int) -> None:
-        session, content = uploads[index]
-        start.wait()
-        answers[index] = upload_over_http(server.url, session, content, f"blank{index}.png")
-
-    threads = [threading.Thread(target=send, args=(index,)) for index in range(len(uploads))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return answers
-
-
 def test_worst_case_images_sent_at_once_keep_the_server_within_its_stated_memory(
     start_daphne, site_env: dict[str, str]
 ) -> None:
@@ -78,8 +59,8 @@ def test_worst_case_images_sent_at_once_keep_the_server_within_its_stated_memory
     idle = peak_memory(server)
 
     # Everyone sends theirs twice: the second while the first is still being decoded.
-    sent = [(session, image) for session, image in zip(sessions, images, strict=True) for _ in "12"]
-    answers = send_at_once(server, sent)
+    sent = [(session, image, "blank.png") for session, image in zip(sessions, images, strict=True)]
+    answers = uploads_at_once(server.url, sent * 2)
 
     grown = peak_memory(server) - idle
     assert grown <= DECODES * PER_DECODE, (
