@@ -4,6 +4,10 @@ Accepted: PNG, JPEG, GIF and WebP images (decoded by Pillow, then re-encoded fro
 which drops EXIF and every other metadata, comments and trailing bytes), PDF, and plain text
 that decodes as UTF-8. Anything else, and anything that also looks like another format (a
 polyglot), is refused with a sentence. Nothing here touches storage or the database.
+
+Decoding is what an upload costs in memory, whatever its size in bytes: an image's pixels are
+limited by what they take decoded (bytes_per_pixel), it is decoded without full-size copies, and
+a process decodes only a few at once, one per person (DecodingSlots).
 """
 
 import ctypes
