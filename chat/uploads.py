@@ -287,8 +287,12 @@ def _orientation(probe: Image.Image) -> int:
     if not raw:
         return 1
     exif = Image.Exif()
-    exif.load(raw)
-    return int(exif.get(ExifTags.Base.Orientation, 1))
+    try:
+        exif.load(raw)
+        orientation = int(exif.get(ExifTags.Base.Orientation, 1))
+    except (SyntaxError, ValueError, TypeError, OSError):  # broken EXIF: the pixels as they are
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
 
 
 def _refuse_too_many_pixels(probe: Image.Image, file_format: str) -> None:

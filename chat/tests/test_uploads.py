@@ -221,6 +221,16 @@ def test_a_photo_taken_sideways_is_stored_upright_without_its_exif() -> None:
     assert top[0] > 200 and top[1] < 60  # turned a quarter clockwise: the left edge is on top
 
 
+def test_a_photo_with_broken_exif_is_stored_as_it_is() -> None:
+    original = io.BytesIO()
+    Image.new("RGB", (300, 200), "white").save(original, "JPEG", exif=b"Exif\x00\x00garbage")
+
+    found = uploads.inspect(upload(original.getvalue(), "odd.jpg", "image/jpeg"))
+
+    assert (found.width, found.height) == (300, 200)
+    assert b"garbage" not in found.content
+
+
 @pytest.mark.parametrize(
     ("file_format", "mode", "options", "allowed", "refused"),
     [
