@@ -37,14 +37,18 @@ def post(
     """Store `upload` as a message in `room` with the caption in `data`, or say why not."""
     if not isinstance(user, Account):
         return Upload(None, "Sign in to post messages.", 403)
-    # The cheap refusals before any image is decoded; post_message checks them all again.
+    # The cheap refusals before the file is read or an image decoded; post_message checks them
+    # all again, slow mode and flood control atomically with the insert.
     refusal = services.why_not_post(room, viewer)
     if refusal:
         return Upload(None, refusal, 403)
+    refusal = services.why_wait(room, user, viewer)
+    if refusal:
+        return Upload(None, refusal, 400)
     try:
-        inspected = uploads.inspect(upload, name_unsafe)
+        inspected = uploads.inspect(upload, name_unsafe, person=user.pk)
     except uploads.Refused as refused:
-        return Upload(None, str(refused), 413 if refused.too_big else 400)
+        return Upload(None, str(refused), refused.status)
     stored = _store(inspected)
     try:
         outcome = services.post_message(

@@ -51,6 +51,8 @@ def post_message(
         return PostOutcome(form, None, viewer)
     refusal = why_not_post(room, viewer)
     if refusal is None and form.is_valid():
+        # Also before rendering, so a flood costs a count per post, never a rendering; counted
+        # again under the poster's lock below, where the answer holds until the insert.
         refusal = why_wait(room, user, viewer)
     original = None
     if refusal is None and form.is_valid() and form.cleaned_data["reply_to"]:
@@ -67,7 +69,13 @@ def post_message(
     if message is None or refusal:
         return PostOutcome(form, None, viewer)
     # One transaction: a failure before the commit (the cache's page versions) stores nothing.
+    # Slow mode and the flood limit are counted in it, after the poster's lock: two posts sent
+    # at once (two tabs, two uploads) are counted one after the other.
     with transaction.atomic():
+        refusal = why_wait(room, user, viewer, locking=True)
+        if refusal:
+            form.add_error(None, refusal)
+            return PostOutcome(form, None, viewer)
         message.save(force_insert=True)
         if attach is None:
             Attachment.known_absent(message)  # showing it asks the database nothing more
@@ -119,15 +127,20 @@ def why_not_post(room: Room, viewer: Standing) -> str | None:
     return None
 
 
-def why_wait(room: Room, user: Account, viewer: Standing) -> str | None:
-    """Slow mode and flood control: how long to wait before the next message, if at all."""
+def why_wait(room: Room, user: Account, viewer: Standing, locking: bool = False) -> str | None:
+    """Slow mode and flood control: how long to wait before the next message, if at all.
+
+    `locking` (inside the posting transaction) first locks the poster, so that the answer holds
+    until the message is stored.
+    """
+    flooding = is_flooding(user, locking)  # first: it takes the lock before slow mode's query
     if room.slow_mode_seconds and not viewer.is_moderator:
         last = room.messages.filter(author=user).order_by("-pk").values_list("created_at", flat=True).first()
         if last:
             wait = room.slow_mode_seconds - (timezone.now() - last).total_seconds()
             if wait > 0:
                 return f"Slow mode is on: you can post again in {int(wait) + 1} seconds."
-    if is_flooding(user):
+    if flooding:
         return TOO_FAST
     return None
 
@@ -135,24 +148,37 @@ def why_wait(room: Room, user: Account, viewer: Standing) -> str | None:
 TOO_FAST = "You're sending messages too fast. Wait a few seconds; your text is still here."
 
 
-def is_flooding(user: Account) -> bool:
+def is_flooding(user: Account, locking: bool = False) -> bool:
     """True when the user already sent the allowed number of messages in the flood window.
 
-    Counted in the database, so the limit holds across tabs and server processes.
+    Counted in the database, so the limit holds across tabs and server processes. With
+    `locking`, inside a transaction, the user's row is locked first and held until the commit.
+    SQLite needs no lock: its transactions begin IMMEDIATE (settings.py), one writer at a time.
     """
     since = timezone.now() - timedelta(seconds=settings.CHAT_FLOOD_WINDOW_SECONDS)
     # Hand-written: it runs on every post, and building it with the ORM costs several times what
     # the database takes to answer. Counting stops at the limit, so a flooder's backlog costs no
     # more than an ordinary user's.
+    count = _RECENT_POSTS_SQL.format(table=Message._meta.db_table)
+    parameters = [user.pk, connection.ops.adapt_datetimefield_value(since), settings.CHAT_FLOOD_MESSAGES]
+    lock = locking and connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        cursor.execute(
-            _RECENT_POSTS_SQL.format(table=Message._meta.db_table),
-            [user.pk, connection.ops.adapt_datetimefield_value(since), settings.CHAT_FLOOD_MESSAGES],
-        )
+        if lock:
+            # Two statements, one round trip (client-side binding, Django's default with psycopg):
+            # the count's snapshot is taken after the lock is granted, so it sees the posts of
+            # whoever held the lock before.
+            cursor.execute(
+                _LOCK_USER_SQL.format(table=Account._meta.db_table) + "; " + count, [user.pk, *parameters]
+            )
+            cursor.nextset()
+        else:
+            cursor.execute(count, parameters)
         (recent,) = cursor.fetchone()
     return recent >= settings.CHAT_FLOOD_MESSAGES
 
 
+# NO KEY: rows that merely refer to the user (their foreign keys' KEY SHARE locks) don't wait.
+_LOCK_USER_SQL = "SELECT 1 FROM {table} WHERE id = %s FOR NO KEY UPDATE"
 _RECENT_POSTS_SQL = (
     "SELECT COUNT(*) FROM (SELECT 1 FROM {table} WHERE author_id = %s AND created_at >= %s LIMIT %s) recent"
 )

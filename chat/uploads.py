@@ -4,14 +4,21 @@ Accepted: PNG, JPEG, GIF and WebP images (decoded by Pillow, then re-encoded fro
 which drops EXIF and every other metadata, comments and trailing bytes), PDF, and plain text
 that decodes as UTF-8. Anything else, and anything that also looks like another format (a
 polyglot), is refused with a sentence. Nothing here touches storage or the database.
+
+Decoding is what an upload costs in memory, whatever its size in bytes: an image's pixels are
+limited by what they take decoded (bytes_per_pixel), it is decoded without full-size copies, and
+a process decodes only a few at once, one per person (DecodingSlots).
 """
 
+import ctypes
 import html
 import io
 import re
+import threading
 import unicodedata
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from inspect import iscoroutinefunction
 from typing import Any
@@ -22,7 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParser
 from django.template.defaultfilters import filesizeformat
 from django.utils.decorators import sync_and_async_middleware
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 # Pillow refuses to decode more than twice this many pixels (DecompressionBombError); we refuse
 # anything over the setting ourselves, before decoding, from the header's width and height.
@@ -30,16 +37,35 @@ Image.MAX_IMAGE_PIXELS = settings.CHAT_UPLOAD_MAX_PIXELS
 # Between one and two times that, Pillow only warns: our own check refuses those, so no warning.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
+
+def _return_freed_images_to_the_system() -> None:
+    """Pillow holds an image in blocks of 16 MB. Once one such block is freed, glibc's malloc raises
+    its threshold for mapping memory of its own and serves the next ones from the thread's arena,
+    which keeps them after they are freed: every request thread that decoded an image then holds
+    a decode's worth (measured: 290-360 MiB for two decodes at once instead of 205). A fixed
+    threshold gives each allocation of 1 MiB or more its own mapping, returned when freed."""
+    try:
+        libc = ctypes.CDLL(None)
+        set_option = libc.mallopt  # glibc only: others (musl, macOS) keep their own behaviour
+    except (OSError, AttributeError):
+        return
+    set_option(MALLOC_MMAP_THRESHOLD, 1024 * 1024)
+
+
+MALLOC_MMAP_THRESHOLD = -3  # M_MMAP_THRESHOLD in <malloc.h>
+_return_freed_images_to_the_system()
+
 UNSAFE_NAME = "chat.upload_name_unsafe"
+REDUCE_TILE = 512  # pixels each way: a tile of RGBA is 1 MiB
 NAME_CHARACTERS = 120
 
 
 class Refused(Exception):
-    """The upload is not stored; the text says why, for the page."""
+    """The upload is not stored; the text says why, for the page, and the status for other clients."""
 
-    def __init__(self, sentence: str, too_big: bool = False) -> None:
+    def __init__(self, sentence: str, status: int = 400) -> None:
         super().__init__(sentence)
-        self.too_big = too_big
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -60,6 +86,51 @@ class Inspected:
         return self.content_type.startswith("image/")
 
 
+class DecodingSlots:
+    """How many images this process decodes at once, and one at a time per person.
+
+    Each decode holds up to CHAT_UPLOAD_MAX_PIXELS times 4 bytes (see bytes_per_pixel), so the slots
+    bound what uploads can take from a process. A person's second image while their first is
+    being decoded is refused at once; anyone else's waits for a free slot, a few seconds at most.
+    """
+
+    def __init__(self, slots: int, wait_seconds: float) -> None:
+        self.free = threading.BoundedSemaphore(slots)
+        self.wait_seconds = wait_seconds
+        self.decoding_for: set[int] = set()
+        self.people_lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, person: int | None) -> Iterator[None]:
+        with self._one_per_person(person):
+            if not self.free.acquire(timeout=self.wait_seconds):
+                raise Refused("Parley is busy with other people's uploads. Try again in a moment.", 503)
+            try:
+                yield
+            finally:
+                self.free.release()
+
+    @contextmanager
+    def _one_per_person(self, person: int | None) -> Iterator[None]:
+        if person is None:
+            yield
+            return
+        with self.people_lock:
+            if person in self.decoding_for:
+                raise Refused(
+                    "Another upload of yours is still being processed. Send this one when it's done.", 429
+                )
+            self.decoding_for.add(person)
+        try:
+            yield
+        finally:
+            with self.people_lock:
+                self.decoding_for.discard(person)
+
+
+decoding_slots = DecodingSlots(settings.CHAT_UPLOAD_DECODES, settings.CHAT_UPLOAD_DECODE_WAIT_SECONDS)
+
+
 # Pillow format → (content type we serve, format we re-encode to, extension).
 IMAGE_FORMATS = {
     "PNG": ("image/png", "PNG", ".png"),
@@ -68,6 +139,7 @@ IMAGE_FORMATS = {
     "GIF": ("image/png", "PNG", ".png"),
     "WEBP": ("image/webp", "WEBP", ".webp"),
 }
+GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
 EXTENSIONS = {"image/png": (".png",), "image/jpeg": (".jpg", ".jpeg"), "image/webp": (".webp",)}
 EXTENSIONS |= {"application/pdf": (".pdf",), "text/plain": (".txt", ".text", ".md", ".log", ".csv")}
 
@@ -83,10 +155,19 @@ MARKUP_START = re.compile(r"\ufeff?\s*<(!doctype|html|svg|\?xml|script|body|head
 # (/OpenAction and /AA are left out: most PDFs use them to open at a page; a script they run is a /JS.)
 # Names inside compressed object streams are not seen; PDFs are only ever served as downloads.
 PDF_ACTIVE = re.compile(rb"/(JavaScript|JS|Launch|EmbeddedFiles?|RichMedia|XFA)\b")
+# A name may write any of its characters as #xx (/J#61vaScript is /JavaScript): those are decoded
+# before the check. A name runs to the next white space or delimiter.
+_PDF_NAME_CHARACTERS = rb"[^\x00\t\n\x0c\r /%()<>\[\]{}]*"
+PDF_ESCAPED_NAME = re.compile(rb"/" + _PDF_NAME_CHARACTERS + rb"#[0-9A-Fa-f]{2}" + _PDF_NAME_CHARACTERS)
+PDF_NAME_ESCAPE = re.compile(rb"#([0-9A-Fa-f]{2})")
 
 
-def inspect(upload: UploadedFile | None, name_unsafe: bool = False) -> Inspected:
-    """The clean copy of an uploaded file, or Refused with why it is not accepted."""
+def inspect(upload: UploadedFile | None, name_unsafe: bool = False, person: int | None = None) -> Inspected:
+    """The clean copy of an uploaded file, or Refused with why it is not accepted.
+
+    An image is decoded in one of the process's decoding slots, and only one at a time for
+    `person` (see DecodingSlots).
+    """
     if name_unsafe:
         raise Refused(
             "File names can't contain / or \\ or control characters. Rename the file and try again."
@@ -95,17 +176,18 @@ def inspect(upload: UploadedFile | None, name_unsafe: bool = False) -> Inspected
         raise Refused("Choose a file to attach.")
     limit = settings.CHAT_UPLOAD_MAX_BYTES
     if upload.size is not None and upload.size > limit:
-        raise Refused(too_big_sentence(upload.size), too_big=True)
+        raise Refused(too_big_sentence(upload.size), status=413)
     content = upload.read(limit + 1)
     if len(content) > limit:
-        raise Refused(too_big_sentence(len(content)), too_big=True)
+        raise Refused(too_big_sentence(len(content)), status=413)
     if not content:
         raise Refused("That file is empty.")
     name = display_name(upload.name or "")
-    for detect in DETECTORS:
-        found = detect(content, name)
-        if found is not None:
-            return found
+    found = _image(content, name, person)
+    for detect in OTHER_DETECTORS:
+        found = found or detect(content, name)
+    if found is not None:
+        return found
     raise Refused(
         "Parley accepts images (PNG, JPEG, GIF, WebP), PDFs and plain text files; this file is none of those."
     )
@@ -137,7 +219,7 @@ def with_extension(name: str, content_type: str) -> str:
 # Detectors: each returns the clean file, None when the content is not its kind, or raises.
 
 
-def _image(content: bytes, name: str) -> Inspected | None:
+def _image(content: bytes, name: str, person: int | None = None) -> Inspected | None:
     try:
         probe = Image.open(io.BytesIO(content), formats=list(IMAGE_FORMATS))
     except Image.DecompressionBombError:
@@ -145,33 +227,117 @@ def _image(content: bytes, name: str) -> Inspected | None:
     except (OSError, ValueError, SyntaxError):
         return None
     file_format = probe.format or ""
-    if probe.width * probe.height > settings.CHAT_UPLOAD_MAX_PIXELS:
-        raise Refused("That image has too many pixels.")
+    _refuse_too_many_pixels(probe, file_format)
     _refuse_polyglot(content, _ends_cleanly(content, file_format))
-    try:
-        probe.verify()
-        image: Image.Image = Image.open(io.BytesIO(content), formats=[file_format])
-        image.seek(0)
-        image.load()
-        image = ImageOps.exif_transpose(image) or image
-    except Image.DecompressionBombError:
-        raise Refused("That image has too many pixels.") from None
-    except (OSError, ValueError, SyntaxError, EOFError):
-        raise Refused("That image is damaged or incomplete.") from None
     content_type, encode_as, _ = IMAGE_FORMATS[file_format]
-    clean = _pixels_only(image, keep_alpha=encode_as != "JPEG")
-    thumb = clean.copy()
-    thumb.thumbnail(settings.CHAT_THUMBNAIL_SIZE)
+    with decoding_slots.slot(person):
+        try:
+            probe.verify()
+            decoded = _decode(content, file_format, turn=_orientation(probe) > 1)
+            clean = _pixels_only(decoded, keep_alpha=encode_as != "JPEG")
+            del decoded  # converted, it is freed before the encoding
+        except Image.DecompressionBombError:
+            raise Refused("That image has too many pixels.") from None
+        except (OSError, ValueError, SyntaxError, EOFError):
+            raise Refused("That image is damaged or incomplete.") from None
+        encoded = _encode(clean, encode_as)
+        thumbnail = _thumbnail(clean)
     return Inspected(
-        content=_encode(clean, encode_as),
+        content=encoded,
         content_type=content_type,
         name=with_extension(name, content_type),
         width=clean.width,
         height=clean.height,
-        thumbnail=_encode(thumb, "WEBP"),
-        thumb_width=thumb.width,
-        thumb_height=thumb.height,
+        thumbnail=_encode(thumbnail, "WEBP"),
+        thumb_width=thumbnail.width,
+        thumb_height=thumbnail.height,
     )
+
+
+# Bytes a pixel as Pillow holds it: RGB takes 4, like RGBA, LA and CMYK.
+PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
+
+
+def bytes_per_pixel(probe: Image.Image, file_format: str) -> int:
+    """Memory per pixel at the peak of decoding, cleaning and re-encoding this image (measured).
+
+    The decoded image, plus one more full-size image when its mode must change (a palette or
+    CMYK to RGB, RGB with a transparent colour to RGBA) or a photo must be turned upright, and
+    little else: thumbnails are made tile by tile, PNG and JPEG encode a row at a time. WebP's
+    decoder and encoder each keep copies of their own. CHAT_UPLOAD_MAX_PIXELS is counted at 4
+    bytes a pixel: costlier images get fewer pixels.
+    """
+    if file_format == "WEBP":
+        return 20
+    decoded = PIXEL_BYTES.get(probe.mode, 4)
+    stored_mode = _stored_mode(probe, keep_alpha=IMAGE_FORMATS[file_format][1] != "JPEG")
+    converted = 0 if stored_mode == probe.mode else PIXEL_BYTES.get(stored_mode, 4)
+    turned = decoded if _orientation(probe) > 1 else 0
+    return max(4, decoded + max(converted, turned))
+
+
+def pixel_limit(probe: Image.Image, file_format: str) -> int:
+    return settings.CHAT_UPLOAD_MAX_PIXELS * 4 // bytes_per_pixel(probe, file_format)
+
+
+def _orientation(probe: Image.Image) -> int:
+    """The EXIF orientation, from the EXIF read with the header: Pillow's getexif() of a PNG
+    decodes the whole image to look for EXIF after the pixels."""
+    raw = probe.info.get("exif")
+    if not raw:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(raw)
+        orientation = int(exif.get(ExifTags.Base.Orientation, 1))
+    except (SyntaxError, ValueError, TypeError, OSError):  # broken EXIF: the pixels as they are
+        return 1
+    return orientation if 1 <= orientation <= 8 else 1
+
+
+def _refuse_too_many_pixels(probe: Image.Image, file_format: str) -> None:
+    """From the header's width and height, before anything is decoded."""
+    limit = pixel_limit(probe, file_format)
+    if probe.width * probe.height > limit:
+        raise Refused(
+            f"That image has too many pixels ({probe.width} by {probe.height}): "
+            f"at most {limit / 1_000_000:.1f} million for this kind of image."
+        )
+
+
+def _decode(content: bytes, file_format: str, turn: bool) -> Image.Image:
+    """The first frame's pixels, upright: one full-size image (two while a photo is turned)."""
+    image = Image.open(io.BytesIO(content), formats=[file_format])
+    image.seek(0)
+    image.load()
+    if turn:  # only as the header said (bytes_per_pixel counted it): not by EXIF found later
+        ImageOps.exif_transpose(image, in_place=True)
+    return image
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    """The inline preview, within CHAT_THUMBNAIL_SIZE, never a second full-size image.
+
+    Pillow's own thumbnail() first reduces by a whole factor to twice the box (its reducing_gap),
+    but for an image with alpha it copies the whole image first (premultiplied); reducing tile by
+    tile copies a tile at a time.
+    """
+    box_width, box_height = settings.CHAT_THUMBNAIL_SIZE
+    factor = int(max(image.width / box_width, image.height / box_height) / 2)
+    # Under 2, the image is at most four times the box each way: a copy costs little.
+    thumbnail = image.copy() if factor < 2 else _reduced_by_tiles(image, factor)
+    thumbnail.thumbnail(settings.CHAT_THUMBNAIL_SIZE)
+    return thumbnail
+
+
+def _reduced_by_tiles(image: Image.Image, factor: int) -> Image.Image:
+    reduced = Image.new(image.mode, (-(-image.width // factor), -(-image.height // factor)))
+    side = factor * max(1, REDUCE_TILE // factor)  # a multiple of the factor: tiles meet exactly
+    for top in range(0, image.height, side):
+        for left in range(0, image.width, side):
+            tile = image.crop((left, top, min(left + side, image.width), min(top + side, image.height)))
+            reduced.paste(tile.reduce(factor), (left // factor, top // factor))
+    return reduced
 
 
 def _ends_cleanly(content: bytes, file_format: str) -> bool:
@@ -193,13 +359,25 @@ def _refuse_polyglot(content: bytes, ends_cleanly: bool = True) -> None:
 
 
 def _pixels_only(image: Image.Image, keep_alpha: bool) -> Image.Image:
-    """A new image from the pixels alone: no EXIF, ICC, XMP, comments or other metadata."""
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    mode = "RGBA" if has_alpha and keep_alpha else "RGB"
-    pixels = image.convert(mode)
-    clean = Image.new(mode, pixels.size)
-    clean.paste(pixels)
+    """A new image of the pixels alone: no EXIF, ICC, XMP, comments or other metadata.
+
+    Converted only when the format can't store the mode as it is: each conversion is one more
+    full-size image in memory.
+    """
+    mode = _stored_mode(image, keep_alpha)
+    pixels = image if image.mode == mode else image.convert(mode)
+    # A fresh Image around the same pixels: the file's metadata lives on the old object.
+    clean = pixels._new(pixels.im)
+    clean.info = {}
     return clean
+
+
+def _stored_mode(image: Image.Image, keep_alpha: bool) -> str:
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if has_alpha and keep_alpha:
+        return "LA" if image.mode == "LA" else "RGBA"
+    # Greys stay grey (16-bit ones clipped to 8 bits, as in RGB): a third of the memory of RGB.
+    return "L" if image.mode in GREY_MODES and not has_alpha else "RGB"
 
 
 def _encode(image: Image.Image, file_format: str) -> bytes:
@@ -214,12 +392,16 @@ def _pdf(content: bytes, name: str) -> Inspected | None:
         return None
     if b"%%EOF" not in content[-1024:]:
         raise Refused("That PDF is damaged or incomplete.")
-    if PDF_ACTIVE.search(content):
+    if PDF_ACTIVE.search(PDF_ESCAPED_NAME.sub(_unescaped_name, content)):
         raise Refused("PDFs with scripts, actions or embedded files are not accepted.")
     _refuse_polyglot(content[5:])
     return Inspected(
         content=content, content_type="application/pdf", name=with_extension(name, "application/pdf")
     )
+
+
+def _unescaped_name(name: re.Match[bytes]) -> bytes:
+    return PDF_NAME_ESCAPE.sub(lambda escape: bytes([int(escape.group(1), 16)]), name.group(0))
 
 
 def _text(content: bytes, name: str) -> Inspected | None:
@@ -235,7 +417,7 @@ def _text(content: bytes, name: str) -> Inspected | None:
     return Inspected(content=content, content_type="text/plain", name=with_extension(name, "text/plain"))
 
 
-DETECTORS: tuple[Callable[[bytes, str], Inspected | None], ...] = (_image, _pdf, _text)
+OTHER_DETECTORS: tuple[Callable[[bytes, str], Inspected | None], ...] = (_pdf, _text)
 
 
 # File names as sent ---------------------------------------------------------------------

@@ -362,9 +362,13 @@ CHAT_SIGNUP_WINDOW_SECONDS = float(os.environ.get("CHAT_SIGNUP_WINDOW_SECONDS", 
 CLIENT_IP_HEADER = os.environ.get("CLIENT_IP_HEADER", "")
 
 # Attachments (chat/uploads.py, chat/attachments.py): the largest file accepted, the most pixels an
-# image may decode to, and the box its inline thumbnail fits in.
+# image may decode to (at 4 bytes a pixel: 100 MB; kinds that cost more per pixel get fewer), how
+# many images one process decodes at once (a person's second one at the same time is refused; the
+# others wait up to CHAT_UPLOAD_DECODE_WAIT_SECONDS for a slot), and the box thumbnails fit in.
 CHAT_UPLOAD_MAX_BYTES = int(os.environ.get("CHAT_UPLOAD_MAX_BYTES", str(10 * 1024 * 1024)))
-CHAT_UPLOAD_MAX_PIXELS = int(os.environ.get("CHAT_UPLOAD_MAX_PIXELS", str(40_000_000)))
+CHAT_UPLOAD_MAX_PIXELS = int(os.environ.get("CHAT_UPLOAD_MAX_PIXELS", str(25_000_000)))
+CHAT_UPLOAD_DECODES = int(os.environ.get("CHAT_UPLOAD_DECODES", "2"))
+CHAT_UPLOAD_DECODE_WAIT_SECONDS = float(os.environ.get("CHAT_UPLOAD_DECODE_WAIT_SECONDS", "10"))
 CHAT_THUMBNAIL_SIZE = (480, 360)
 
 # Email for missed mentions (chat/mentionmail.py), through Django's mailers. EMAIL_BACKEND: `console`

@@ -81,9 +81,81 @@ def png_with_script_chunk() -> bytes:
 def png_claiming(width: int, height: int) -> bytes:
     """A small PNG whose header claims width by height pixels: a decompression bomb when large."""
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
     pixels = zlib.compress(b"\x00" * 4096)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", pixels) + _chunk(b"IEND", b"")
+
+
+def upload_over_http(
+    base_url: str, session: str, content: bytes, name: str, slug: str = "lobby"
+) -> tuple[int, str]:
+    """POST a file to a real server's picker as a browser would (not htmx: the real status comes
+    back); the status and the page's answer."""
+    import http.client
+    import secrets
+    from urllib.parse import urlsplit
+
+    boundary = secrets.token_hex(16)
+    csrf = secrets.token_hex(16)  # 32 characters: a cookie Django accepts as the secret itself
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="message"\r\n\r\n\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + content
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    address = urlsplit(base_url)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=120)
+    try:
+        connection.request(
+            "POST",
+            f"/rooms/{slug}/attachments/",
+            body,
+            headers={
+                "Host": "127.0.0.1",
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Cookie": f"sessionid={session}; csrftoken={csrf}",
+                "X-CSRFToken": csrf,
+            },
+        )
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+def uploads_at_once(base_url: str, uploads: list[tuple[str, bytes, str]]) -> list[tuple[int, str]]:
+    """Each (session, content, name) sent from its own connection, all released at the same moment;
+    their answers, in the same order."""
+    import threading
+
+    answers: list[tuple[int, str]] = [(0, "")] * len(uploads)
+    start = threading.Barrier(len(uploads))
+
+    def send(index: int) -> None:
+        session, content, name = uploads[index]
+        start.wait()
+        answers[index] = upload_over_http(base_url, session, content, name)
+
+    threads = [threading.Thread(target=send, args=(index,)) for index in range(len(uploads))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A complete RGBA PNG of zeros: tiny on the wire (about 1 KB a megapixel), and every pixel
+    must be decoded. The costliest image the pixel limit lets through."""
+    rows = zlib.compressobj(9)
+    row = b"\x00" * (1 + width * 4)  # filter byte, then four zero bytes a pixel
+    pixels = b"".join(rows.compress(row) for _ in range(height)) + rows.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", pixels) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

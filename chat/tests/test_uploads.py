@@ -111,7 +111,7 @@ def test_an_oversized_file_is_refused_with_the_limit(settings) -> None:
     ) as refused:
         uploads.inspect(upload(b"a" * 1001, "big.txt", "text/plain"))
 
-    assert refused.value.too_big
+    assert refused.value.status == 413
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
@@ -145,3 +145,133 @@ def test_a_pdf_that_opens_at_a_page_is_accepted() -> None:
     opening = PDF.replace(b"/Type /Catalog", b"/Type /Catalog /OpenAction [3 0 R /Fit]")
 
     assert uploads.inspect(upload(opening, "paper.pdf", "application/pdf")).content_type == "application/pdf"
+
+
+@pytest.mark.parametrize("name", [b"/J#61vaScript", b"/L#61unch", b"/Embedded#46iles", b"/#4A#53"])
+def test_a_pdf_naming_scripts_or_files_with_escapes_is_refused(name: bytes) -> None:
+    escaped = PDF.replace(b"/Type /Catalog", b"/Type /Catalog /Names << " + name + b" 3 0 R >>")
+
+    with pytest.raises(uploads.Refused, match="scripts, actions or embedded files"):
+        uploads.inspect(upload(escaped, "invoice.pdf", "application/pdf"))
+
+
+def test_a_png_stored_without_conversion_keeps_no_profile_or_text() -> None:
+    from PIL import ImageCms, PngImagePlugin
+
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", SECRET_PLACE)
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    original = io.BytesIO()
+    Image.new("RGBA", (50, 40), (200, 10, 10, 128)).save(original, "PNG", pnginfo=text, icc_profile=profile)
+
+    found = uploads.inspect(upload(original.getvalue()))
+
+    stored = Image.open(io.BytesIO(found.content))
+    assert stored.mode == "RGBA" and stored.getpixel((0, 0)) == (200, 10, 10, 128)
+    assert SECRET_PLACE.encode() not in found.content and "icc_profile" not in stored.info
+
+
+def test_the_thumbnail_of_a_large_image_with_alpha_shows_the_whole_picture() -> None:
+    # Opaque red on the left, transparent on the right, green along the bottom: each tile reduced
+    # must land where it belongs.
+    picture = Image.new("RGBA", (2400, 1800), (0, 0, 0, 0))
+    picture.paste((255, 0, 0, 255), (0, 0, 1200, 1800))
+    picture.paste((0, 255, 0, 255), (0, 1500, 2400, 1800))
+    original = io.BytesIO()
+    picture.save(original, "PNG")
+
+    found = uploads.inspect(upload(original.getvalue()))
+
+    thumbnail = Image.open(io.BytesIO(found.thumbnail)).convert("RGBA")
+    assert thumbnail.size == (480, 360) == (found.thumb_width, found.thumb_height)
+    red, clear, green = (pixel(thumbnail, at) for at in ((100, 100), (380, 100), (240, 340)))
+    assert red[0] > 240 and red[1] < 15 and red[3] == 255
+    assert clear[3] == 0
+    assert green[1] > 240 and green[0] < 15
+
+
+def pixel(image: Image.Image, at: tuple[int, int]) -> tuple[int, ...]:
+    value = image.getpixel(at)
+    assert isinstance(value, tuple)
+    return value
+
+
+def image_of(file_format: str, mode: str, size: tuple[int, int], **options: object) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size).save(out, file_format, **options)
+    return out.getvalue()
+
+
+TURNED = Image.Exif()
+TURNED[0x0112] = 6  # Orientation: turn a quarter to be upright
+
+
+def test_a_photo_taken_sideways_is_stored_upright_without_its_exif() -> None:
+    sideways = Image.new("RGB", (300, 200), "white")
+    sideways.paste((255, 0, 0), (0, 0, 50, 200))  # red along the left edge as stored
+    original = io.BytesIO()
+    sideways.save(original, "JPEG", exif=TURNED.tobytes())
+
+    found = uploads.inspect(upload(original.getvalue(), "portrait.jpg", "image/jpeg"))
+
+    stored = Image.open(io.BytesIO(found.content))
+    assert (found.width, found.height) == stored.size == (200, 300)
+    assert not stored.getexif()
+    top = pixel(stored.convert("RGB"), (100, 10))
+    assert top[0] > 200 and top[1] < 60  # turned a quarter clockwise: the left edge is on top
+
+
+def test_a_photo_with_broken_exif_is_stored_as_it_is() -> None:
+    original = io.BytesIO()
+    Image.new("RGB", (300, 200), "white").save(original, "JPEG", exif=b"Exif\x00\x00garbage")
+
+    found = uploads.inspect(upload(original.getvalue(), "odd.jpg", "image/jpeg"))
+
+    assert (found.width, found.height) == (300, 200)
+    assert b"garbage" not in found.content
+
+
+@pytest.mark.parametrize(
+    ("file_format", "mode", "options", "allowed", "refused"),
+    [
+        ("PNG", "RGBA", {}, (1000, 1000), (1001, 1000)),
+        ("PNG", "P", {}, (800, 1000), (801, 1000)),  # to RGB: 5 bytes a pixel
+        ("PNG", "RGB", {"transparency": (0, 0, 0)}, (500, 1000), (501, 1000)),  # to RGBA: 8
+        ("JPEG", "CMYK", {}, (500, 1000), (501, 1000)),  # to RGB: 8
+        ("JPEG", "RGB", {"exif": TURNED.tobytes()}, (500, 1000), (501, 1000)),  # turned upright: 8
+        ("WEBP", "RGB", {}, (200, 1000), (201, 1000)),  # its decoder and encoder: 20
+    ],
+    ids=["rgba", "palette", "transparent-colour", "cmyk", "turned", "webp"],
+)
+def test_images_that_cost_more_memory_per_pixel_may_have_fewer_pixels(
+    settings,
+    file_format: str,
+    mode: str,
+    options: dict,
+    allowed: tuple[int, int],
+    refused: tuple[int, int],
+) -> None:
+    settings.CHAT_UPLOAD_MAX_PIXELS = 1_000_000  # 4 MB of pixels for any image
+
+    accepted = uploads.inspect(upload(image_of(file_format, mode, allowed, **options)))
+    assert {accepted.width, accepted.height} == set(allowed)
+    with pytest.raises(uploads.Refused, match=r"too many pixels \(\d+ by \d+\): at most [\d.]+ million"):
+        uploads.inspect(upload(image_of(file_format, mode, refused, **options)))
+
+
+def test_one_person_decodes_one_image_at_a_time_and_a_process_a_bounded_number() -> None:
+    slots = uploads.DecodingSlots(1, wait_seconds=0.05)
+
+    with slots.slot(person=1):
+        with pytest.raises(uploads.Refused, match="Another upload of yours is still being processed") as own:
+            _decode_in(slots, person=1)
+        with pytest.raises(uploads.Refused, match="busy with other people's uploads") as busy:
+            _decode_in(slots, person=2)
+
+    assert (own.value.status, busy.value.status) == (429, 503)
+    _decode_in(slots, person=2)  # free again
+
+
+def _decode_in(slots: uploads.DecodingSlots, person: int) -> None:
+    with slots.slot(person):
+        pass

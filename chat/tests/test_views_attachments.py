@@ -20,6 +20,7 @@ from chat.tests.files import (
     PDF,
     SECRET_PLACE,
     image_bytes,
+    png_claiming,
     polyglot_png,
     upload,
 )
@@ -241,16 +242,24 @@ def test_visitors_and_the_muted_are_refused_before_anything_is_read(
     assert_nothing_stored(media)
 
 
-def test_flood_control_refuses_after_the_file_was_checked_and_its_files_are_deleted(
-    settings, lobby: Room, alice: Account, media: Path
+@pytest.mark.parametrize(
+    ("limit", "sentence"),
+    [("flood", "You&#x27;re sending messages too fast"), ("slow mode", "Slow mode is on")],
+)
+def test_flood_control_and_slow_mode_refuse_before_the_file_is_read(
+    settings, lobby: Room, alice: Account, media: Path, limit: str, sentence: str
 ) -> None:
-    settings.CHAT_FLOOD_MESSAGES = 1
+    settings.CHAT_FLOOD_MESSAGES = 1 if limit == "flood" else 10
+    lobby.slow_mode_seconds = 60 if limit == "slow mode" else 0
+    lobby.save()
     services.post_message(lobby, alice, {"message": "first"})
+    # 25 megapixels that would take a decode to find damaged: the answer is the wait instead.
+    costly = upload(png_claiming(5000, 5000))
 
-    response = post_file(client_for(alice), upload(image_bytes()), htmx=False)
+    response = post_file(client_for(alice), costly, htmx=False)
 
     assert response.status_code == 400
-    assert "You&#x27;re sending messages too fast" in notice(response.text)
+    assert sentence in notice(response.text)
     assert not Attachment.objects.exists() and Message.objects.count() == 1
     assert stored_files(media) == []
 
