@@ -43,7 +43,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from redis.asyncio import Redis
 
-from chat import broadcast, fragments, services
+from chat import broadcast, fragments, queries, services
 from chat.models import Role, Room
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class Hub:
         self.presence_writer: asyncio.Task | None = None
         self.members_due: dict[int, asyncio.Task] = {}
         self.members_sent_at: dict[int, float] = {}
+        # The member list last announced per room, while this process has sockets in it.
+        self.members_shown: dict[int, queries.Members] = {}
         self.broker_down = False
         self.broker_lock = asyncio.Lock()
         self.failed_checks = 0
@@ -192,6 +194,7 @@ class Hub:
                     self.subscribed.discard(group)
                     self._forget_history(group)
                     self._forget_typing(group)
+                    self._forget_members(group)
                     await self.layer.group_discard(group, self.channel)
         if for_good:
             self.local.discard(socket)
@@ -221,7 +224,9 @@ class Hub:
         if event["type"] == TYPING:
             await self._typing_arrived(group, event)
             return
-        if event["type"] != "room.members":
+        if event["type"] == "room.members":
+            self._members_announced(group, event)
+        else:
             self._forget_history(group)
         for socket in self.sockets_in(group):
             try:
@@ -333,10 +338,32 @@ class Hub:
         if self.broker_down:
             return  # announced again when the broker is back
         try:
-            group, event = await database_sync_to_async(broadcast.members_event)(room)
-            await self.layer.group_send(group, event)
+            for group, event in await database_sync_to_async(broadcast.members_event)(room):
+                await self.layer.group_send(group, event)
         except Exception:
             log.exception("Could not announce the members of %s", room)
+
+    def _members_announced(self, group: str, event: dict) -> None:
+        room_id = room_id_of(group)
+        if room_id is not None and "members" in event:
+            usernames, guests, more = event["members"]
+            self.members_shown[room_id] = queries.Members(list(usernames), guests, more)
+
+    def _forget_members(self, group: str) -> None:
+        """Nobody here reads the room any more: announcements stop arriving, so forget the last."""
+        room_id = room_id_of(group)
+        if room_id is not None and group == f"room.{room_id}":
+            self.members_shown.pop(room_id, None)
+
+    async def members_on_joining(self, room: Room, name: str | None) -> str:
+        """The member list for a socket joining the room (`name` None: a guest), with it in: the
+        last list announced here, or read once if none was. Everyone else hears of the join with
+        the next announcement, at most a second later; the joiner sees itself at once."""
+        shown = self.members_shown.get(room.pk)
+        if shown is None:
+            read = await database_sync_to_async(queries.online_members)(room)
+            shown = self.members_shown.setdefault(room.pk, read)
+        return fragments.members_list_html(shown.joined_by(name))
 
     # Typing, coalesced ----------------------------------------------------------------------
 
