@@ -357,13 +357,17 @@ class Hub:
 
     async def members_on_joining(self, room: Room, name: str | None) -> str:
         """The member list for a socket joining the room (`name` None: a guest), with it in: the
-        last list announced here, or read once if none was. Everyone else hears of the join with
-        the next announcement, at most a second later; the joiner sees itself at once."""
-        shown = self.members_shown.get(room.pk)
-        if shown is None:
+        last list announced here (read once if none was) and the people who joined here since.
+        Everyone else hears of the join with the next announcement, at most a second later; the
+        joiner sees itself at once, rendered once per distinct list (no query)."""
+        known = self.members_shown.get(room.pk)
+        if known is None:
             read = await database_sync_to_async(queries.online_members)(room)
-            shown = self.members_shown.setdefault(room.pk, read)
-        return fragments.members_list_html(shown.joined_by(name))
+            known = self.members_shown.setdefault(room.pk, read)
+        shown = known.joined_by(name)
+        if name is not None:  # guests are not added up: a storm of them shares one rendering
+            self.members_shown[room.pk] = shown
+        return fragments.members_list_html(shown)
 
     # Typing, coalesced ----------------------------------------------------------------------
 
