@@ -132,10 +132,10 @@ async def test_a_live_message_is_shown_exactly_as_the_history_shows_it(
     await drain(alice_socket)
     await drain(bob_socket)
     live: dict[str, str] = {}
-    for author, socket, text in [
-        (alice_socket, alice_socket, "Morning!"),
-        (alice_socket, alice_socket, "Coffee, anyone?"),
-        (bob_socket, bob_socket, "Yes please"),
+    for author, text in [
+        (alice_socket, "Morning!"),
+        (alice_socket, "Coffee, anyone?"),
+        (bob_socket, "Yes please"),
     ]:
         await author.send_to(text_data=ws_send_frame(text))
         live[text] = await receive_message_frame(bob_socket, text)
