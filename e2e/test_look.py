@@ -239,7 +239,7 @@ def test_grouped_messages_and_another_persons_menu_look_right(
         send(speaker, text)
         expect(alice.locator("#messages")).to_contain_text(text)
 
-    expect(alice.locator("#members")).to_contain_text(bob.username)  # type: ignore[attr-defined]
+    expect(alice.locator("#members")).to_contain_text(bob.username)
     continued = alice.locator("#messages .message.continued")
     expect(continued).to_have_count(3)
     expect(continued.locator(".author")).to_have_count(0)
@@ -288,12 +288,12 @@ def test_the_room_list_counts_people_live_and_search_names_a_conversation_by_the
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"rooms-online-{device}.png")
 
-    bob.goto(f"{server.url}/dm/{alice.username}/")  # type: ignore[attr-defined]
+    bob.goto(f"{server.url}/dm/{alice.username}/")
     bob.get_by_role("button", name="Start the conversation").click()
-    expect(bob.locator("#members")).to_contain_text(bob.username)  # type: ignore[attr-defined]
+    expect(bob.locator("#members")).to_contain_text(bob.username)
     send(bob, "the quarterly numbers, between us")
     alice.goto(f"{server.url}/search/?q=quarterly")
     hit = alice.locator(".hit", has_text="between us")
-    expect(hit.locator(".hit-room")).to_have_text(bob.username)  # type: ignore[attr-defined]
+    expect(hit.locator(".hit-room")).to_have_text(bob.username)
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"search-direct-{device}.png")
