@@ -365,7 +365,9 @@ class Hub:
             read = await database_sync_to_async(queries.online_members)(room)
             known = self.members_shown.setdefault(room.pk, read)
         shown = known.joined_by(name)
-        if name is not None:  # guests are not added up: a storm of them shares one rendering
+        # Only a name now listed is kept for later joiners: guests and names past the listed ones
+        # only count, and are not added up, so a storm of them shares one rendering.
+        if shown.usernames != known.usernames:
             self.members_shown[room.pk] = shown
         return fragments.members_list_html(shown)
 
