@@ -23,6 +23,7 @@ from django.http import HttpRequest
 
 from chat import fragments, queries
 from chat.models import Ban, Membership, Message, Mute, Role, Room, account_group_name
+from chat.queries import ShownMessage
 from chat.standing import (
     ACCOUNT_DISABLED,
     AUTHORITY_FIELDS,
@@ -235,11 +236,28 @@ def message_edited(message: Message) -> None:
 def message_removed(message: Message) -> None:
     html_to_room(message.room, fragments.message_html(message))
     quotes_changed(message.room, message.pk)
+    as_it_was = queries.Preceding(message.author_id, message.created_at, None, None)
+    next_regrouped(message.room, message.pk, as_it_was)
 
 
-def message_deleted(room: Room, message_id: int) -> None:
+def message_deleted(room: Room, message_id: int, as_it_was: queries.Preceding | None = None) -> None:
     html_to_room(room, fragments.deleted_message_html(message_id))
     quotes_changed(room, message_id)
+    if as_it_was is not None:
+        next_regrouped(room, message_id, as_it_was)
+
+
+def next_regrouped(room: Room, message_id: int, as_it_was: queries.Preceding) -> None:
+    """The message after one removed or deleted may have shown as its continuation (no avatar or
+    name): redraw it as a page read now shows it, once per role, if that changed."""
+    after = queries.message_after(message_id, room.pk)
+    if after is None:
+        return
+    was_continued = fragments.continues(as_it_was, ShownMessage.of(after))
+    rendered = fragments.regrouped_message_html(after, was_continued)
+    _all_after_commit(
+        [(room.role_group_name(role), {"type": "room.html", "html": html}) for role, html in rendered.items()]
+    )
 
 
 def quotes_changed(room: Room, message_id: int) -> None:
@@ -254,11 +272,20 @@ def reactions_changed(message: Message) -> None:
     html_to_room(message.room, fragments.reactions_html(message.pk))
 
 
-def members_event(room: Room) -> tuple[str, dict]:
-    """The member list, rendered once; chat.hub sends it at most once per room per second."""
+def members_event(room: Room) -> list[tuple[str, dict]]:
+    """The member list for the room's sockets and its "N online" for room lists, each rendered
+    once; chat.hub sends them at most once per room per second."""
     bump(room)  # the room page shows the list, the room list the count
-    group = room.group_name
-    return group, {"type": "room.members", "group": group, "html": fragments.members_html(room)}
+    members = queries.online_members(room)
+    group, lists = room.group_name, unread_group(room.pk)
+    # The names travel too: each hub shows a socket joining before the next list the last one, with it in.
+    names = (members.usernames, members.guests, members.more)
+    listed = {"html": fragments.members_list_html(members), "members": names}
+    online = {"room_id": room.pk, "html": fragments.room_online_html(room.pk, members.total)}
+    return [
+        (group, {"type": "room.members", "group": group} | listed),
+        (lists, {"type": "unread.online", "group": lists} | online),
+    ]
 
 
 def standing_changed(room: Room, user_id: int) -> None:

@@ -131,6 +131,9 @@ class RoomConsumer(HubConsumer):
         # A reconnecting browser missed broadcasts meanwhile: replace its history and header whole.
         # (Not the form: the page has it, and replacing it would wipe what the user is typing.)
         history = await self._history_on_connect(room, viewer)
+        # The member list with this socket in it: the next announcement may be a second away.
+        name = self.user.get_username() if self.user.is_authenticated else None
+        history += await self.hub.members_on_joining(room, name)
         if self.user.is_authenticated:  # "New messages" above what came since they last read
             history += await self._open_for_reading(room, history)
         await self.send(history)
@@ -362,8 +365,12 @@ class RoomConsumer(HubConsumer):
             if self.standing.is_moderator:
                 await self.send(await database_sync_to_async(fragments.moderation_panel_gone_html)())
         self.standing = viewer
-        await self.send(await database_sync_to_async(fragments.form_html)(self.room, viewer))
+        await self.send(await database_sync_to_async(self._form_and_picker)(viewer))
         self._give_form_back_when_mute_ends()
+
+    def _form_and_picker(self, viewer: Standing) -> str:
+        """The form and the file picker as this viewer may use them now (a block closes both)."""
+        return fragments.form_html(self.room, viewer) + fragments.upload_picker_html(self.room, viewer)
 
     async def room_access(self, event: dict) -> None:
         """The room became private: sockets of people who may no longer read it close."""

@@ -155,12 +155,26 @@ class SignupForm(UserCreationForm):
 class SearchForm(forms.Form):
     """The search box: words to find, in one room or all, best match or newest first, which page."""
 
-    q = forms.CharField(required=False, max_length=200, strip=True, label="Search messages")
+    q = forms.CharField(
+        required=False,
+        max_length=200,
+        strip=True,
+        label="Search messages",
+        error_messages={
+            "max_length": "it is %(show_value)d characters long, and a search can be at most "
+            "%(limit_value)d. Try a few of its words."
+        },
+    )
     room = forms.SlugField(required=False, max_length=80)
     order = forms.ChoiceField(
         required=False, choices=[("best", "Best match"), ("newest", "Newest")], initial="best"
     )
     page = forms.IntegerField(required=False, min_value=1, max_value=1000)
+
+    @property
+    def q_shown(self) -> str:
+        """What the box shows: no more than it accepts (a browser keeps a longer value put in it)."""
+        return str(self["q"].value() or "")[: self.fields["q"].max_length]  # type: ignore[attr-defined]
 
 
 class MentionEmailsForm(forms.Form):

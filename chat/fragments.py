@@ -9,6 +9,7 @@ role, never on the viewer, so each is rendered once and sent to every socket of 
 import math
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import timedelta
 from functools import lru_cache
 
 from django.conf import settings
@@ -22,7 +23,7 @@ from chat import formatting, queries
 from chat.forms import MUTE_CHOICES, SLOW_MODE_CHOICES, MessageForm
 from chat.models import REACTION_EMOJI, Message, Role, Room
 from chat.queries import HistoryPage, ShownMessage, utf8_size
-from chat.standing import Standing, User, why_not_delete, why_not_edit
+from chat.standing import Standing, User, why_not_delete, why_not_edit, why_not_react
 from chat.unread import Unread
 
 ROOM_TEMPLATE = "chat/room.html"
@@ -50,11 +51,17 @@ def history_context(room: Room, role: Role, before: int | None = None) -> dict:
     """The latest page of history (or the one before `before`): its newest messages that fit
     CHAT_HISTORY_MAX_BYTES, the rest a "Load older" away."""
     history = queries.history_page(room, before)
-    looks = [_message_html(message, role) for message in history.messages]
+    looks = _looks(history.messages, role)
     kept = _fitting(reversed(looks))
     if kept < len(looks):
         history = replace(history, messages=history.messages[-kept:], older_than=history.messages[-kept].pk)
-    return _history_context(room, history, looks[len(looks) - kept :])
+        looks = _looks(history.messages, role)  # its new first message shows in full
+    return _history_context(room, history, looks)
+
+
+def _looks(messages: list[ShownMessage], role: Role) -> list[str]:
+    """A page of messages, oldest first, as shown: each grouped with the one before it."""
+    return [_message_html(message, role) for message in grouped(messages)]
 
 
 def _history_context(room: Room, history: HistoryPage, looks: list[str]) -> dict:
@@ -71,6 +78,46 @@ def _fitting(looks: Iterable[str]) -> int:
             break
         count += 1
     return count
+
+
+# Consecutive messages by one person this close together read as one block: the later ones show
+# no avatar or name.
+GROUP_WITHIN = timedelta(minutes=5)
+
+
+def continues(previous: queries.Preceding | ShownMessage | None, message: ShownMessage) -> bool:
+    """Whether `message` shows as the continuation of `previous`, the room's message just before it.
+
+    Decided from those two alone, never from the viewer, so a live message (rendered once for
+    every reader when it is posted) and every history page holding both agree. A page's first
+    message can't see the one before it and shows in full; so does a reply, and anything after a
+    tombstone or a day break."""
+    return (
+        previous is not None
+        and previous.author_id == message.author_id
+        and previous.removed_at is None
+        and previous.deleted_at is None
+        and message.removed_at is None
+        and message.deleted_at is None
+        and message.reply_to_id is None
+        and timedelta(0) <= message.created_at - previous.created_at <= GROUP_WITHIN
+        and timezone.localdate(previous.created_at) == timezone.localdate(message.created_at)
+    )
+
+
+def grouped(messages: list[ShownMessage]) -> list[ShownMessage]:
+    """A page of messages, oldest first, each marked continued or not after the one before it."""
+    previous: list[ShownMessage | None] = [None, *messages]  # one longer: its last is nobody's
+    return [
+        replace(message, continued=True) if continues(before, message) else message
+        for before, message in zip(previous, messages, strict=False)
+    ]
+
+
+def _in_place(message: Message, shown: ShownMessage | None = None) -> ShownMessage:
+    """A single message as a page holding the one before it shows it (one query for that one)."""
+    shown = shown or ShownMessage.of(message)
+    return replace(shown, continued=True) if continues(queries.message_before(message), shown) else shown
 
 
 def menu_context(message: Message, viewer: Standing, user: User) -> dict:
@@ -147,7 +194,7 @@ def _message_look_html(message: ShownMessage, oob: bool, has_menu: bool) -> str:
 
 def new_message_html(message: Message) -> dict[Role, str]:
     """A message appended to the end of #messages, for each role: one rendering per look."""
-    shown = ShownMessage.of(message)
+    shown = _in_place(message)
     looks = {
         has_menu: _partial(
             MESSAGES, "new_message", {"message_html": _message_look_html(shown, False, has_menu)}
@@ -165,13 +212,22 @@ def message_html(message: Message) -> str:
 def edited_message_html(message: Message, *roles: Role) -> dict[Role, str]:
     """A message replaced in place by its new text (closing its author's edit form), for each
     of `roles`; its reactions are read once for all of them."""
-    shown = queries.with_reactions([ShownMessage.of(message)])[0]
+    shown = _in_place(message, queries.with_reactions([ShownMessage.of(message)])[0])
     return {role: _message_html(shown, role, oob=True) for role in roles}
+
+
+def regrouped_message_html(message: Message, was_continued: bool) -> dict[Role, str]:
+    """The message after one that was removed or deleted, redrawn for each role if that changed how
+    it groups (it showed under the removed one without its name); empty if nothing changed."""
+    shown = _in_place(message, queries.with_reactions([ShownMessage.of(message)])[0])
+    if shown.continued == was_continued:
+        return {}
+    return {role: _message_html(shown, role, oob=True) for role in Role}
 
 
 def shown_message_html(message: Message, role: Role) -> str:
     """One message as the page shows it, e.g. to put back in place of its edit form."""
-    return _message_html(ShownMessage.of(message), role)
+    return _message_html(_in_place(message), role)
 
 
 def edit_form_html(message: Message) -> str:
@@ -192,7 +248,20 @@ def deleted_message_html(message_id: int) -> str:
 
 
 def members_html(room: Room) -> str:
-    return _partial(MEMBERS, "members", members_context(room) | {"oob": True})
+    """The room's member list as stored now, to swap in by id."""
+    return members_list_html(queries.online_members(room))
+
+
+def members_list_html(members: queries.Members) -> str:
+    """A member list to swap in by id, rendered once per distinct list (a joining socket is shown
+    the last list announced with itself in it: many joins between two announcements look alike)."""
+    return _members_html(tuple(members.usernames), members.guests, members.more)
+
+
+@lru_cache(maxsize=1024)
+def _members_html(usernames: tuple[str, ...], guests: int, more: int) -> str:
+    members = queries.Members(list(usernames), guests, more)
+    return _partial(MEMBERS, "members", {"members": members, "oob": True})
 
 
 def form_html(room: Room, viewer: Standing, form: MessageForm | None = None) -> str:
@@ -229,10 +298,10 @@ def _fresh_form_html(room: Room, viewer: Standing) -> str:
 
 
 def form_html_for_role(room: Room, role: Role) -> str:
-    """The form for everyone of a role, for room-wide changes such as locking."""
-    return _partial(
-        COMPOSER, "message_form", form_context(room, Standing(role, can_read=True)) | {"oob": True}
-    )
+    """The form and the file picker for everyone of a role, for room-wide changes such as locking."""
+    viewer = Standing(role, can_read=True)
+    form = _partial(COMPOSER, "message_form", form_context(room, viewer) | {"oob": True})
+    return form + upload_picker_html(room, viewer)
 
 
 def room_header_html(room: Room) -> str:
@@ -368,14 +437,21 @@ ATTACHMENTS = "chat/parts/attachments.html"
 
 
 def upload_form_context(room: Room, viewer: Standing, caption: str = "") -> dict:
-    """The composer's file picker, for those who may post now (the server checks again anyway)."""
-    can_upload = not (viewer.is_visitor or viewer.is_muted or (room.is_locked and not viewer.is_moderator))
+    """The composer's file picker, for those who may post now (the server checks again anyway):
+    not visitors, the muted, members of a locked room, nor either side of a blocked conversation."""
+    can_upload = why_not_react(room, viewer) is None  # the same people as may react or type
     return {
         "room": room,
         "can_upload": can_upload,
         "caption": caption,
         "max_length": settings.CHAT_MESSAGE_MAX_LENGTH,
     }
+
+
+def upload_picker_html(room: Room, viewer: Standing) -> str:
+    """The picker put in place by id, shown or hidden as the viewer may post now (a block, a mute,
+    a lock): sent over the socket with the form."""
+    return _partial(ATTACHMENTS, "upload_form", upload_form_context(room, viewer) | {"oob": True})
 
 
 def upload_form_html(request: HttpRequest, room: Room, viewer: Standing, caption: str = "") -> str:
@@ -395,6 +471,12 @@ UNREAD = "chat/parts/unread.html"
 def room_unread_html(room_id: int, counts: Unread) -> str:
     """A room's unread messages and mentions on the room list, swapped in by id."""
     return _partial(UNREAD, "room_unread", {"room_id": room_id, "counts": counts, "oob": True})
+
+
+@lru_cache(maxsize=1024)
+def room_online_html(room_id: int, online: int) -> str:
+    """A room's "N online" on the room list, swapped in by id."""
+    return _partial(UNREAD, "room_online", {"room_id": room_id, "online": online, "oob": True})
 
 
 @lru_cache(maxsize=1024)
@@ -423,7 +505,7 @@ def history_around_context(room: Room, role: Role, pk: int) -> dict:
     history = _around_within_budget(queries.history_around(room, pk), role, pk)
     marker = _partial(MESSAGES, "permalink_marker", {})
     messages = "".join(
-        (marker if shown.pk == pk else "") + _message_html(shown, role) for shown in history.messages
+        (marker if shown.pk == pk else "") + _message_html(shown, role) for shown in grouped(history.messages)
     )
     return {"room": room, "history": history, "messages_html": SafeString(messages), "around": pk}
 
@@ -459,7 +541,7 @@ def around_reconnect_html(room: Room, role: Role, pk: int) -> tuple[str, int | N
 def newer_messages_html(room: Room, role: Role, after: int, until: int) -> str:
     """The page of history after `after` (up to `until`), in place of the 'load newer' button."""
     history = queries.newer_page(room, after, until)
-    looks = [_message_html(message, role) for message in history.messages]
+    looks = _looks(history.messages, role)
     kept = _fitting(looks)
     if kept < len(looks):
         history = replace(history, messages=history.messages[:kept], newer_than=history.messages[kept - 1].pk)

@@ -45,7 +45,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from redis.asyncio import Redis
 
-from chat import broadcast, fragments, services
+from chat import broadcast, fragments, queries, services
 from chat.models import Role, Room, account_group_name
 from chat.standing import Account, Authority, User
 
@@ -135,6 +135,8 @@ class Hub:
         self.presence_writer: asyncio.Task | None = None
         self.members_due: dict[int, asyncio.Task] = {}
         self.members_sent_at: dict[int, float] = {}
+        # The member list last announced per room, while this process has sockets in it.
+        self.members_shown: dict[int, queries.Members] = {}
         self.broker_down = False
         self.broker_lock = asyncio.Lock()
         self.failed_checks = 0
@@ -210,6 +212,7 @@ class Hub:
                     self.subscribed.discard(group)
                     self._forget_history(group)
                     self._forget_typing(group)
+                    self._forget_members(group)
                     await self.layer.group_discard(group, self.channel)
         if for_good:
             self.local.discard(socket)
@@ -239,7 +242,9 @@ class Hub:
         if event["type"] == TYPING:
             await self._typing_arrived(group, event)
             return
-        if event["type"] != "room.members":
+        if event["type"] == "room.members":
+            self._members_announced(group, event)
+        else:
             self._forget_history(group)
         if (user_id := account_id_of(group)) is not None and user_id in self.authorities:
             self.authorities[user_id] = None  # a signal's news: the heartbeat need not repeat it
@@ -353,10 +358,38 @@ class Hub:
         if self.broker_down:
             return  # announced again when the broker is back
         try:
-            group, event = await database_sync_to_async(broadcast.members_event)(room)
-            await self.layer.group_send(group, event)
+            for group, event in await database_sync_to_async(broadcast.members_event)(room):
+                await self.layer.group_send(group, event)
         except Exception:
             log.exception("Could not announce the members of %s", room)
+
+    def _members_announced(self, group: str, event: dict) -> None:
+        room_id = room_id_of(group)
+        if room_id is not None and "members" in event:
+            usernames, guests, more = event["members"]
+            self.members_shown[room_id] = queries.Members(list(usernames), guests, more)
+
+    def _forget_members(self, group: str) -> None:
+        """Nobody here reads the room any more: announcements stop arriving, so forget the last."""
+        room_id = room_id_of(group)
+        if room_id is not None and group == f"room.{room_id}":
+            self.members_shown.pop(room_id, None)
+
+    async def members_on_joining(self, room: Room, name: str | None) -> str:
+        """The member list for a socket joining the room (`name` None: a guest), with it in: the
+        last list announced here (read once if none was) and the people who joined here since.
+        Everyone else hears of the join with the next announcement, at most a second later; the
+        joiner sees itself at once, rendered once per distinct list (no query)."""
+        known = self.members_shown.get(room.pk)
+        if known is None:
+            read = await database_sync_to_async(queries.online_members)(room)
+            known = self.members_shown.setdefault(room.pk, read)
+        shown = known.joined_by(name)
+        # Only a name now listed is kept for later joiners: guests and names past the listed ones
+        # only count, and are not added up, so a storm of them shares one rendering.
+        if shown.usernames != known.usernames:
+            self.members_shown[room.pk] = shown
+        return fragments.members_list_html(shown)
 
     # Typing, coalesced ----------------------------------------------------------------------
 

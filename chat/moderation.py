@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from chat import broadcast, fragments
+from chat import broadcast, fragments, queries
 from chat.forms import RoomSettingsForm
 from chat.models import RESERVED_ROOM_SLUGS, AuditEntry, Ban, Membership, Message, Mute, Report, Role, Room
 from chat.standing import Account, User, standing
@@ -106,6 +106,9 @@ def delete_message(actor: Account, message: Message, reason: str = "") -> None:
     """Staff only: delete for good. Open browsers drop it; the log keeps who and what."""
     require_staff(actor)
     room, message_id = message.room, message.pk
+    as_it_was = queries.Preceding(
+        message.author_id, message.created_at, message.removed_at, message.deleted_at
+    )
     record(
         actor,
         Action.DELETE_MESSAGE,
@@ -115,7 +118,7 @@ def delete_message(actor: Account, message: Message, reason: str = "") -> None:
         detail=message.body[:200],
     )
     message.delete()
-    broadcast.message_deleted(room, message_id)
+    broadcast.message_deleted(room, message_id, as_it_was)
 
 
 @transaction.atomic

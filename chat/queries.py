@@ -3,9 +3,10 @@
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, NamedTuple, TypedDict
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -21,6 +22,7 @@ from chat.standing import (
     readable_rooms,
     readers,
     room_and_standing_by_id,
+    stored_datetime,
 )
 
 if TYPE_CHECKING:
@@ -120,6 +122,8 @@ class ShownMessage:
     attachment: ShownAttachment | None = None
     # The text as typed, shown escaped in place of stored HTML too large to show (see readable).
     typed_text: str = ""
+    # Shown without avatar and name, under the message before it (see fragments.continues).
+    continued: bool = False
 
     @property
     def has_text(self) -> bool:
@@ -231,6 +235,18 @@ class Members:
     @property
     def total(self) -> int:
         return len(self.usernames) + self.more + self.guests
+
+    def joined_by(self, name: str | None) -> "Members":
+        """The list once this person (None: a guest) is in it: what a joining socket is shown
+        before the next announcement says so to everyone."""
+        if name is None:
+            return replace(self, guests=self.guests + 1)
+        if name in self.usernames:
+            return self
+        names, shown = sorted([*self.usernames, name]), settings.CHAT_MEMBER_NAMES_SHOWN
+        if len(names) <= shown:
+            return replace(self, usernames=names)
+        return replace(self, usernames=names[:shown], more=self.more + 1)
 
 
 def find_message(pk: int) -> Message | None:
@@ -419,3 +435,41 @@ def _newer_rows(room: Room, after: int, until: int, size: int) -> list[ShownMess
 
 def message_in_room(room: Room, pk: int) -> bool:
     return room.messages.filter(pk=pk).exists()
+
+
+# Grouping: the message before another in its room ------------------------------------------
+
+
+class Preceding(NamedTuple):
+    """What grouping needs of the message before another (see fragments.continues)."""
+
+    author_id: int
+    created_at: datetime
+    removed_at: datetime | None
+    deleted_at: datetime | None
+
+
+_PRECEDING_SQL = (
+    "SELECT author_id, created_at, removed_at, deleted_at"
+    f" FROM {Message._meta.db_table} WHERE room_id = %s AND id < %s ORDER BY id DESC LIMIT 1"
+)
+
+
+def message_before(message: Message) -> Preceding | None:
+    """The room's message just before this one, removed and deleted ones included. Hand-written
+    (one index lookup): it runs on every post, where the ORM would cost more than the query."""
+    with connection.cursor() as cursor:
+        cursor.execute(_PRECEDING_SQL, [message.room_id, message.pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    author_id, *moments = row
+    created_at, removed_at, deleted_at = (stored_datetime(moment) for moment in moments)
+    assert created_at is not None, "created_at is never null"
+    return Preceding(author_id, created_at, removed_at, deleted_at)
+
+
+def message_after(message_id: int, room_id: int) -> Message | None:
+    """The room's message just after this one, with its author (its grouping may change with it)."""
+    after = Message.objects.filter(room_id=room_id, pk__gt=message_id).select_related("room", "author")
+    return after.order_by("pk").first()

@@ -120,6 +120,8 @@ class RoomListConsumer(HubConsumer):
         kind = event["type"]
         if kind == "unread.message":
             await self._one_more(event)
+        elif kind == "unread.online":
+            await self.send(event["html"])  # "N online", rendered once per room change for every list
         elif kind == "unread.read":
             await self._show(event["room_id"], Unread())
         elif kind in ("unread.refresh", "room.standing", "room.recovered"):

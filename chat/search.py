@@ -46,6 +46,10 @@ class Hit:
     created_at: datetime
     # Escaped text with the matched words in <mark>: safe to put in a page as is.
     snippet: SafeString
+    room_id: int = 0
+    is_direct: bool = False
+    # A direct message is labelled with the other person's name, as its own page is titled.
+    partner: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,10 +89,14 @@ def search_messages(
     start = (page - 1) * RESULTS_PER_PAGE
     rows = list(
         matches.order_by(*ordering).values_list(
-            "pk", "room__slug", "room__name", "author__username", "created_at", "body"
+            *("pk", "room__slug", "room__name", "author__username", "created_at", "body"),
+            *("room_id", "room__kind"),
         )[start : start + RESULTS_PER_PAGE + 1]
     )
-    hits = [Hit(*row[:5], snippet=snippet(row[5], terms)) for row in rows[:RESULTS_PER_PAGE]]
+    hits = [
+        Hit(pk, slug, name, author, created_at, snippet(body, terms), room_id, kind == Room.Kind.DIRECT)
+        for pk, slug, name, author, created_at, body, room_id, kind in rows[:RESULTS_PER_PAGE]
+    ]
     return SearchPage(hits, page, has_next=len(rows) > RESULTS_PER_PAGE)
 
 

@@ -120,12 +120,13 @@ _STANDING_SQL = (
 )
 
 
-def _stored_datetime(value: datetime | str | None) -> datetime | None:
-    """A timestamp from hand-written SQL: SQLite hands back UTC text, PostgreSQL a datetime."""
+def stored_datetime(value: datetime | str | None) -> datetime | None:
+    """A timestamp from hand-written SQL: SQLite hands back UTC text (or a naive datetime for a
+    plain column), PostgreSQL an aware datetime."""
     if isinstance(value, str):
         value = parse_datetime(value)
-        if value is not None and timezone.is_naive(value):
-            value = timezone.make_aware(value, UTC)
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
     return value
 
 
@@ -144,7 +145,7 @@ def _decide(room: Room, user: User, facts: dict) -> Standing:
         return Standing(Role.MEMBER, can_read=room.status == Room.Status.PENDING)
     banned = bool(facts.get("viewer_banned"))
     can_read = room.is_approved and not banned and (room.is_public or role is not None)
-    muted_until = _stored_datetime(facts.get("viewer_muted_until"))
+    muted_until = stored_datetime(facts.get("viewer_muted_until"))
     return Standing(Role.MEMBER, can_read=can_read, banned=banned, muted_until=muted_until)
 
 
@@ -166,7 +167,7 @@ def _in_direct(room: Room, user: Account, facts: dict) -> Standing:
         Role.MEMBER,
         can_read=room.is_approved and not banned,
         banned=banned,
-        muted_until=_stored_datetime(facts.get("viewer_muted_until")),
+        muted_until=stored_datetime(facts.get("viewer_muted_until")),
         closed_because=None if banned else why_direct_closed(room, user),
     )
 

@@ -1,4 +1,5 @@
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from functools import wraps
 
@@ -35,6 +36,7 @@ from chat.standing import (
     DIRECTS_OFF,
     Account,
     Standing,
+    User,
     ban_notice,
     room_and_standing,
     standing,
@@ -398,19 +400,24 @@ def search(request: HttpRequest) -> HttpResponse:
     just the results (htmx)."""
     form = SearchForm(request.GET)
     rooms = chat_search.rooms_to_filter(request.user)
+    partners = _partners_in(request.user, rooms)
+    for room in rooms:  # the filter names a conversation as its page does: the other person
+        room.partner = partners.get(room.pk, "")  # type: ignore[attr-defined]
     context: dict = {"form": form, "rooms": rooms, "results": None, "problem": ""}
     if not form.is_valid():
         context["problem"] = "That search can't be run: " + " ".join(
             str(error) for errors in form.errors.values() for error in errors
         )
     elif form.cleaned_data["q"]:
-        context |= _search_results(request, form.cleaned_data, rooms)
+        context |= _search_results(request, form.cleaned_data, rooms, partners)
     if request.headers.get("HX-Request"):  # 200 whatever the sentence: htmx swaps in no 4xx
         return HttpResponse(fragments.search_results_html(context))
     return render(request, fragments.SEARCH, context, status=200 if form.is_valid() else 400)
 
 
-def _search_results(request: HttpRequest, wanted: dict, rooms: QuerySet[Room]) -> dict:
+def _search_results(
+    request: HttpRequest, wanted: dict, rooms: QuerySet[Room], partners: dict[int, str]
+) -> dict:
     room = None
     if wanted["room"]:
         room = rooms.filter(slug=wanted["room"]).first()
@@ -418,12 +425,20 @@ def _search_results(request: HttpRequest, wanted: dict, rooms: QuerySet[Room]) -
             return {"problem": "There's no room by that name to search in."}
     order = wanted["order"] or chat_search.BEST
     results = chat_search.search_messages(request.user, wanted["q"], room, wanted["page"] or 1, order)
+    # A conversation is named as its page names it: the other person.
+    hits = [replace(hit, partner=partners.get(hit.room_id, "")) for hit in results.hits]
+    results = replace(results, hits=hits)
     query = {"q": wanted["q"], "room": wanted["room"], "order": order}
     return {
         "results": results,
         "next_url": f"?{urlencode(query | {'page': results.page + 1})}",
         "previous_url": f"?{urlencode(query | {'page': results.page - 1})}",
     }
+
+
+def _partners_in(user: User, rooms: QuerySet[Room]) -> dict[int, str]:
+    """The other person's name in each direct message among these rooms (one query, cached with them)."""
+    return queries.direct_partners(user, [room.pk for room in rooms if room.is_direct])
 
 
 @login_required

@@ -105,8 +105,12 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
     """Opens a new browser context and signs up a fresh user in it; returns its page."""
     contexts: list[BrowserContext] = []
 
-    def open_as(base_url: str, name: str = "user", viewport: ViewportSize | None = None) -> Page:
-        context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
+    def open_as(
+        base_url: str, name: str = "user", viewport: ViewportSize | None = None, touch: bool = False
+    ) -> Page:
+        """`touch`: a phone's touch screen (no hover), as Chromium emulates one."""
+        size = viewport or {"width": 1280, "height": 800}
+        context = browser.new_context(viewport=size, has_touch=touch, is_mobile=touch)
         contexts.append(context)
         page = context.new_page()
         username = f"{name}{os.getpid()}x{next(_user_numbers)}"

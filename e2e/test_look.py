@@ -209,3 +209,91 @@ def test_mentions_and_replies_look_right(server, site_env, new_user, device: str
     expect(card.locator(".mention-count")).to_have_text("1 mention")
     assert_fits_the_screen(bob)
     bob.screenshot(path=SCREENSHOTS / f"rooms-mentions-{device}-{scheme}.png")
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_grouped_messages_and_another_persons_menu_look_right(
+    server, site_env, new_user, device: str, scheme: str
+):
+    """A person's consecutive messages under one avatar and name, live and after a reload alike;
+    in someone else's menu the everyday actions come first and Report last; on a touch screen
+    the ··· shows without any hover."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    room = f"grouped-{device}-{scheme}"
+    create_rooms(site_env, {room: "Design"})
+    touch = device == "phone"
+    alice = new_user(server.url, "alice", viewport=VIEWPORTS[device], touch=touch)
+    bob = new_user(server.url, "bob", viewport=VIEWPORTS[device])
+    alice.emulate_media(color_scheme=scheme)
+    for page in (alice, bob):
+        open_room(page, server.url, room)
+    for speaker, text in [
+        (bob, "Morning! The build from last night is up."),
+        (bob, "Release notes are in the wiki."),
+        (bob, "Ping me if the login page looks off."),
+        (alice, "Thanks, looking now."),
+        (alice, "The login page is fine on my phone."),
+        (bob, "Great, shipping it then."),
+    ]:
+        send(speaker, text)
+        expect(alice.locator("#messages")).to_contain_text(text)
+
+    expect(alice.locator("#members")).to_contain_text(bob.username)
+    continued = alice.locator("#messages .message.continued")
+    expect(continued).to_have_count(3)
+    expect(continued.locator(".author")).to_have_count(0)
+    expect(continued.locator(".avatar")).to_have_count(0)
+    assert_fits_the_screen(alice)
+    alice.mouse.move(0, 0)
+    alice.screenshot(path=SCREENSHOTS / f"room-grouped-{device}-{scheme}.png")
+    alice.reload()
+    expect(alice.locator("#messages .message.continued")).to_have_count(3)
+
+    message = message_by(alice, "Release notes are in the wiki.")
+    actions = message.locator(".message-actions > summary")
+    if touch:  # nothing hovers on a touch screen: the ··· must show by itself
+        expect(actions).to_be_visible()
+        assert actions.evaluate("summary => getComputedStyle(summary).opacity") == "1"
+    else:
+        message.hover()
+    actions.click()
+    menu = message.locator(".message-actions .menu")
+    expect(menu.get_by_role("button", name="Reply")).to_be_visible()
+    expect(menu.get_by_role("button", name="Report message")).to_be_hidden()  # folded away at the end
+    expect(menu.get_by_text("Report…")).to_be_visible()
+    reply_top = menu.get_by_role("button", name="Reply").bounding_box()
+    report_top = menu.get_by_text("Report…").bounding_box()
+    assert reply_top and report_top and reply_top["y"] < report_top["y"]
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"room-other-menu-{device}-{scheme}.png")
+
+
+@pytest.mark.parametrize("device", VIEWPORTS)
+def test_the_room_list_counts_people_live_and_search_names_a_conversation_by_the_person(
+    server, site_env, new_user, device: str
+):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    room = f"online-{device}"
+    create_rooms(site_env, {room: f"Online {device}"})
+    alice = new_user(server.url, "alice", viewport=VIEWPORTS[device])
+    bob = new_user(server.url, "bob", viewport=VIEWPORTS[device])
+    alice.goto(server.url)
+    card = alice.locator(".room-card", has_text=f"# Online {device}")
+    expect(card.locator(".online")).to_have_text("0 online")
+
+    open_room(bob, server.url, room)
+
+    expect(card.locator(".online")).to_have_text("1 online")  # no reload
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"rooms-online-{device}.png")
+
+    bob.goto(f"{server.url}/dm/{alice.username}/")
+    bob.get_by_role("button", name="Start the conversation").click()
+    expect(bob.locator("#members")).to_contain_text(bob.username)
+    send(bob, "the quarterly numbers, between us")
+    alice.goto(f"{server.url}/search/?q=quarterly")
+    hit = alice.locator(".hit", has_text="between us")
+    expect(hit.locator(".hit-room")).to_have_text(bob.username)
+    assert_fits_the_screen(alice)
+    alice.screenshot(path=SCREENSHOTS / f"search-direct-{device}.png")

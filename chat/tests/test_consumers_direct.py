@@ -64,6 +64,9 @@ async def test_a_block_closes_both_forms_at_once_and_a_post_sent_anyway_is_refus
     assert MESSAGE_INPUT not in bobs_form
     alices_form = unescape(await receive_until(alices, FORM))
     assert "You have blocked bob." in alices_form and MESSAGE_INPUT not in alices_form
+    # The file picker goes with the form, on both pages.
+    for form in (bobs_form, alices_form):
+        assert 'id="upload-form" hidden hx-swap-oob="true"' in form and "/attachments/" not in form
     await drain(alices)
 
     # A page that still had its form (sent before the redraw) posts: refused, nothing stored or shown.
@@ -74,7 +77,8 @@ async def test_a_block_closes_both_forms_at_once_and_a_post_sent_anyway_is_refus
     assert await stored_bodies() == []
 
     await database_sync_to_async(direct.unblock)(alice, bob)
-    assert MESSAGE_INPUT in await receive_until(bobs, FORM)
+    unblocked = await receive_until(bobs, FORM)
+    assert MESSAGE_INPUT in unblocked and f'hx-post="/rooms/{talk.slug}/attachments/"' in unblocked
     await bobs.send_to(text_data=ws_send_frame("thanks", slug=talk.slug))
     await receive_message_frame(alices, "thanks")
 

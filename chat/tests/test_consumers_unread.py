@@ -224,3 +224,27 @@ async def test_visitors_get_no_divider_and_store_nothing(
     assert DIVIDER not in await receive_until(socket, HISTORY)
     await socket.disconnect()
     assert await database_sync_to_async(LastRead.objects.count)() == 0
+
+
+async def test_the_list_shows_how_many_are_online_live_rendered_once_for_every_list(
+    open_list: ListOpener,
+    open_socket: SocketOpener,
+    lobby: Room,
+    alice: Account,
+    bob: Account,
+    carol: Account,
+) -> None:
+    alice_list, carol_list = await open_list(alice), await open_list(carol)
+    await drain(alice_list)
+    await drain(carol_list)
+
+    bob_in_lobby = await open_socket(user=bob)
+    online = f'id="online-{lobby.pk}"'
+    frame = await receive_until(alice_list, online)
+    assert re.search(rf"{online}[^>]*>1 online<", frame)
+    assert frame == await receive_until(carol_list, online)  # the same frame, rendered once
+
+    await bob_in_lobby.disconnect()
+    assert re.search(
+        rf'{online} class="online nobody"[^>]*>0 online<', await receive_until(alice_list, online)
+    )

@@ -271,6 +271,25 @@ def test_blocking_from_the_conversation_comes_back_to_it_closed(talk: Room, alic
     assert "Unblock bob" in page and "You have blocked bob" in page
 
 
+PICKER = 'hx-post="/rooms/dm-'
+
+
+def test_after_a_block_neither_side_is_offered_the_file_picker(
+    talk: Room, alice: Account, bob: Account
+) -> None:
+    """The form says neither may write; the picker under it must not offer to (cached pages too)."""
+    pages = {person: client_for(person) for person in (alice, bob)}
+    assert all(PICKER in get_page(browser, talk.get_absolute_url()).html for browser in pages.values())
+
+    direct.block(alice, bob)
+
+    for browser in pages.values():
+        page = get_page(browser, talk.get_absolute_url()).html
+        assert PICKER not in page and 'id="upload-form" hidden' in page
+    direct.unblock(alice, bob)
+    assert all(PICKER in get_page(browser, talk.get_absolute_url()).html for browser in pages.values())
+
+
 def test_names_in_the_member_list_and_the_message_menu_lead_to_a_conversation(
     lobby: Room, alice: Account, bob: Account
 ) -> None:

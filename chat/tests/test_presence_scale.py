@@ -50,7 +50,7 @@ async def test_many_joins_render_the_member_list_at_most_once_per_interval_and_e
     renders: list[int] = []
     real_render = broadcast.members_event
 
-    def counting_render(room: Room) -> tuple[str, dict]:
+    def counting_render(room: Room) -> list[tuple[str, dict]]:
         renders.append(room.pk)
         return real_render(room)
 

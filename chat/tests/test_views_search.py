@@ -1,7 +1,10 @@
 """The search page: a plain GET form, its results alone for htmx while typing, and bad input."""
 
+import re
+
 import pytest
 
+from chat import direct
 from chat.models import Message, Room
 from chat.standing import Account
 from chat.tests.support import client_for, make_member, private_room
@@ -79,3 +82,32 @@ def test_while_typing_a_bad_search_still_gets_its_sentence_swapped_in(lobby: Roo
     answer = client_for(None).get("/search/", {"q": "x" * 201}, headers={"HX-Request": "true"})
     assert answer.status_code == 200  # htmx swaps in no 4xx answer
     assert "That search can&#x27;t be run:" in answer.text
+
+
+def test_a_search_far_too_long_keeps_no_more_than_the_box_allows_and_says_so_plainly(lobby: Room) -> None:
+    page = client_for(None).get("/search/", {"q": "w" * 10_000})
+
+    assert page.status_code == 400
+    box = re.search(r'<input type="search" name="q" value="(w*)" maxlength="(\d+)"', page.text)
+    assert box and len(box[1]) == int(box[2]) == 200
+    assert (
+        "That search can&#x27;t be run: it is 10000 characters long, and a search can be at most 200."
+        in page.text
+    )
+    assert "Ensure this value" not in page.text
+    assert "w" * 201 not in page.text  # nor in the page's title
+
+
+def test_a_direct_message_is_named_after_the_other_person_as_its_page_is(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    talk = direct.start(alice, bob)
+    Message.objects.create(room=talk, author=alice, body="the secret recipe")
+    Message.objects.create(room=lobby, author=alice, body="the public recipe")
+
+    for viewer, other in ((alice, "bob"), (bob, "alice")):
+        page = client_for(viewer).get("/search/", {"q": "recipe"}).text
+        assert f'<span class="hit-room">{other}</span>' in page
+        assert '<span class="hit-room">#Lobby</span>' in page
+        assert f'<option value="{talk.slug}">{other}</option>' in page
+        assert "alice &amp; bob" not in page and "alice & bob" not in page

@@ -163,3 +163,22 @@ def test_menus_offer_the_emoji_to_those_who_may_react_and_clearing_to_moderators
 
     Mute.objects.create(room=lobby, user=alice, until=timezone.now() + timedelta(minutes=5))
     assert 'name="emoji"' not in menu_of(alice, message.pk)
+
+
+def test_a_menu_offers_the_everyday_actions_first_and_folds_reporting_away_at_the_end(
+    lobby: Room, alice: Account, bob: Account
+) -> None:
+    moderator = make_moderator(lobby)
+    message = Message.objects.create(room=lobby, author=bob, body="hello")
+    everyday = ['class="reaction-picker"', ">Reply</button>", ">Link to this message</a>"]
+
+    menu = menu_of(alice, message.pk)
+    places = [menu.index(marker) for marker in [*everyday, ">Message bob directly</a>", "<summary>Report…"]]
+    assert places == sorted(places)
+    # The reason box and its button open only for someone who means to report.
+    folded = menu[menu.index('<details class="report">') :]
+    assert 'placeholder="What\'s wrong? (optional)"' in folded and ">Report message</button>" in folded
+
+    as_moderator = menu_of(moderator, message.pk)
+    places = [as_moderator.index(marker) for marker in [*everyday, ">Remove message</button>"]]
+    assert places == sorted(places)
