@@ -62,8 +62,6 @@ class TryAgainLater(Exception):
 
 
 class RoomConsumer(HubConsumer):
-    # No channel-layer channel per socket: the process's hub subscribes once per group and
-    # writes to every local socket.
     # Set once the handshake is accepted; `in_room` says whether it has been.
     room: Room
     standing: Standing

@@ -89,9 +89,6 @@ class HubConsumer(AsyncWebsocketConsumer):
     2.7 KB more per idle socket, for nothing to wait on alongside it.
     """
 
-    # An alias with no layer configured: Channels makes no channel for the socket.
-    channel_layer_alias = "no channel per socket: see chat.hub"
-
     async def __call__(self, scope, receive, send) -> None:
         self.scope, self.base_send = scope, send
         self.channel_layer = None  # type: ignore[assignment]  # as Channels sets it for an alias without a layer
