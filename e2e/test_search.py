@@ -38,11 +38,16 @@ CONFIRM_SUBJECT = "Confirm your address for Parley's mention emails"
 
 
 def read_emails(folder: Path) -> list[email.message.EmailMessage]:
-    """Every email sent so far, oldest first, decoded (long lines arrive quoted-printable)."""
+    """Every email sent so far, oldest first, decoded (long lines arrive quoted-printable).
+
+    Django's file backend names a file by the second and the connection's id(), so two emails sent
+    within a second can share a file (a freed connection's id is reused): each ends with a rule."""
     files = sorted(folder.glob("*.log"), key=lambda path: path.stat().st_mtime_ns) if folder.exists() else []
     return [
-        email.message_from_string(path.read_text().rsplit("-" * 79, 1)[0], policy=email.policy.default)
+        email.message_from_string(text, policy=email.policy.default)
         for path in files
+        for text in path.read_text().split("\n" + "-" * 79 + "\n")
+        if text.strip()
     ]
 
 
