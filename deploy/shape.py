@@ -468,13 +468,19 @@ def _wait(ready: Callable[[], bool], timeout: float, what: str, kill: int | None
 
 
 def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--folder", type=Path, default=REPO / ".deploy", help="state (default: .deploy/)")
+    common.add_argument("--https-port", type=int, default=8443)
+    common.add_argument("--http-port", type=int, default=8080)
+    common.add_argument("--processes", type=int, default=2)
     parser = argparse.ArgumentParser(prog="python -m deploy.shape", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "restart", "manage"])
-    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="manage: manage.py's command and options")
-    parser.add_argument("--folder", type=Path, default=REPO / ".deploy", help="state (default: .deploy/)")
-    parser.add_argument("--https-port", type=int, default=8443)
-    parser.add_argument("--http-port", type=int, default=8080)
-    parser.add_argument("--processes", type=int, default=2)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", parents=[common], help="bring it all up and print the URL")
+    commands.add_parser("down", parents=[common], help="stop every process")
+    commands.add_parser("status", parents=[common], help="supervisor's programs and HAProxy's view")
+    commands.add_parser("restart", parents=[common], help="rolling restart, one process at a time")
+    manage = commands.add_parser("manage", parents=[common], help="manage.py with the shape's environment")
+    manage.add_argument("arguments", nargs=argparse.REMAINDER, help="manage.py's command and options")
     args = parser.parse_args(argv)
     shape = Shape(args.folder, https_port=args.https_port, http_port=args.http_port, processes=args.processes)
     if args.command == "up":
