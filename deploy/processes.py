@@ -2,11 +2,11 @@
 the local shape alike: `python -m deploy.processes status|restart`.
 
 It reads the same variables as deploy/supervisord.conf and deploy/haproxy.cfg (PARLEY_STATE,
-PARLEY_FIRST_PORT, PARLEY_PROCESSES, PARLEY_HAPROXY_SOCKET) from the environment. In production, as
-the account supervisord runs as (it owns supervisor's socket), with HAProxy's socket readable by it:
+PARLEY_FIRST_PORT, PARLEY_PROCESSES, PARLEY_HAPROXY_SOCKET) from the environment. In production,
+as root (HAProxy's admin socket is root's only; root may use supervisor's socket too):
 
-    sudo -u parley sh -c 'set -a; . /etc/parley/parley.env; PARLEY_HAPROXY_SOCKET=/run/haproxy/parley.sock \
-        .venv/bin/python -m deploy.processes restart'
+    sudo sh -c 'set -a; . /etc/parley/parley.env; . /etc/default/haproxy; \\
+        /srv/parley/app/.venv/bin/python -m deploy.processes restart'
 """
 
 import argparse
