@@ -172,6 +172,11 @@ class Shape:
         and https://.../healthz answers ok through it."""
         if self._supervisord_pid() is not None:
             raise RuntimeError(f"the shape in {self.folder} is up already: `down` it first")
+        taken = [port for port in (self.https_port, self.http_port) if not _free(port)]
+        if taken:
+            raise RuntimeError(
+                f"port {', '.join(map(str, taken))} is taken: choose others (--https-port, --http-port)"
+            )
         (self.folder / "logs").mkdir(exist_ok=True)
         self._make_certificate()
         self._init_database()
