@@ -11,7 +11,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,9 +37,13 @@ def get(
     request = urllib.request.Request(url, data=body, headers=headers or {})
     try:
         with opener.open(request, timeout=10) as answer:
-            return answer.status, dict(answer.headers), answer.read().decode()
+            return answer.status, _lowercase(answer.headers.items()), answer.read().decode()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read().decode()
+        return error.code, _lowercase(error.headers.items()), error.read().decode()
+
+
+def _lowercase(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers}
 
 
 def listening(port: int) -> bool:
@@ -50,8 +54,7 @@ def listening(port: int) -> bool:
         return False
 
 
-def wait_until(condition: object, timeout: float) -> bool:
-    assert callable(condition)
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
