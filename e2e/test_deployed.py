@@ -23,7 +23,7 @@ from websockets.typing import Origin
 from chat.sockets import TOO_MANY_FROM_ADDRESS
 from chat.tests.files import image_bytes
 from deploy.shape import Shape
-from e2e.conftest import SCREENSHOTS, VIEWPORTS, message_by, open_room, send
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, message_by, open_room, send
 from e2e.test_attachments import attach, thumbnail_loaded
 from e2e.test_editing import open_edit_form
 from e2e.test_look import assert_fits_the_screen
@@ -72,7 +72,7 @@ def shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
         ping_interval=1,
     )
     with running(deployed):
-        deployed.manage("shell", "-c", create_rooms_script(ROOMS))
+        create_rooms(deployed.env, {slug: slug.title() for slug in ROOMS})
         yield deployed
 
 
@@ -94,13 +94,6 @@ def strict_shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
     )
     with running(deployed):
         yield deployed
-
-
-def create_rooms_script(slugs: tuple[str, ...]) -> str:
-    return "from chat.models import Room\n" + "".join(
-        f"Room.objects.get_or_create(slug={slug!r}, defaults={{'name': {slug.title()!r}}})\n"
-        for slug in slugs
-    )
 
 
 # Helpers --------------------------------------------------------------------------------------
@@ -237,10 +230,10 @@ def room_socket(page: Page, base_url: str, slug: str, signed_in: bool = True) ->
 
 
 def people_on_different_processes(
-    shape: Shape, new_user: Callable[..., Page], slug: str, **options: object
+    shape: Shape, new_user: Callable[..., Page], slug: str
 ) -> tuple[Page, Page]:
     """Alice and Bob in a room, their sockets held by two different daphne processes."""
-    alice, bob = new_user(shape.url, "alice", **options), new_user(shape.url, "bob", **options)
+    alice, bob = new_user(shape.url, "alice"), new_user(shape.url, "bob")
     for page in (alice, bob):  # off the room list, whose socket would count
         page.goto("about:blank")
     before = no_websockets_left(shape)
