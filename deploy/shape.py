@@ -172,6 +172,11 @@ class Shape:
         and https://.../healthz answers ok through it."""
         if self._supervisord_pid() is not None:
             raise RuntimeError(f"the shape in {self.folder} is up already: `down` it first")
+        taken = [port for port in (self.https_port, self.http_port) if not _free(port)]
+        if taken:
+            raise RuntimeError(
+                f"port {', '.join(map(str, taken))} is taken: choose others (--https-port, --http-port)"
+            )
         (self.folder / "logs").mkdir(exist_ok=True)
         self._make_certificate()
         self._init_database()
@@ -184,9 +189,22 @@ class Shape:
             self.manage("migrate", "--noinput", "--verbosity", "0")
             self.control.wait_in_rotation(self.processes(), 60)
             wait(lambda: healthy(self.url + "/healthz"), 30, "/healthz through the proxy")
+        except TimeoutError as timeout:
+            report = self._log_tails()
+            self.down()
+            raise TimeoutError(f"{timeout}\n{report}") from timeout
         except BaseException:
             self.down()
             raise
+
+    def _log_tails(self, lines: int = 5) -> str:
+        """supervisor's view and the last lines of each log: why a program did not come up."""
+        tails = [self.supervisorctl("status")]
+        for log in sorted((self.folder / "logs").glob("*.log")):
+            tails.append(
+                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            )
+        return "\n".join(tails)
 
     def down(self) -> None:
         """Stop every program, then supervisord itself; anything still alive gets SIGKILL."""
