@@ -110,7 +110,10 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
     ) -> Page:
         """`touch`: a phone's touch screen (no hover), as Chromium emulates one."""
         size = viewport or {"width": 1280, "height": 800}
-        context = browser.new_context(viewport=size, has_touch=touch, is_mobile=touch)
+        # ignore_https_errors: the deployed shape (e2e/test_deployed*.py) has a self-signed certificate.
+        context = browser.new_context(
+            viewport=size, has_touch=touch, is_mobile=touch, ignore_https_errors=True
+        )
         contexts.append(context)
         page = context.new_page()
         username = f"{name}{os.getpid()}x{next(_user_numbers)}"
