@@ -115,7 +115,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-# Which channels-redis layer carries events between processes; see README "Performance".
+# Which channels-redis layer carries events between processes (docs/performance.md, "Which Redis layer").
 REDIS_CHANNEL_LAYER = os.environ.get("REDIS_CHANNEL_LAYER", "pubsub")
 if REDIS_URL and REDIS_CHANNEL_LAYER == "pubsub":
     # One PUBLISH per group send; each process's hub subscribes once per group, and group
@@ -305,8 +305,8 @@ CHAT_SOCKET_SEND_BUFFER_BYTES = int(os.environ.get("CHAT_SOCKET_SEND_BUFFER_BYTE
 # it the kernel grows each connection's queue up to net.ipv4.tcp_wmem's maximum (chat/sockets.py).
 CHAT_SOCKET_KERNEL_BUFFER_BYTES = int(os.environ.get("CHAT_SOCKET_KERNEL_BUFFER_BYTES", str(128 * 1024)))
 
-# Frames and pages in bytes (README "Limits on frames and pages"). daphne refuses to send a websocket
-# message over its --websocket-max-message-size (1 MiB by default): change both or neither.
+# Frames and pages in bytes (docs/configuration.md, "Limits on frames and pages"). daphne refuses to
+# send a websocket message over its --websocket-max-message-size (1 MiB by default): change both or neither.
 CHAT_WEBSOCKET_MAX_MESSAGE_BYTES = int(os.environ.get("CHAT_WEBSOCKET_MAX_MESSAGE_BYTES", str(1024 * 1024)))
 # The history one page, frame, "Load older" or "Load newer" carries, at most: older messages are
 # a "Load older" away (one message always shows, however large).

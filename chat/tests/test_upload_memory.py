@@ -1,6 +1,7 @@
 """What uploads can take from a real server: images of each costly kind, as large as the pixel
 limit allows, sent at once by several people, against a daphne process with the default settings. Its peak
-memory (VmHWM, what the kernel saw at worst) stays within the README's bound."""
+memory (VmHWM, what the kernel saw at worst) stays within the bound docs/features.md states
+("Images and memory")."""
 
 import io
 from collections import Counter
@@ -12,8 +13,8 @@ from chat.tests.test_outages import sign_in
 from testsupport.servers import DaphneServer
 
 MIB = 1024 * 1024
-# The README's bound: each image being decoded takes at most this much more than an idle process,
-# and a process decodes CHAT_UPLOAD_DECODES (2) at once.
+# The bound in docs/features.md ("Images and memory"): each image being decoded takes at most this
+# much more than an idle process, and a process decodes CHAT_UPLOAD_DECODES (2) at once.
 PER_DECODE = 128 * MIB
 DECODES = 2
 
