@@ -1,4 +1,6 @@
-"""GET /healthz for load balancers: 200 when the database and the channel layer answer, else 503.
+"""GET /healthz for load balancers: 200 when the database and the channel layer answer, else 503;
+503 "draining" too once SIGTERM started this process's shutdown, so a proxy's active check takes it
+out of rotation whoever stopped it.
 
 Served in front of Django, like chat.pagecache.FastPages: no session, no host check, no HTTPS
 redirect, no middleware, never cached. A probe runs `SELECT 1` and PINGs each Redis of the channel
@@ -16,6 +18,8 @@ from django.conf import settings
 from django.db import connection
 from redis.asyncio import Redis
 
+from chat.hub import hub
+
 log = logging.getLogger(__name__)
 
 PATH = "/healthz"
@@ -31,8 +35,11 @@ class HealthCheck:
         if scope["type"] != "http" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
-        failing = await failing_parts()
-        body = b"ok\n" if not failing else f"unavailable: {', '.join(failing)}\n".encode()
+        if draining():
+            body, failing = b"draining\n", ["draining"]
+        else:
+            failing = await failing_parts()
+            body = b"ok\n" if not failing else f"unavailable: {', '.join(failing)}\n".encode()
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"cache-control", b"no-store"),
@@ -40,6 +47,11 @@ class HealthCheck:
         ]
         await send({"type": "http.response.start", "status": 503 if failing else 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+def draining() -> bool:
+    """This process is shutting down: its sockets are being closed and new ones refused."""
+    return hub().draining
 
 
 async def failing_parts() -> list[str]:

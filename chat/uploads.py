@@ -193,8 +193,12 @@ def inspect(upload: UploadedFile | None, name_unsafe: bool = False, person: int 
     )
 
 
-def too_big_sentence(size: int) -> str:
-    limit, actual = filesizeformat(settings.CHAT_UPLOAD_MAX_BYTES), filesizeformat(size)
+def too_big_sentence(size: int | None) -> str:
+    """The refusal of a file over the limit; size None: not known (the proxy's page, written ahead)."""
+    limit = filesizeformat(settings.CHAT_UPLOAD_MAX_BYTES)
+    if size is None:
+        return f"Files can be at most {limit} (this one is larger)."
+    actual = filesizeformat(size)
     # Rounded alike, "at most 10.0 MB (this one is 10.0 MB)" would read as no reason at all.
     return f"Files can be at most {limit} (this one is {'just over' if actual == limit else actual})."
 
