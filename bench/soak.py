@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,7 +339,7 @@ async def soak_on(server: Server, plan: SoakPlan) -> SoakResult:
     )
 
 
-async def all_connected(users: list[User], timeout: float) -> bool:
+async def all_connected(users: Sequence[User], timeout: float) -> bool:
     """Every user has an open socket that got its history."""
     return await wait_until(lambda: all(user.connected.is_set() for user in users), timeout, 0.05)
 
