@@ -196,6 +196,11 @@ class Outcome:
     def doubles(self) -> int:
         return self.stored_twice + self.ledger.shown_twice
 
+    @property
+    def refused_reopens(self) -> int:
+        """Reconnects that opened no socket with a history: the proxy sent them to a process going away."""
+        return sum(user.failed_opens for user in self.users)
+
     def assert_nothing_lost_or_doubled(self) -> None:
         assert self.ledger.acked, "no post was acknowledged"
         assert (self.ledger.lost(), self.not_stored) == (0, 0), "acknowledged posts lost (unshown, unstored)"
@@ -238,6 +243,7 @@ def test_a_rolling_restart_under_load_loses_nothing_and_every_page_reconnects_by
     shape: Shape, site: Server, browser: Browser, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pids_before = {name: shape.pid(name) for name in shape.processes()}
+    supervisor_log = SupervisorLog(shape)
     with signed_in_context(browser, shape, site.sessions[BROWSER_SESSION]) as context:
         page = context.new_page()
         sockets = room_sockets_opened(page, ROLLING_ROOMS[0])
@@ -250,9 +256,15 @@ def test_a_rolling_restart_under_load_loses_nothing_and_every_page_reconnects_by
         report_rolling(rolling, capsys)
         rolling.outcome.assert_nothing_lost_or_doubled()
         assert {name: shape.pid(name) for name in shape.processes()}.items().isdisjoint(pids_before.items())
+        killed = supervisor_log.new_lines_with("terminated by SIGKILL")
+        assert not killed, f"supervisor had to SIGKILL what SIGTERM did not stop: {killed}"
         not_closed = [user.number for user in rolling.outcome.users if not user.outages]
         assert not not_closed, f"users whose socket no restart closed: {not_closed}"
-        assert rolling.gaps[-1] < GAP_BOUND, f"a user saw no live update for {rolling.gaps[-1]:.1f} s"
+        # HAProxy drained each process before its SIGTERM: no page tried to reconnect to it.
+        refused = rolling.outcome.refused_reopens
+        assert refused == 0, f"{refused} reconnects were sent to a process going away"
+        longest = rolling.gaps[-1]
+        assert longest < GAP_BOUND, f"a user saw no live update for {longest:.1f} s"
 
         # The page got a new socket by itself, without a reload, and it is live.
         after = f"soak-{USERS}-0~ posted after the restart"
@@ -262,6 +274,19 @@ def test_a_rolling_restart_under_load_loses_nothing_and_every_page_reconnects_by
         assert len(sockets) >= 2, "the page's socket was never replaced"
         shown = Counter(TEXT.findall(page.locator("#messages").inner_text()))
         assert not [text for text, count in shown.items() if count > 1], "the page shows a message twice"
+
+
+class SupervisorLog:
+    """supervisord's own log in the shape's folder: what it did to the processes from now on."""
+
+    def __init__(self, shape: Shape) -> None:
+        self.path = shape.folder / "logs" / "supervisord.log"
+        self.start = self.path.stat().st_size
+
+    def new_lines_with(self, text: str) -> list[str]:
+        with self.path.open() as log:
+            log.seek(self.start)
+            return [line.strip() for line in log if text in line]
 
 
 def signed_in_context(browser: Browser, shape: Shape, session: str) -> BrowserContext:
@@ -306,7 +331,8 @@ def report_rolling(rolling: Rolling, capsys: pytest.CaptureFixture[str]) -> None
         f"rolling restart: {len(outcome.ledger.acked)} posts, {outcome.lost} lost, {outcome.doubles} doubles,"
         f" gap median {statistics.median(gaps):.1f} s, max {gaps[-1]:.1f} s",
         f"  {len(rolling.steps)} steps in {rolling.took:.1f} s; {outcome.ledger.unacked} posts cut off"
-        f" unanswered; sockets closed {dict(sorted(closes.items()))};"
+        f" unanswered; sockets closed {dict(sorted(closes.items()))}, {outcome.refused_reopens} reopens"
+        f" refused;"
         f" {outcome.ledger.from_history} deliveries from a reconnect's history",
     ]
     with capsys.disabled():
