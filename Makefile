@@ -10,7 +10,8 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help run test test-postgres lint bench bench-deps bench-pages soak screenshots system-deps clean
+.PHONY: help run test test-postgres lint bench bench-deps bench-pages soak screenshots system-deps clean \
+	deploy-up deploy-down deploy-restart deploy-status
 
 help:
 	@echo "make run     serve the chat at http://127.0.0.1:8000 (SQLite, in-memory channel layer)"
@@ -18,20 +19,27 @@ help:
 	@echo "make bench   real-socket benchmark, Parley beside its baselines (QUICK=1: about 2 minutes)"
 	@echo "make bench-pages  room page, older messages and room list under wrk (BASELINE=dir to compare)"
 	@echo "make soak    200 users, 2 processes on Redis, one restarted every 2 min (SOAK_MINUTES=1: short)"
+	@echo "make deploy-up       the production shape: HAProxy (TLS) at https://127.0.0.1:8443, daphne x 2"
+	@echo "                     under supervisor, PostgreSQL and Redis, state in .deploy/"
+	@echo "make deploy-restart  rolling restart, one daphne process at a time"
+	@echo "make deploy-down     stop all of it (make deploy-status: what runs)"
 
-$(VENV)/.installed: requirements/base.txt requirements/test.txt
+$(VENV)/.installed: requirements/base.txt requirements/test.txt requirements/deploy.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.12 or newer is needed: install it (e.g. apt-get install python3.12 or pyenv install 3.12)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/test.txt
 	touch $@
 
-# Chromium (for Playwright), redis-server and PostgreSQL come from the system's packages.
+# Chromium (for Playwright), redis-server, PostgreSQL, HAProxy and openssl (the production shape's
+# proxy and certificate) come from the system's packages.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -x /usr/sbin/haproxy ] || missing="$$missing haproxy"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null; then \
 			echo "Installing$$missing"; \
@@ -83,6 +91,20 @@ bench-pages: $(VENV)/.installed
 # 10 minutes (SOAK_MINUTES=n): exits 1 if an acknowledged message is lost or anything is doubled.
 soak: $(VENV)/.installed system-deps
 	$(PY) -m bench.soak $(if $(SOAK_MINUTES),--minutes $(SOAK_MINUTES))
+
+# The production shape on this machine (deploy/shape.py, with the files of deploy/ an operator copies).
+deploy-up: $(VENV)/.installed system-deps
+	$(PY) -m deploy.shape up
+
+deploy-down: $(VENV)/.installed system-deps
+	$(PY) -m deploy.shape down
+
+# One process at a time: drained in HAProxy, SIGTERM, started, back once its /healthz says ok.
+deploy-restart: $(VENV)/.installed system-deps
+	$(PY) -m deploy.shape restart
+
+deploy-status: $(VENV)/.installed
+	$(PY) -m deploy.shape status
 
 screenshots: $(VENV)/.installed system-deps
 	$(PY) -m pytest e2e/test_look.py -q

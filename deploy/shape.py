@@ -12,28 +12,22 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
+from deploy.processes import SUPERVISORD_CONF, Processes, alive, gone, healthy, wait
 from testsupport.servers import free_port
 from testsupport.with_postgres import as_server_user, postgres_bin
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
-SUPERVISORD_CONF = DEPLOY / "supervisord.conf"
 LOCAL_PROGRAMS = DEPLOY / "supervisor" / "local.conf"
-BACKEND = "daphne"  # HAProxy's backend and supervisor's group
 MAX_PROCESSES = 8  # server lines in deploy/haproxy.cfg
 # Room above CHAT_UPLOAD_MAX_BYTES for the multipart envelope and the caption: a file Parley would
 # take always passes the proxy, and Parley answers anything up to the cap with its exact size.
@@ -97,6 +91,7 @@ class Shape:
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.pg_data = self._pg_data_folder()
         self.env = self._parley_env()
+        self.control = Processes({**self.env, **self._deploy_env()})
 
     # The environment ---------------------------------------------------------------------------
 
@@ -185,10 +180,10 @@ class Shape:
         self._settings_file.write_text(json.dumps(asdict(self.settings)))
         try:
             self._run([_bin("supervisord"), "-c", str(SUPERVISORD_CONF)])
-            _wait(lambda: _listening(self.settings.pg_port), 60, "PostgreSQL to listen")
+            wait(lambda: _listening(self.settings.pg_port), 60, "PostgreSQL to listen")
             self.manage("migrate", "--noinput", "--verbosity", "0")
-            self._wait_in_rotation(self.processes(), 60)
-            _wait(lambda: _healthy(self.url + "/healthz"), 30, "/healthz through the proxy")
+            self.control.wait_in_rotation(self.processes(), 60)
+            wait(lambda: healthy(self.url + "/healthz"), 30, "/healthz through the proxy")
         except BaseException:
             self.down()
             raise
@@ -198,10 +193,10 @@ class Shape:
         supervisord = self._supervisord_pid()
         if supervisord is not None:
             children = self._program_pids()
-            self._run([*self._ctl(), "shutdown"], check=False)
-            _wait(partial(_gone, supervisord), 90, "supervisord to exit")
+            self.supervisorctl("shutdown")
+            wait(partial(gone, supervisord), 90, "supervisord to exit")
             for pid in children:
-                _wait(partial(_gone, pid), 10, f"process {pid} to exit", kill=pid)
+                wait(partial(gone, pid), 10, f"process {pid} to exit", kill=pid)
         self._settings_file.unlink(missing_ok=True)
         if self.pg_data.parent != self.folder:  # a throwaway cluster outside the folder (as root)
             shutil.rmtree(self.pg_data.parent, ignore_errors=True)
@@ -259,32 +254,21 @@ class Shape:
 
     def processes(self) -> list[str]:
         """Supervisor's names of the daphne processes, e.g. "daphne:daphne_8001"."""
-        first = self.settings.first_port
-        return [f"{BACKEND}:daphne_{port}" for port in range(first, first + self.settings.processes)]
+        return self.control.names()
 
     def port(self, name: str) -> int:
-        return int(name.rsplit("_", 1)[1])
+        return self.control.port(name)
 
     def pid(self, name: str) -> int:
-        pid = int(self.supervisorctl("pid", name).strip() or 0)
-        if pid <= 0:
-            raise RuntimeError(f"{name} is not running")
-        return pid
+        return self.control.pid(name)
 
     def supervisorctl(self, *args: str) -> str:
         """One supervisorctl command against this shape's supervisord; its output."""
-        return self._run([*self._ctl(), *args], check=False)
+        return self.control.supervisorctl(*args)
 
     def haproxy(self, command: str) -> str:
         """One command on HAProxy's runtime API (admin level), e.g. "show stat"; its answer."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(5)
-            connection.connect(str(self._haproxy_socket))
-            connection.sendall(command.encode() + b"\n")
-            chunks = []
-            while chunk := connection.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
+        return self.control.haproxy(command)
 
     def manage(self, *args: str) -> str:
         """manage.py with this shape's environment (e.g. createsuperuser); its output."""
@@ -292,77 +276,32 @@ class Shape:
 
     def connections(self) -> dict[str, int]:
         """Current sessions (websockets and requests) per daphne process, as HAProxy counts them."""
-        return {name: int(row["scur"]) for name, row in self._servers().items()}
+        return self.control.connections()
 
     def server_status(self) -> dict[str, str]:
         """HAProxy's view of each daphne process: "UP", "DOWN", "DRAIN", "MAINT", ..."""
-        return {name: row["status"] for name, row in self._servers().items()}
+        return self.control.server_status()
 
     def rolling_restart(self, on_step: Callable[[str], None] | None = None) -> None:
         """One process at a time: out of rotation in HAProxy (no new connections), SIGTERM (its
         sockets get 1011 and reconnect to the others), started again, /healthz ok on it, back in
-        rotation and UP in HAProxy; only then the next."""
-        say = on_step or _quiet
-        for name in self.processes():
-            server = f"{BACKEND}/{name.split(':')[1]}"
-            say(f"{name}: draining")
-            self.haproxy(f"set server {server} state drain")
-            say(f"{name}: stopping (SIGTERM)")
-            self._expect(self.supervisorctl("stop", name), "stopped", name)
-            self._expect(self.supervisorctl("start", name), "started", name)
-            _wait(
-                partial(_healthy, f"http://127.0.0.1:{self.port(name)}/healthz"),
-                30,
-                f"{name} /healthz",
-            )
-            self.haproxy(f"set server {server} state ready")
-            self._wait_in_rotation([name], 30)
-            say(f"{name}: back, pid {self.pid(name)}")
+        rotation and UP in HAProxy; only then the next (deploy/processes.py, as in production)."""
+        self.control.rolling_restart(on_step)
 
     def print_status(self) -> int:
         """What `status` prints: supervisor's programs and HAProxy's view of each daphne; 1 if down."""
         if self._supervisord_pid() is None:
             print("down")
             return 1
-        print(self.supervisorctl("status"), end="")
-        for name, status in self.server_status().items():
-            print(f"HAProxy: {name} {status}")
+        self.control.print_status()
         return 0
-
-    def _expect(self, answer: str, word: str, name: str) -> None:
-        if word not in answer:
-            raise RuntimeError(f"supervisorctl on {name}: {answer.strip()}")
-
-    def _servers(self) -> dict[str, dict[str, str]]:
-        """`show stat` rows of the daphne backend's servers, by supervisor's process name."""
-        lines = self.haproxy("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:] if line]
-        return {
-            f"{BACKEND}:{row['svname']}": row
-            for row in rows
-            if row["pxname"] == BACKEND and row["svname"] not in ("FRONTEND", "BACKEND")
-        }
-
-    def _wait_in_rotation(self, names: list[str], timeout: float) -> None:
-        def all_up() -> bool:
-            try:
-                status = self.server_status()
-            except OSError:  # HAProxy not listening yet
-                return False
-            return all(status.get(name) == "UP" for name in names)
-
-        _wait(all_up, timeout, f"HAProxy to see {', '.join(names)} UP")
-
-    def _ctl(self) -> list[str]:
-        return [_bin("supervisorctl"), "-c", str(SUPERVISORD_CONF)]
 
     def _supervisord_pid(self) -> int | None:
         try:
             pid = int((self.folder / "supervisord.pid").read_text())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def _program_pids(self) -> list[int]:
         pids = []
@@ -417,64 +356,25 @@ def _listening(port: int) -> bool:
         return False
 
 
-def _healthy(url: str) -> bool:
-    """GET url answers 200 "ok" (over HTTPS, trusting the self-signed certificate)."""
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(url, timeout=3, context=context) as answer:
-            return answer.status == 200 and answer.read().strip() == b"ok"
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (a child of ours not reaped yet) is gone for every purpose here.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _gone(pid: int) -> bool:
-    return not _alive(pid)
-
-
-def _quiet(step: str) -> None:
-    pass
-
-
 def _postgres_can_enter(folder: Path) -> bool:
     probe = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(folder)], check=False)
     return probe.returncode == 0
 
 
-def _wait(ready: Callable[[], bool], timeout: float, what: str, kill: int | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        time.sleep(0.1)
-    if kill is not None:
-        os.kill(kill, signal.SIGKILL)
-        return
-    raise TimeoutError(f"waited {timeout:g} s for {what}")
-
-
 def main(argv: list[str] | None = None) -> int:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--folder", type=Path, default=REPO / ".deploy", help="state (default: .deploy/)")
+    common.add_argument("--https-port", type=int, default=8443)
+    common.add_argument("--http-port", type=int, default=8080)
+    common.add_argument("--processes", type=int, default=2)
     parser = argparse.ArgumentParser(prog="python -m deploy.shape", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "restart", "manage"])
-    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="manage: manage.py's command and options")
-    parser.add_argument("--folder", type=Path, default=REPO / ".deploy", help="state (default: .deploy/)")
-    parser.add_argument("--https-port", type=int, default=8443)
-    parser.add_argument("--http-port", type=int, default=8080)
-    parser.add_argument("--processes", type=int, default=2)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", parents=[common], help="bring it all up and print the URL")
+    commands.add_parser("down", parents=[common], help="stop every process")
+    commands.add_parser("status", parents=[common], help="supervisor's programs and HAProxy's view")
+    commands.add_parser("restart", parents=[common], help="rolling restart, one process at a time")
+    manage = commands.add_parser("manage", parents=[common], help="manage.py with the shape's environment")
+    manage.add_argument("arguments", nargs=argparse.REMAINDER, help="manage.py's command and options")
     args = parser.parse_args(argv)
     shape = Shape(args.folder, https_port=args.https_port, http_port=args.http_port, processes=args.processes)
     if args.command == "up":

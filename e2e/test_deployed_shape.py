@@ -28,11 +28,14 @@ class NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def get(url: str) -> tuple[int, dict[str, str], str]:
-    """Status, headers and body, without following redirects."""
+def get(
+    url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
+    """Status, headers and body (a POST with `body`), without following redirects."""
     opener = urllib.request.build_opener(NoRedirects, urllib.request.HTTPSHandler(context=NO_VERIFY))
+    request = urllib.request.Request(url, data=body, headers=headers or {})
     try:
-        with opener.open(url, timeout=10) as answer:
+        with opener.open(request, timeout=10) as answer:
             return answer.status, dict(answer.headers), answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read().decode()
@@ -87,6 +90,22 @@ def test_plain_http_redirects_to_the_https_port(shape: Shape) -> None:
     status, headers, _ = get(shape.http_url + "/rooms/?x=1")
     assert status == 301
     assert headers["location"] == shape.url + "/rooms/?x=1"
+
+
+def test_a_body_over_the_cap_is_answered_with_parleys_sentence_by_the_proxy(shape: Shape) -> None:
+    over = b"x" * (int(shape.control.env["PARLEY_BODY_CAP"]) + 1)
+    url = shape.url + "/rooms/lobby/attachments/"
+    sentence = "Files can be at most 10.0\xa0MB (this one is larger)."
+
+    status, _, page = get(url, over)
+    assert status == 413
+    assert f"<p>{sentence}</p>" in page and "<title" in page
+    # htmx swaps 2xx answers only: the notice line, swapped by id, the form left as it was.
+    status, headers, fragment = get(url, over, {"HX-Request": "true"})
+    assert (status, headers["hx-reswap"]) == (200, "none")
+    assert 'id="chat-notice"' in fragment and sentence in fragment
+    daphne_logs = "".join(path.read_text() for path in (shape.folder / "logs").glob("daphne_*.log"))
+    assert "attachments" not in daphne_logs, "nothing of it reached daphne"
 
 
 def test_a_rolling_restart_brings_every_process_back_with_a_new_pid(shape: Shape) -> None:

@@ -253,3 +253,29 @@ def test_a_database_outage_answers_503_refuses_posts_and_recovers_without_a_rest
     server = start_daphne(**own)
 
     asyncio.run(database_outage(server, postgres, env))
+
+
+async def healthz_while_draining(server: DaphneServer, env: dict[str, str]) -> list[tuple[int, str]]:
+    """/healthz's answers from SIGTERM until the process stops listening."""
+    _, session = sign_in(env)
+    page = await Page.open(server, session)  # a socket: the hub drains it on SIGTERM
+    server.signal(signal.SIGTERM)
+    answers: list[tuple[int, str]] = []
+    while True:
+        try:
+            answers.append(await asyncio.to_thread(page_status, server, "/healthz"))
+        except OSError:  # refused: the process is gone
+            break
+        await asyncio.sleep(0.05)
+    assert await page.closed() == TRY_AGAIN_LATER
+    return answers
+
+
+def test_healthz_says_draining_from_sigterm_so_the_proxy_takes_the_process_out(start_daphne, site_env):
+    server = start_daphne()
+
+    answers = asyncio.run(healthz_while_draining(server, site_env))
+
+    assert (503, "draining\n") in answers, answers
+    assert (200, "ok\n") not in answers[answers.index((503, "draining\n")) :], "never ok again"
+    assert server.wait() == 0
