@@ -80,12 +80,14 @@ class Processes:
         rotation and UP in HAProxy; only then the next."""
         say = on_step or _quiet
         for name in self.names():
+            # Never the last one serving: the others must be in rotation to take its users.
+            self.wait_in_rotation([other for other in self.names() if other != name], 30)
             server = f"{BACKEND}/{name.split(':')[1]}"
             say(f"{name}: draining")
             self.haproxy(f"set server {server} state drain")
             say(f"{name}: stopping (SIGTERM)")
-            _expect(self.supervisorctl("stop", name), "stopped", name)
-            _expect(self.supervisorctl("start", name), "started", name)
+            _expect(self.supervisorctl("stop", name), ("stopped", "not running"), name)
+            _expect(self.supervisorctl("start", name), ("started",), name)
             wait(partial(healthy, f"http://127.0.0.1:{self.port(name)}/healthz"), 30, f"{name} /healthz")
             self.haproxy(f"set server {server} state ready")
             self.wait_in_rotation([name], 30)
@@ -162,8 +164,8 @@ def wait(ready: Callable[[], bool], timeout: float, what: str, kill: int | None 
     raise TimeoutError(f"waited {timeout:g} s for {what}")
 
 
-def _expect(answer: str, word: str, name: str) -> None:
-    if word not in answer:
+def _expect(answer: str, words: tuple[str, ...], name: str) -> None:
+    if not any(word in answer for word in words):
         raise RuntimeError(f"supervisorctl on {name}: {answer.strip()}")
 
 

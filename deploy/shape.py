@@ -7,6 +7,7 @@ paths in its folder (`.deploy/` by default) and loopback ports. Tests drive it t
 """
 
 import argparse
+import hashlib
 import json
 import os
 import pwd
@@ -172,6 +173,11 @@ class Shape:
         and https://.../healthz answers ok through it."""
         if self._supervisord_pid() is not None:
             raise RuntimeError(f"the shape in {self.folder} is up already: `down` it first")
+        taken = [port for port in (self.https_port, self.http_port) if not _free(port)]
+        if taken:
+            raise RuntimeError(
+                f"port {', '.join(map(str, taken))} is taken: choose others (--https-port, --http-port)"
+            )
         (self.folder / "logs").mkdir(exist_ok=True)
         self._make_certificate()
         self._init_database()
@@ -184,9 +190,22 @@ class Shape:
             self.manage("migrate", "--noinput", "--verbosity", "0")
             self.control.wait_in_rotation(self.processes(), 60)
             wait(lambda: healthy(self.url + "/healthz"), 30, "/healthz through the proxy")
+        except TimeoutError as timeout:
+            report = self._log_tails()
+            self.down()
+            raise TimeoutError(f"{timeout}\n{report}") from timeout
         except BaseException:
             self.down()
             raise
+
+    def _log_tails(self, lines: int = 5) -> str:
+        """supervisor's view and the last lines of each log: why a program did not come up."""
+        tails = [self.supervisorctl("status")]
+        for log in sorted((self.folder / "logs").glob("*.log")):
+            tails.append(
+                f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            )
+        return "\n".join(tails)
 
     def down(self) -> None:
         """Stop every program, then supervisord itself; anything still alive gets SIGKILL."""
@@ -220,21 +239,19 @@ class Shape:
         pem.chmod(0o600)
 
     def _pg_data_folder(self) -> Path:
-        """folder/postgres, unless PostgreSQL's account (as root: `postgres`) cannot reach it,
-        e.g. under pytest's private tmp folders: then a throwaway folder of its own."""
+        """folder/postgres, unless PostgreSQL's account (as root: `postgres`) cannot reach it, e.g.
+        under pytest's private tmp folders: then a folder of its own in /tmp, named after the shape's
+        and removed by down()."""
         if os.geteuid() != 0 or _postgres_can_enter(self.folder):
             return self.folder / "postgres"
-        pointer = self.folder / "postgres.path"
-        if pointer.exists() and Path(pointer.read_text()).exists():
-            return Path(pointer.read_text())
-        data = Path(tempfile.mkdtemp(prefix="parley-deploy-pg-")) / "data"
-        pointer.write_text(str(data))
-        return data
+        name = hashlib.sha256(str(self.folder).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"parley-deploy-pg-{name}" / "data"
 
     def _init_database(self) -> None:
         if (self.pg_data / "PG_VERSION").exists():
             return
-        self.pg_data.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.pg_data.parent.mkdir(mode=0o700, exist_ok=True)
+        self.pg_data.mkdir(mode=0o700, exist_ok=True)
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root: its own account owns the cluster
             for path in {self.pg_data, self.pg_data.parent} - {self.folder}:
                 shutil.chown(path, "postgres", "postgres")

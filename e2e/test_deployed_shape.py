@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.processes import alive
 from deploy.shape import Shape
 from testsupport.servers import free_port
 
@@ -39,14 +40,6 @@ def get(
             return answer.status, dict(answer.headers), answer.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read().decode()
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text()
 
 
 def listening(port: int) -> bool:
