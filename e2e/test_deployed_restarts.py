@@ -225,6 +225,13 @@ class Rolling:
         """Each user's longest time without a live update."""
         return sorted(user.longest_gap() for user in self.outcome.users)
 
+    def each_process(self) -> list[float]:
+        """Seconds from each process's first step (its drain) to its last (back in rotation)."""
+        by_process: dict[str, list[float]] = {}
+        for at, step in self.steps:
+            by_process.setdefault(step.split(": ")[0], []).append(at)
+        return [max(times) - min(times) for times in by_process.values()]
+
 
 async def rolling_restart_under_load(shape: Shape, site: Server) -> Rolling:
     crowd = Crowd(site, ROLLING_ROOMS, seed=17)
@@ -330,10 +337,11 @@ def report_rolling(rolling: Rolling, capsys: pytest.CaptureFixture[str]) -> None
     lines = [
         f"rolling restart: {len(outcome.ledger.acked)} posts, {outcome.lost} lost, {outcome.doubles} doubles,"
         f" gap median {statistics.median(gaps):.1f} s, max {gaps[-1]:.1f} s",
-        f"  {len(rolling.steps)} steps in {rolling.took:.1f} s; {outcome.ledger.unacked} posts cut off"
-        f" unanswered; sockets closed {dict(sorted(closes.items()))}, {outcome.refused_reopens} reopens"
-        f" refused;"
-        f" {outcome.ledger.from_history} deliveries from a reconnect's history",
+        f"  the restart took {rolling.took:.1f} s"
+        f" ({', '.join(f'{seconds:.1f} s' for seconds in rolling.each_process())} per process);"
+        f" {outcome.ledger.unacked} posts cut off unanswered; sockets closed {dict(sorted(closes.items()))};"
+        f" {outcome.refused_reopens} reopens refused; {outcome.ledger.from_history} deliveries from a"
+        " reconnect's history",
     ]
     with capsys.disabled():
         print("\n" + "\n".join(lines))
