@@ -362,12 +362,18 @@ async def chatter(
 
 async def stored(server: Server, ledger: Ledger, rooms: list[str]) -> tuple[int, int]:
     """Bodies stored more than once (any post), and acknowledged posts not stored at all."""
+    counts = await stored_counts(server, rooms)
+    twice = sum(n - 1 for n in counts.values() if n > 1)
+    return twice, sum(1 for text in ledger.acked if counts.get(text, 0) == 0)
+
+
+async def stored_counts(server: Server, rooms: list[str]) -> dict[str, int]:
+    """How often each post's body is stored in the rooms."""
     counts: dict[str, int] = {}
     for room in rooms:
         found = await asyncio.to_thread(run_parley_db, server.env, "count", {"room": room, "prefix": "soak-"})
         counts |= found["stored"]
-    twice = sum(n - 1 for n in counts.values() if n > 1)
-    return twice, sum(1 for text in ledger.acked if counts.get(text, 0) == 0)
+    return counts
 
 
 # The report ------------------------------------------------------------------------------
