@@ -27,9 +27,8 @@ HTMX_HEADERS = {
 
 
 def socket_url(server: Server, room: str, index: int) -> str:
-    port = server.port_for(index)
     path = {"relay": f"/{room}", "tutorial": f"/ws/chat/{room}/", "parley": f"/ws/rooms/{room}/"}[server.kind]
-    return f"ws://127.0.0.1:{port}{path}"
+    return server.origin_for(index).replace("http", "ws", 1) + path  # https://... -> wss://...
 
 
 def encode(server: Server, text: str, room: str = "") -> str:
@@ -75,13 +74,14 @@ class Member:
         self.last_frame_at = 0.0
 
     async def open(self, handshakes: asyncio.Semaphore) -> None:
-        headers = {"Origin": f"http://127.0.0.1:{self.server.port_for(self.index)}"}
+        headers = {"Origin": self.server.origin_for(self.index)}
         if self.session:
             headers["Cookie"] = f"sessionid={self.session}"
         async with handshakes:
             self.transport, _listener = await ws_connect(
                 lambda: Listener(self),
                 self.url,
+                ssl_context=self.server.ssl_context,
                 websocket_handshake_timeout=OPEN_TIMEOUT,
                 extra_headers=headers,
                 enable_auto_pong=True,

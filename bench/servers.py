@@ -10,6 +10,7 @@ servers, so the two-process column understates what more cores would give.
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -75,6 +76,10 @@ class Server:
     ports: list[int] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)  # signed-in senders' session keys (Parley)
+    # Behind a proxy (deploy/shape.py): every socket goes to this "https://host:port" instead of a
+    # process's port, with this TLS context (for a self-signed certificate).
+    proxy_url: str = ""
+    ssl_context: ssl.SSLContext | None = None
 
     broken: str = ""  # why the server could not be restarted; its remaining rows fail with this
 
@@ -117,6 +122,10 @@ class Server:
     def port_for(self, index: int) -> int:
         """Sockets are split evenly across the processes."""
         return self.ports[index % len(self.ports)]
+
+    def origin_for(self, index: int) -> str:
+        """Where socket `index`'s page came from: its process, or the proxy in front of them all."""
+        return self.proxy_url or f"http://127.0.0.1:{self.port_for(index)}"
 
 
 def daphne(app: str) -> list[str]:

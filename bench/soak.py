@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,7 +339,7 @@ async def soak_on(server: Server, plan: SoakPlan) -> SoakResult:
     )
 
 
-async def all_connected(users: list[User], timeout: float) -> bool:
+async def all_connected(users: Sequence[User], timeout: float) -> bool:
     """Every user has an open socket that got its history."""
     return await wait_until(lambda: all(user.connected.is_set() for user in users), timeout, 0.05)
 
@@ -361,12 +362,18 @@ async def chatter(
 
 async def stored(server: Server, ledger: Ledger, rooms: list[str]) -> tuple[int, int]:
     """Bodies stored more than once (any post), and acknowledged posts not stored at all."""
+    counts = await stored_counts(server, rooms)
+    twice = sum(n - 1 for n in counts.values() if n > 1)
+    return twice, sum(1 for text in ledger.acked if counts.get(text, 0) == 0)
+
+
+async def stored_counts(server: Server, rooms: list[str]) -> dict[str, int]:
+    """How often each post's body is stored in the rooms."""
     counts: dict[str, int] = {}
     for room in rooms:
         found = await asyncio.to_thread(run_parley_db, server.env, "count", {"room": room, "prefix": "soak-"})
         counts |= found["stored"]
-    twice = sum(n - 1 for n in counts.values() if n > 1)
-    return twice, sum(1 for text in ledger.acked if counts.get(text, 0) == 0)
+    return counts
 
 
 # The report ------------------------------------------------------------------------------
