@@ -21,6 +21,7 @@ from django_tasks_db.models import DBTaskResult
 from chat import mentionmail, services
 from chat.models import Room
 from chat.standing import Account
+from chat.tests.sample_jobs import always_later
 from testsupport.servers import TaskWorker, manage, production_like_env
 from testsupport.smtp import SmtpServer
 
@@ -197,3 +198,29 @@ def test_a_post_rolled_back_queues_no_email_and_a_committed_one_queues_one(
     [queued] = DBTaskResult.objects.all()
     assert (queued.task_path, queued.status) == ("chat.mentionmail.send_email", "READY")
     assert queued.args_kwargs["args"][0] == "bob@example.com"
+
+
+def test_a_job_that_keeps_failing_is_tried_its_attempts_then_given_up_once(
+    worker_env: dict[str, str], start_worker: Callable[[str], TaskWorker], tmp_path: Path
+) -> None:
+    """What webhooks rely on (chat/jobs.py): attempt() counts, on_give_up runs once, after the last."""
+    record = tmp_path / "record.txt"
+    queue = f"from chat.tests.sample_jobs import always_later; always_later.enqueue({str(record)!r})"
+    manage(worker_env, "shell", "-c", queue)
+    start_worker("steady")
+    assert wait_until(lambda: record.exists() and "gave up" in record.read_text())
+    time.sleep(1)  # a fourth attempt or a second giving up would come by now (backoff: 0.2, 0.4 s)
+    assert record.read_text().splitlines() == [
+        "attempt 1",
+        "attempt 2",
+        "attempt 3",
+        "gave up: the receiver answered 503",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_immediate_backend_a_job_is_tried_once_and_given_up(tmp_path: Path) -> None:
+    """Tests that are not about the worker run tasks at once (conftest.py): nothing retries there."""
+    record = tmp_path / "record.txt"
+    always_later.enqueue(str(record))
+    assert record.read_text().splitlines() == ["attempt 1", "gave up: the receiver answered 503"]
