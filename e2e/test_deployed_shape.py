@@ -67,7 +67,12 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 @pytest.fixture(scope="module")
 def shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
     shape = Shape(
-        tmp_path_factory.mktemp("shape"), https_port=free_port(), http_port=free_port(), processes=2
+        tmp_path_factory.mktemp("shape"),
+        https_port=free_port(),
+        http_port=free_port(),
+        processes=2,
+        # A task still running 5 s after a worker took it lost its worker: the kill -9 test waits less.
+        env={"CHAT_TASK_STALE_SECONDS": "5", "CHAT_TASK_SWEEP_SECONDS": "0.5"},
     )
     shape.up()
     try:
@@ -151,6 +156,19 @@ def test_the_worker_runs_under_supervisor_and_sends_what_was_queued_while_it_was
     assert wait_until(lambda: len(sent()) == 1, 30)
     time.sleep(1)  # anything doubled would have come by now
     assert len(sent()) == 1
+
+
+def test_a_task_cut_off_by_kill_9_runs_again_once_on_postgresql(shape: Shape, tmp_path: Path) -> None:
+    record = tmp_path / "record.txt"
+    record.touch(mode=0o666)
+    tmp_path.chmod(0o777)  # the worker may run as another account (PARLEY_USER)
+    queue = f"from chat.tests.sample_jobs import slow; slow.enqueue({str(record)!r}, 2)"
+    shape.manage("shell", "-c", queue)
+    assert wait_until(lambda: "started attempt 1" in record.read_text(), 30)
+    os.kill(shape.pid("worker"), signal.SIGKILL)
+    assert wait_until(lambda: "finished" in record.read_text(), 60)
+    time.sleep(1)
+    assert record.read_text().splitlines() == ["started attempt 1", "started attempt 2", "finished attempt 2"]
 
 
 def test_down_leaves_no_process(tmp_path: Path) -> None:
