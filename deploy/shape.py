@@ -304,7 +304,8 @@ class Shape:
     def rolling_restart(self, on_step: Callable[[str], None] | None = None) -> None:
         """One process at a time: out of rotation in HAProxy (no new connections), SIGTERM (its
         sockets get 1011 and reconnect to the others), started again, /healthz ok on it, back in
-        rotation and UP in HAProxy; only then the next (deploy/processes.py, as in production)."""
+        rotation and UP in HAProxy; only then the next; then the background worker
+        (deploy/processes.py, as in production)."""
         self.control.rolling_restart(on_step)
 
     def print_status(self) -> int:

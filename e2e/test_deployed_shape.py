@@ -112,9 +112,11 @@ def test_a_body_over_the_cap_is_answered_with_parleys_sentence_by_the_proxy(shap
 
 def test_a_rolling_restart_brings_every_process_back_with_a_new_pid(shape: Shape) -> None:
     before = {name: shape.pid(name) for name in shape.processes()}
+    worker = shape.pid("worker")
     steps: list[str] = []
     shape.rolling_restart(on_step=steps.append)
     after = {name: shape.pid(name) for name in shape.processes()}
+    assert steps[-1] == f"worker: back, pid {shape.pid('worker')}" and not alive(worker)  # new code too
     assert all(after[name] != before[name] for name in before), (before, after)
     assert not any(alive(pid) for pid in before.values())
     assert shape.server_status() == dict.fromkeys(shape.processes(), "UP")
