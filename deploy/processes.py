@@ -25,6 +25,7 @@ from pathlib import Path
 
 SUPERVISORD_CONF = Path(__file__).resolve().parent / "supervisord.conf"
 BACKEND = "daphne"  # HAProxy's backend and supervisor's group (deploy/supervisor/parley.conf)
+WORKER = "worker"  # supervisor's program for the background worker (the same file)
 
 
 class Processes:
@@ -77,7 +78,7 @@ class Processes:
     def rolling_restart(self, on_step: Callable[[str], None] | None = None) -> None:
         """One process at a time: out of rotation in HAProxy (no new connections), SIGTERM (its
         sockets get 1011 and reconnect to the others), started again, /healthz ok on it, back in
-        rotation and UP in HAProxy; only then the next."""
+        rotation and UP in HAProxy; only then the next. Then the background worker."""
         say = on_step or _quiet
         for name in self.names():
             # Never the last one serving: the others must be in rotation to take its users.
@@ -92,6 +93,18 @@ class Processes:
             self.haproxy(f"set server {server} state ready")
             self.wait_in_rotation([name], 30)
             say(f"{name}: back, pid {self.pid(name)}")
+        self._restart_worker(say)
+
+    def _restart_worker(self, say: Callable[[str], None]) -> None:
+        """Last, the background worker, so it runs the new code too: SIGTERM lets it finish the task
+        in hand; queued tasks wait in the database meanwhile, so nobody notices."""
+        say(f"{WORKER}: restarting")
+        answer = self.supervisorctl("restart", WORKER)
+        if "no such process" in answer:
+            say(f"{WORKER}: not in supervisor's configuration yet (parley-ctl reread, then update)")
+            return
+        _expect(answer, ("started",), WORKER)
+        say(f"{WORKER}: back, pid {self.pid(WORKER)}")
 
     def wait_in_rotation(self, names: list[str], timeout: float) -> None:
         """Until HAProxy sees each of `names` UP (its checks passed, in rotation)."""

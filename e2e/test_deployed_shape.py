@@ -1,7 +1,8 @@
 """The production shape itself (deploy/shape.py): HAProxy with TLS in front of two daphne processes
 under supervisor, with PostgreSQL and Redis. What an operator relies on: it comes up over HTTPS,
 plain HTTP redirects, a rolling restart brings every process back, supervisor restarts a process
-killed with -9, and `down` leaves nothing running.
+killed with -9 (the background worker too, which then sends what was queued meanwhile), and `down`
+leaves nothing running.
 """
 
 import os
@@ -66,7 +67,12 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 @pytest.fixture(scope="module")
 def shape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shape]:
     shape = Shape(
-        tmp_path_factory.mktemp("shape"), https_port=free_port(), http_port=free_port(), processes=2
+        tmp_path_factory.mktemp("shape"),
+        https_port=free_port(),
+        http_port=free_port(),
+        processes=2,
+        # A task still running 5 s after a worker took it lost its worker: the kill -9 test waits less.
+        env={"CHAT_TASK_STALE_SECONDS": "5", "CHAT_TASK_SWEEP_SECONDS": "0.5"},
     )
     shape.up()
     try:
@@ -106,9 +112,11 @@ def test_a_body_over_the_cap_is_answered_with_parleys_sentence_by_the_proxy(shap
 
 def test_a_rolling_restart_brings_every_process_back_with_a_new_pid(shape: Shape) -> None:
     before = {name: shape.pid(name) for name in shape.processes()}
+    worker = shape.pid("worker")
     steps: list[str] = []
     shape.rolling_restart(on_step=steps.append)
     after = {name: shape.pid(name) for name in shape.processes()}
+    assert steps[-1] == f"worker: back, pid {shape.pid('worker')}" and not alive(worker)  # new code too
     assert all(after[name] != before[name] for name in before), (before, after)
     assert not any(alive(pid) for pid in before.values())
     assert shape.server_status() == dict.fromkeys(shape.processes(), "UP")
@@ -128,6 +136,43 @@ def test_supervisor_restarts_a_process_killed_with_9_and_haproxy_takes_it_back(s
     assert shape.pid(victim) != killed
 
 
+def test_the_worker_runs_under_supervisor_and_sends_what_was_queued_while_it_was_killed(
+    shape: Shape,
+) -> None:
+    """The emails a worker sends land as files in the shape (no mail server on this machine)."""
+    assert " RUNNING " in shape.supervisorctl("status", "worker")
+    killed = shape.pid("worker")
+    os.kill(killed, signal.SIGKILL)
+    emails = shape.folder / "emails"
+    queue = (
+        "from chat import mentionmail; "
+        "mentionmail.send_email.enqueue('ops@example.com', 'Queued while the worker was down', 'body')"
+    )
+    shape.manage("shell", "-c", queue)
+    assert wait_until(lambda: " RUNNING " in shape.supervisorctl("status", "worker"), 30)
+    assert shape.pid("worker") != killed
+
+    def sent() -> list[Path]:
+        return [path for path in emails.glob("*.log") if "Queued while the worker" in path.read_text()]
+
+    assert wait_until(lambda: len(sent()) == 1, 30)
+    time.sleep(1)  # anything doubled would have come by now
+    assert len(sent()) == 1
+
+
+def test_a_task_cut_off_by_kill_9_runs_again_once_on_postgresql(shape: Shape, tmp_path: Path) -> None:
+    record = tmp_path / "record.txt"
+    record.touch(mode=0o666)
+    tmp_path.chmod(0o777)  # the worker may run as another account (PARLEY_USER)
+    queue = f"from chat.tests.sample_jobs import slow; slow.enqueue({str(record)!r}, 2)"
+    shape.manage("shell", "-c", queue)
+    assert wait_until(lambda: "started attempt 1" in record.read_text(), 30)
+    os.kill(shape.pid("worker"), signal.SIGKILL)
+    assert wait_until(lambda: "finished" in record.read_text(), 60)
+    time.sleep(1)
+    assert record.read_text().splitlines() == ["started attempt 1", "started attempt 2", "finished attempt 2"]
+
+
 def test_down_leaves_no_process(tmp_path: Path) -> None:
     shape = Shape(tmp_path, https_port=free_port(), http_port=free_port(), processes=1)
     shape.up()
@@ -138,7 +183,7 @@ def test_down_leaves_no_process(tmp_path: Path) -> None:
         supervisord = int((tmp_path / "supervisord.pid").read_text())
     finally:
         shape.down()
-    assert len(pids) == 4  # postgres, redis, haproxy, daphne
+    assert len(pids) == 5  # postgres, redis, haproxy, daphne, the worker
     assert not [pid for pid in [supervisord, *pids] if alive(pid)]
     # HAProxy's worker and PostgreSQL's backends are children: nothing listens on any port either.
     ports = [shape.https_port, shape.http_port, shape.settings.pg_port, shape.settings.redis_port]
