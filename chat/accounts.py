@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -230,3 +233,20 @@ def start_confirmation_email(user_id: int, address: str) -> None:
             status=429,
             retry_after=math.ceil(over_the_day),
         )
+
+
+class NoBotLogins(BaseBackend):
+    """Listed before Django's ModelBackend: a bot's account (chat.models.Bot) never signs in,
+    whatever its password. PermissionDenied ends authentication at once, so no later backend is
+    asked. Sessions stay ModelBackend's (a bot never gets one, since it never logs in), and so
+    does every signed-in request: this costs a query per login attempt only.
+    """
+
+    def authenticate(self, request: HttpRequest | None, username: str | None = None, **kwargs: Any) -> None:
+        accounts = get_user_model()._default_manager
+        if (
+            username
+            and accounts.filter(**{accounts.model.USERNAME_FIELD: username}, bot__isnull=False).exists()
+        ):
+            raise PermissionDenied("bots do not sign in")
+        return None
