@@ -229,7 +229,7 @@ def _conversation_context(user: Account | AnonymousUser, room: Room) -> dict:
 def direct_message(request: HttpRequest, username: str) -> HttpResponse:
     """The conversation with `username`: opened if it exists, started on POST, or why not, plainly."""
     assert isinstance(request.user, Account)  # login_required
-    other = get_object_or_404(Account, username=username, is_active=True)
+    other = get_object_or_404(Account.objects.select_related("bot"), username=username, is_active=True)
     refusal = direct.why_not_start(request.user, other)
     existing = direct.conversation(request.user, other)
     if existing is not None and refusal in (None, DIRECTS_OFF):  # turned off: still readable
