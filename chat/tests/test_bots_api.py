@@ -440,8 +440,7 @@ def test_a_bot_cannot_sign_in_even_with_a_password_set(
 
     for path in ("/accounts/login/", "/admin/login/"):
         refused = sign_in(server, path, setup.name)
-        assert refused.status == 200 and "sessionid" not in refused.headers.get("set-cookie", ""), path
-        assert b"correct username and password" in refused.body, path
+        assert refused.status == 403 and "sessionid" not in refused.headers.get("set-cookie", ""), path
         # The same form signs a person in: what refuses the bot is that it is a bot.
         accepted = sign_in(server, "/accounts/login/", person)
         assert accepted.status == 302 and "sessionid=" in accepted.headers["set-cookie"]
