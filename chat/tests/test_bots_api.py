@@ -22,7 +22,11 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "integrations.md"
 
 @pytest.fixture(scope="module")
 def server(site_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneServer]:
-    daphne = DaphneServer(site_env, tmp_path_factory.mktemp("bots") / "daphne.log")
+    """A production-like daphne whose pages can link their hashed CSS."""
+    folder = tmp_path_factory.mktemp("bots")
+    env = site_env | {"STATIC_ROOT": str(folder / "static")}
+    manage(env, "collectstatic", "--noinput")
+    daphne = DaphneServer(env, folder / "daphne.log")
     yield daphne
     daphne.stop()
 
