@@ -118,3 +118,30 @@ def test_no_session_can_be_made_for_a_bot_even_bypassing_the_login_form(lobby: R
         client.force_login(bot.account)  # what any code calling django.contrib.auth.login does
     assert not Session.objects.exists()
     assert client.get("/settings/").status_code == 302  # still signed out: sent to the login page
+
+
+def test_a_bots_post_asks_the_database_what_a_persons_post_asks(lobby: Room, alice: Account) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from chat import services
+
+    bot, key = bots.create("ci")
+    bots.set_rooms(bot, [lobby])
+    services.post_message(lobby, alice, {"message": "warm up"})  # first-use lookups out of the way
+    person_standing = standing(lobby, alice)
+    with CaptureQueriesContext(connection) as person:
+        services.post_message(lobby, alice, {"message": "a person's post"}, viewer=person_standing)
+    found = bots.authenticate(f"Bearer {key}")
+    assert found is not None
+    where = bots.room_for(found, "lobby")
+    assert not isinstance(where, bots.Refusal)
+    room, viewer = where
+    with CaptureQueriesContext(connection) as bot_post:
+        posted = bots.post(room, found, viewer, "a bot's post")
+
+    assert isinstance(posted, Message)
+    # The early checks (may post, slow mode, flood) are asked once more before rendering, as an
+    # upload's are: one flood count. Finding the bot (key) and its room cost what a page's
+    # room-and-standing read costs, plus one query each.
+    assert len(bot_post) <= len(person) + 1, [query["sql"] for query in bot_post]
