@@ -548,8 +548,8 @@ class MentionEmails(models.Model):
 class Bot(models.Model):
     """An account that posts and reads through the API with a key, never by signing in.
 
-    Its account keeps an unusable password, and chat.accounts.PeopleOnlyBackend refuses it even
-    if one is set: no login form, session or socket acts as a bot. The key is shown once as
+    Its account keeps an unusable password, and chat.accounts refuses every login of it even if
+    one is set: no login form, session or socket acts as a bot. The key is shown once as
     `parley_<key_id>_<secret>`; only the secret's SHA-256 is stored (it is a random token, so a
     fast hash is enough: there is nothing to guess from). Resetting replaces both parts.
     """
