@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
@@ -481,7 +482,6 @@ class BotAdmin(admin.ModelAdmin):
     list_select_related = ["account"]
     search_fields = ["account__username"]
     readonly_fields = ["key_start", "created"]
-    filter_horizontal = ["rooms"]
     actions = ["reset_keys"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Bot]:
@@ -533,4 +533,6 @@ class BotAdmin(admin.ModelAdmin):
             "done": done,
             "opts": self.model._meta,
         }
-        return render(request, "admin/chat/bot_keys.html", context)
+        response = render(request, "admin/chat/bot_keys.html", context)
+        add_never_cache_headers(response)  # shown once: not kept by the browser or any cache
+        return response

@@ -3,6 +3,7 @@ a bot. Screenshots of bot messages at desktop and phone widths land in e2e/scree
 
 import http.client
 import json
+import re
 import uuid
 
 import pytest
@@ -89,3 +90,34 @@ def test_a_person_opens_a_direct_message_with_a_bot(server, new_user, site_env) 
     expect(message_by(alice, f"hello {name}")).to_be_visible()
     alice.goto(f"{server.url}/")
     expect(alice.locator(".room-card", has_text=name).locator(".bot-badge")).to_have_text("bot")
+
+
+def test_staff_create_a_bot_in_the_admin_and_its_key_posts(server, new_user, site_env) -> None:
+    from e2e.conftest import grant
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    tag = uuid.uuid4().hex[:6]
+    slug, name = f"deploys-{tag}", f"deploy{tag}"
+    manage(
+        site_env,
+        "shell",
+        "-c",
+        f"from chat.models import Room; Room.objects.create(slug={slug!r}, name='Deploys')",
+    )
+    staff = new_user(server.url, "sam")
+    grant(site_env, staff.username, staff=True)
+
+    staff.goto(f"{server.url}/admin/chat/bot/add/")
+    staff.fill("#id_name", name)
+    staff.fill("#id_initial", "D")
+    staff.select_option("#id_rooms", label="Deploys")
+    staff.get_by_role("button", name="Save", exact=True).click()
+
+    key = staff.locator("code.bot-key")
+    expect(key).to_have_text(re.compile(r"^parley_[0-9a-f]{16}_\S{43}$"))
+    staff.screenshot(path=str(SCREENSHOTS / "bot-key-shown-once.png"))
+    shown = key.inner_text()
+    bot_posts(server, slug, shown, "Deploy finished")
+    staff.goto(f"{server.url}/admin/chat/bot/")
+    expect(staff.locator("#result_list")).to_contain_text(f"#{slug}")
+    assert shown.split("_", 2)[2] not in staff.content()  # the secret is never shown again

@@ -23,6 +23,7 @@ def create_in_admin(staff_client: Client, name: str, rooms: list[Room], webhook_
         {"name": name, "initial": "c", "rooms": [room.pk for room in rooms], "webhook_url": webhook_url},
     )
     assert answer.status_code == 200, answer.content
+    assert "no-store" in answer["Cache-Control"]
     found = KEY.search(answer.content.decode())
     assert found, answer.content
     return found.group(0)
