@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
@@ -169,6 +170,18 @@ _LOGGED_IN = "_parley_logged_in"
 def _note_login(sender: type, request: HttpRequest | None, **kwargs: object) -> None:
     if request is not None:
         setattr(request, _LOGGED_IN, True)
+
+
+@receiver(user_logged_in, dispatch_uid="no-bot-sessions")
+def _refuse_bot_sessions(sender: type, request: HttpRequest | None, user: object, **kwargs: object) -> None:
+    """A bot's account never signs in, whatever its password: whatever signs it in (the login
+    form, the admin's, a password reset's login, code calling login(), a test's force_login),
+    its session is emptied before it is ever saved, and the request is refused (403). So no
+    session, page or socket ever acts as a bot. A login costs one more query; requests nothing."""
+    if hasattr(user, "bot"):
+        if request is not None and hasattr(request, "session"):
+            request.session.flush()
+        raise PermissionDenied("bots do not sign in")
 
 
 def logged_in_by(request: HttpRequest) -> bool:

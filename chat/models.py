@@ -543,3 +543,33 @@ class MentionEmails(models.Model):
 
     def __str__(self) -> str:
         return f"Mention emails for {self.user}: {'on' if self.enabled else 'off'}"
+
+
+class Bot(models.Model):
+    """An account that posts and reads through the API with a key, never by signing in.
+
+    Its account keeps an unusable password, and chat.accounts refuses every login of it even if
+    one is set: no login form, session or socket acts as a bot. The key is shown once as
+    `parley_<key_id>_<secret>`; only the secret's SHA-256 is stored (it is a random token, so a
+    fast hash is enough: there is nothing to guess from). Resetting replaces both parts.
+    """
+
+    account = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bot")
+    initial = models.CharField(max_length=1, help_text="The letter its avatar shows.")
+    # Rooms it may post in and read; kept equal to its memberships of rooms (chat/bots.py), so
+    # private rooms, member lists and mentions treat it as any member.
+    rooms = models.ManyToManyField("chat.Room", related_name="bots", blank=True)
+    key_id = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=128, editable=False)
+    webhook_url = models.URLField(
+        blank=True, help_text="Called when someone mentions the bot or writes to it directly."
+    )
+    # The HMAC-SHA256 key that signs outgoing webhook deliveries, for the receiver to check them.
+    webhook_secret = models.CharField(max_length=64, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["account__username"]
+
+    def __str__(self) -> str:
+        return f"bot {self.account.username}"
