@@ -23,6 +23,7 @@ from chat.models import (
     Role,
     Room,
     Sanction,
+    WebhookDelivery,
 )
 from chat.standing import Account
 
@@ -432,3 +433,60 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+# Outgoing webhooks: what staff need to see why a bot did not answer. Never a direct message's text.
+
+
+def _delivered_message(delivery: WebhookDelivery) -> str:
+    room = delivery.message.room
+    where = "a direct message" if room.is_direct else f"#{room.slug}"
+    return f"message #{delivery.message_id} in {where}"
+
+
+_DELIVERY_COLUMNS = ("delivered_message", "status", "attempts", "response_status", "last_error", "updated")
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    """A bot's last deliveries, newest first, on its admin page (read-only)."""
+
+    model = WebhookDelivery
+    fk_name = "bot"
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ["-created"]
+    fields = readonly_fields = ("created", *_DELIVERY_COLUMNS)
+    verbose_name = "webhook delivery"
+    verbose_name_plural = "last webhook deliveries (all of them under Webhook deliveries)"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
+        recent = super().get_queryset(request).select_related("message__room").order_by("-created")
+        # An inline can't be sliced; keep the page small by the newest ids instead.
+        newest = recent.values_list("pk", flat=True)[:20]
+        return recent.filter(pk__in=list(newest))
+
+    @admin.display(description="message")
+    def delivered_message(self, delivery: WebhookDelivery) -> str:
+        return _delivered_message(delivery)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every delivery with its outcome; written by chat/webhooks.py, never edited here."""
+
+    list_display = ("created", "bot", *_DELIVERY_COLUMNS)
+    list_filter = ["status", "bot"]
+    list_select_related = ["bot__account", "message__room"]
+    fields = readonly_fields = ("created", "bot", *_DELIVERY_COLUMNS)
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="message")
+    def delivered_message(self, delivery: WebhookDelivery) -> str:
+        return _delivered_message(delivery)
