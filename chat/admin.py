@@ -1,20 +1,23 @@
 """Staff run the site here. Every change that a room shows goes through chat.moderation,
 so it is checked, recorded in the audit log and shown live in open browsers."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from chat import moderation
+from chat import bots, moderation
+from chat.forms import name_taken
 from chat.models import (
     AuditEntry,
     Ban,
+    Bot,
     Membership,
     Message,
     MessageVersion,
@@ -490,3 +493,103 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     @admin.display(description="message")
     def delivered_message(self, delivery: WebhookDelivery) -> str:
         return _delivered_message(delivery)
+
+
+# Bots -----------------------------------------------------------------------------------------
+
+
+class BotForm(forms.ModelForm):
+    """A bot's name is its account's username, chosen once, under the same rules as people's."""
+
+    name = forms.CharField(
+        max_length=150, help_text="Shown on its messages. English letters, digits and @ . + - _ only."
+    )
+
+    class Meta:
+        model = Bot
+        fields = ["name", "initial", "rooms", "webhook_url"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        rooms = self.fields["rooms"]
+        assert isinstance(rooms, forms.ModelMultipleChoiceField)
+        rooms.queryset = Room.objects.filter(kind=Room.Kind.ROOM)  # never a direct message
+        self.fields["initial"].required = False
+        if self.instance.pk:
+            self.fields["name"].disabled = True
+            self.fields["name"].initial = self.instance.account.username
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if self.instance.pk:
+            return self.instance.account.username
+        taken = name_taken(name)
+        if taken:
+            raise forms.ValidationError(taken)
+        return name
+
+
+@admin.register(Bot)
+class BotAdmin(admin.ModelAdmin):
+    """Staff create bots here. A bot's key is shown once, on the page after creating it or
+    resetting it, never stored in a message or cookie: only its hash is kept."""
+
+    form = BotForm
+    list_display = ["name", "initial", "room_names", "webhook_url", "key_start", "created"]
+    list_select_related = ["account"]
+    search_fields = ["account__username"]
+    readonly_fields = ["key_start", "created"]
+    filter_horizontal = ["rooms"]
+    actions = ["reset_keys"]
+    inlines = [WebhookDeliveryInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Bot]:
+        return super().get_queryset(request).prefetch_related("rooms")
+
+    @admin.display(description="name", ordering="account__username")
+    def name(self, bot: Bot) -> str:
+        return bot.account.username
+
+    @admin.display(description="rooms")
+    def room_names(self, bot: Bot) -> str:
+        return ", ".join(f"#{room.slug}" for room in bot.rooms.all()) or "none"
+
+    @admin.display(description="key")
+    def key_start(self, bot: Bot) -> str:
+        """Enough of the key to tell which one a tool holds; the secret part is never kept."""
+        return f"{bots.KEY_PREFIX}_{bot.key_id}_…" if bot.key_id else "made when saved"
+
+    def save_model(self, request: HttpRequest, bot: Bot, form: BotForm, change: bool) -> None:
+        if not change:
+            request._bot_key = bots.prepare(bot, form.cleaned_data["name"])  # type: ignore[attr-defined]
+        super().save_model(request, bot, form, change)
+
+    def save_related(self, request: HttpRequest, form: BotForm, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        bots.sync_memberships(form.instance)
+
+    def response_add(
+        self, request: HttpRequest, bot: Bot, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        return self._show_keys(request, [(bot, request._bot_key)], "created")  # type: ignore[attr-defined]
+
+    def delete_model(self, request: HttpRequest, bot: Bot) -> None:
+        bots.retire(bot)
+
+    def delete_queryset(self, request: HttpRequest, selected: QuerySet[Bot]) -> None:
+        for bot in selected:
+            bots.retire(bot)
+
+    @admin.action(description="Reset the key of selected bots (their old keys stop working at once)")
+    def reset_keys(self, request: HttpRequest, selected: QuerySet[Bot]) -> HttpResponse:
+        return self._show_keys(request, [(bot, bots.reset_key(bot)) for bot in selected], "given a new key")
+
+    def _show_keys(self, request: HttpRequest, keys: list[tuple[Bot, str]], done: str) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Copy the key now",
+            "keys": keys,
+            "done": done,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/chat/bot_keys.html", context)

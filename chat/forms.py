@@ -1,3 +1,5 @@
+import re
+
 from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import UserCreationForm
@@ -142,14 +144,29 @@ class SignupForm(UserCreationForm):
 
     def clean_username(self) -> str:
         username = super().clean_username()  # refuses names taken in another case
-        if (
-            username
-            and User.objects.alias(key=_lookalike_key_sql()).filter(key=lookalike_key(username)).exists()
-        ):
-            raise forms.ValidationError(
-                "That name looks too much like someone else's. Please choose another.", code="lookalike"
-            )
+        if username and looks_taken(username):
+            raise forms.ValidationError(LOOKALIKE, code="lookalike")
         return username
+
+
+LOOKALIKE = "That name looks too much like someone else's. Please choose another."
+
+
+def looks_taken(username: str) -> bool:
+    """Whether a stored name differs from this one only in case or look-alike characters."""
+    return User.objects.alias(key=_lookalike_key_sql()).filter(key=lookalike_key(username)).exists()
+
+
+def name_taken(username: str) -> str | None:
+    """Why a new account (a bot's, made by staff) may not take this name, or None."""
+    if not ASCII_NAME.match(username):
+        return "Use English letters, digits and @ . + - _ only."
+    if looks_taken(username):
+        return LOOKALIKE
+    return None
+
+
+ASCII_NAME = re.compile(r"^[\w.@+-]+\Z", re.ASCII)
 
 
 class SearchForm(forms.Form):

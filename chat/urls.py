@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import api, views
 
 urlpatterns = [
     path("", views.room_list, name="room-list"),
@@ -26,5 +26,7 @@ urlpatterns = [
     path("messages/<int:pk>/link/", views.message_link, name="message-link"),
     path("search/", views.search, name="search"),
     path("settings/", views.mention_email_settings, name="settings"),
+    # The bots' API: a key in the Authorization header, JSON answers (chat/api.py).
+    path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
     path("settings/confirm/<str:token>/", views.confirm_email, name="confirm-email"),
 ]
