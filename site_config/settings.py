@@ -49,7 +49,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_htmx",
+    # chat before django_tasks_db: chat's `db_worker` command (retries, recovery of tasks a killed
+    # worker left running; chat/jobs.py) takes the place of the one django-tasks-db ships.
     "chat",
+    "django_tasks_db",
 ]
 
 # Cached pages are served in front of these (chat/pagecache.py): change its MIRRORED_MIDDLEWARE and
@@ -383,6 +386,27 @@ CHAT_UPLOAD_MAX_PIXELS = int(os.environ.get("CHAT_UPLOAD_MAX_PIXELS", str(25_000
 CHAT_UPLOAD_DECODES = int(os.environ.get("CHAT_UPLOAD_DECODES", "2"))
 CHAT_UPLOAD_DECODE_WAIT_SECONDS = float(os.environ.get("CHAT_UPLOAD_DECODE_WAIT_SECONDS", "10"))
 CHAT_THUMBNAIL_SIZE = (480, 360)
+
+# Background work (chat/jobs.py): Django's tasks framework with django-tasks-db, whose queue is a table
+# in the database above, run by `manage.py db_worker` (`make run` starts one; production supervises its
+# own). TASKS_BACKEND=immediate runs each task inside the process that enqueues it, at once (after the
+# commit): for tests that are not about the worker, never for production (a slow mail server would
+# hold up the post, and nothing is retried).
+_TASK_BACKENDS = {
+    "database": "django_tasks_db.DatabaseBackend",
+    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
+}
+TASKS = {"default": {"BACKEND": _TASK_BACKENDS[os.environ.get("TASKS_BACKEND", "database")]}}
+# A job that raises RetryLater runs again after CHAT_TASK_BACKOFF_SECONDS, then twice that, and so on
+# (at most CHAT_TASK_BACKOFF_MAX_SECONDS), until its attempts are spent; then it is marked failed.
+CHAT_TASK_BACKOFF_SECONDS = float(os.environ.get("CHAT_TASK_BACKOFF_SECONDS", "30"))
+CHAT_TASK_BACKOFF_MAX_SECONDS = float(os.environ.get("CHAT_TASK_BACKOFF_MAX_SECONDS", "3600"))
+# A task still running this long after a worker took it is taken to be lost with its worker (kill -9,
+# a crash, the machine gone) and is queued again, counted as an attempt. Every job must finish well
+# within it (mail and webhooks time out after seconds). Workers look for such tasks every
+# CHAT_TASK_SWEEP_SECONDS.
+CHAT_TASK_STALE_SECONDS = float(os.environ.get("CHAT_TASK_STALE_SECONDS", "300"))
+CHAT_TASK_SWEEP_SECONDS = float(os.environ.get("CHAT_TASK_SWEEP_SECONDS", "30"))
 
 # Email for missed mentions (chat/mentionmail.py), through Django's mailers. EMAIL_BACKEND: `console`
 # (development's default: emails are printed), `file` (one file per email in EMAIL_FILE_PATH; the
