@@ -363,9 +363,8 @@ CHAT_DIRECT_MESSAGES_ENABLED = env_bool("CHAT_DIRECT_MESSAGES_ENABLED", True)
 CHAT_WEBHOOK_ALLOW_PRIVATE = env_bool("CHAT_WEBHOOK_ALLOW_PRIVATE", False)
 # How long one POST may take, connecting and reading the answer included.
 CHAT_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CHAT_WEBHOOK_TIMEOUT_SECONDS", "5"))
-# Tries per delivery; the waits between them start at CHAT_WEBHOOK_RETRY_SECONDS and quadruple.
+# Tries per delivery, waiting between them as every job does (CHAT_TASK_BACKOFF_SECONDS, doubling).
 CHAT_WEBHOOK_ATTEMPTS = int(os.environ.get("CHAT_WEBHOOK_ATTEMPTS", "4"))
-CHAT_WEBHOOK_RETRY_SECONDS = float(os.environ.get("CHAT_WEBHOOK_RETRY_SECONDS", "5"))
 # Failed logins for one account from one address, and from one address for any accounts.
 CHAT_LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ACCOUNT", "10"))
 CHAT_LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ADDRESS", "30"))
