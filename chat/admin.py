@@ -538,7 +538,7 @@ class BotAdmin(admin.ModelAdmin):
     list_display = ["name", "initial", "room_names", "webhook_url", "key_start", "created"]
     list_select_related = ["account"]
     search_fields = ["account__username"]
-    readonly_fields = ["key_start", "created"]
+    readonly_fields = ["key_start", "webhook_secret", "created"]
     filter_horizontal = ["rooms"]
     actions = ["reset_keys"]
     inlines = [WebhookDeliveryInline]
