@@ -91,8 +91,8 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
-def resolve(host: str, port: int, allow_private: bool) -> IPAddress:
-    """The address to connect to: the first the name resolves to, once every one has passed.
+def resolve(host: str, port: int, allow_private: bool) -> list[IPAddress]:
+    """The addresses to connect to, in the resolver's order, once every one has passed.
 
     Refusing when any address is refused (not just skipping it) keeps a name that answers with a
     public and a private address from being tried on the private one by a retry.
@@ -108,7 +108,7 @@ def resolve(host: str, port: int, allow_private: bool) -> IPAddress:
         refusal = why_refused_address(address, allow_private)
         if refusal:
             raise Refused(f"The webhook's host {host} resolves to {refusal}")
-    return addresses[0]
+    return addresses
 
 
 def post(
@@ -132,9 +132,9 @@ def post(
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    address = resolve(host, port, allow_private)
+    addresses = resolve(host, port, allow_private)
     deadline = time.monotonic() + timeout
-    connection = _connect(host, port, address, https, timeout)
+    connection = _connect(host, port, addresses, https, timeout, deadline)
     try:
         connection.request("POST", path, body=body, headers=headers)
         _limit(connection, deadline)
@@ -148,18 +148,29 @@ def post(
 
 
 def _connect(
-    host: str, port: int, address: IPAddress, https: bool, timeout: float
+    host: str, port: int, addresses: list[IPAddress], https: bool, timeout: float, deadline: float
 ) -> http.client.HTTPConnection:
-    """A connection to `address` that says `host` (in Host, and as TLS's server name)."""
+    """A connection to the first of `addresses` that answers, saying `host` (in Host, and as TLS's
+    server name)."""
     connection_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
     # http.client writes Host from the name given here; the socket below is what it actually uses.
     connection = connection_class(host, port, timeout=timeout)
+    problem: OSError = ConnectionRefusedError()
+    for address in addresses:
+        try:
+            remaining = max(0.01, deadline - time.monotonic())
+            sock = socket.create_connection((str(address), port), timeout=remaining)
+            break
+        except OSError as error:
+            problem = error
+    else:
+        raise Failed(_describe(problem, timeout))
     try:
-        sock = socket.create_connection((str(address), port), timeout=timeout)
         if https:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-    except OSError as problem:
-        raise Failed(_describe(problem, timeout)) from None
+    except OSError as error:
+        sock.close()
+        raise Failed(_describe(error, timeout)) from None
     connection.sock = sock
     return connection
 

@@ -66,7 +66,7 @@ def post(url: str, allow_private: bool = True, timeout: float = 3, cap: int = 10
 def test_a_name_that_resolves_to_loopback_is_refused_and_nothing_is_sent() -> None:
     """The DNS-rebinding shape: the URL names a host, the host resolves to 127.0.0.1 now."""
     with receiving(Reply(200, b"hi")) as receiver:
-        with pytest.raises(outbound.Refused, match=r"127\.0\.0\.1"):
+        with pytest.raises(outbound.Refused, match="loopback"):
             post(receiver.url, allow_private=False)
         with pytest.raises(outbound.Refused):
             post(receiver.loopback_url, allow_private=False)

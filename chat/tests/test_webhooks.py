@@ -14,6 +14,7 @@ import pytest
 from chat import bots, direct, jobs, services, webhooks
 from chat.models import Bot, Message, Room, WebhookDelivery
 from chat.standing import Account
+from chat.tests.support import client_for
 from testsupport.receiver import Receiver, Reply, receiving
 
 pytestmark = pytest.mark.django_db
@@ -218,7 +219,7 @@ def test_a_private_address_is_refused_without_the_setting_and_nothing_is_sent(
 
     failed = stored(delivery)
     assert failed.status == Status.FAILED
-    assert "127.0.0.1" in failed.last_error and "CHAT_WEBHOOK_ALLOW_PRIVATE" in failed.last_error
+    assert "loopback" in failed.last_error and "CHAT_WEBHOOK_ALLOW_PRIVATE" in failed.last_error
     assert bot_messages(lobby) == []
 
 
@@ -247,3 +248,26 @@ def test_what_an_answer_becomes(
     assert bot_messages(lobby) == posted
     assert note in stored(delivery).last_error
     assert stored(delivery).attempts == 1
+
+
+# What staff see --------------------------------------------------------------------------------
+
+
+def test_staff_see_each_bots_deliveries_and_why_one_failed_but_never_a_direct_messages_text(
+    settings, lobby: Room, alice: Account, staff: Account
+) -> None:
+    settings.CHAT_WEBHOOK_ALLOW_PRIVATE = False
+    helper = make_bot("helper", [lobby], url="http://localhost:9/hook")
+    post(lobby, alice, "@helper are you there?")
+    post(direct.start(alice, helper.account), alice, "my secret plans")
+    for delivery in WebhookDelivery.objects.all():
+        webhooks.attempt(delivery.pk)
+
+    bot_page = client_for(staff).get(f"/admin/chat/bot/{helper.pk}/change/").content.decode()
+    listing = client_for(staff).get("/admin/chat/webhookdelivery/").content.decode()
+
+    for page in (bot_page, listing):
+        assert page.count("is a loopback, private or reserved address") == 2
+        assert "#lobby" in page and "a direct message" in page
+        assert "my secret plans" not in page
+    assert helper.webhook_secret in bot_page
