@@ -2,6 +2,7 @@
 so it is checked, recorded in the audit log and shown live in open browsers."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
@@ -13,7 +14,7 @@ from django.utils.html import format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from chat import bots, moderation
+from chat import bots, moderation, outbound
 from chat.forms import name_taken
 from chat.models import (
     AuditEntry,
@@ -540,6 +541,13 @@ class BotForm(forms.ModelForm):
         if taken:
             raise forms.ValidationError(taken)
         return name
+
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data["webhook_url"]
+        refusal = url and outbound.why_refused_now(url, settings.CHAT_WEBHOOK_ALLOW_PRIVATE)
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return url
 
 
 @admin.register(Bot)

@@ -91,6 +91,23 @@ def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
+def why_refused_now(url: str, allow_private: bool) -> str | None:
+    """For the form where staff type the URL: what is wrong with it, or with where its host points
+    now. A name that doesn't resolve yet is let through (it may be set up next); every delivery
+    checks again anyway."""
+    refusal = why_refused_url(url)
+    if refusal:
+        return refusal
+    parts = urlsplit(url)
+    try:
+        resolve(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), allow_private)
+    except Refused as refused:
+        return str(refused)
+    except Failed:
+        return None
+    return None
+
+
 def resolve(host: str, port: int, allow_private: bool) -> list[IPAddress]:
     """The addresses to connect to, in the resolver's order, once every one has passed.
 

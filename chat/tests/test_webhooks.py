@@ -271,3 +271,24 @@ def test_staff_see_each_bots_deliveries_and_why_one_failed_but_never_a_direct_me
         assert "#lobby" in page and "a direct message" in page
         assert "my secret plans" not in page
     assert helper.webhook_secret in bot_page
+
+
+def test_staff_cannot_save_a_webhook_url_whose_host_is_private_unless_the_setting_allows_it(
+    settings,
+) -> None:
+    from chat.admin import BotForm
+
+    def refusal(url: str) -> list[str]:
+        form = BotForm(data={"name": "helper", "initial": "H", "webhook_url": url, "rooms": []})
+        form.is_valid()
+        return [str(error) for error in form.errors.get("webhook_url", [])]
+
+    settings.CHAT_WEBHOOK_ALLOW_PRIVATE = False
+    assert "loopback, private or reserved" in refusal("http://localhost:8001/hook")[0]
+    assert "loopback, private or reserved" in refusal("http://10.0.0.5/hook")[0]
+    assert "169.254.169.254 is not an address" in refusal("http://169.254.169.254/latest/meta-data/")[0]
+    assert "user name or password" in refusal("https://me:pw@hooks.example.com/")[0]
+    assert refusal("https://93.184.215.14/hook") == []
+    settings.CHAT_WEBHOOK_ALLOW_PRIVATE = True
+    assert refusal("http://localhost:8001/hook") == []
+    assert refusal("http://169.254.169.254/latest/meta-data/") != []
