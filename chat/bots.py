@@ -177,6 +177,15 @@ def post(room: Room, bot: Bot, viewer: Standing, text: str) -> Message | Refusal
     return refused_post(room, bot, viewer, outcome.form)
 
 
+def post_in(room: Room, bot: Bot, text: str) -> Message | Refusal:
+    """Post as the bot where it belongs, its standing read now (a webhook's answer, for one)."""
+    found = room_for(bot, room.slug)
+    if isinstance(found, Refusal):
+        return found
+    room, viewer = found
+    return post(room, bot, viewer, text)
+
+
 def refused_post(room: Room, bot: Bot, viewer: Standing, form: object) -> Refusal:
     """A post that post_message refused after the early checks passed: a flood or slow mode met
     under the poster's lock (429), or a text too big to format (413)."""

@@ -124,6 +124,12 @@ class ShownMessage:
     typed_text: str = ""
     # Shown without avatar and name, under the message before it (see fragments.continues).
     continued: bool = False
+    # A bot's avatar letter (chat.models.Bot.initial); empty for a person. Marks the bot's name.
+    bot_initial: str = ""
+
+    @property
+    def by_bot(self) -> bool:
+        return bool(self.bot_initial)
 
     @property
     def has_text(self) -> bool:
@@ -146,6 +152,9 @@ class ShownMessage:
             message.reply_to_id,
             *_quote(original.author.username, original.body, original.removed_at) if original else (),
         )
+        initial = bot_initial(message.author)
+        if initial:
+            shown = replace(shown, bot_initial=initial)
         attachment = ShownAttachment.of(attachment_of(message))
         return readable(replace(shown, attachment=attachment) if attachment else shown, message.body)
 
@@ -157,12 +166,23 @@ class ShownMessage:
     @classmethod
     def from_row(cls, row: tuple) -> "ShownMessage":
         row, attached = row[: -len(ATTACHMENT_FIELDS)], row[-len(ATTACHMENT_FIELDS) :]
-        *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at, typed = row
+        *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at, typed, initial = row
         quoted = reply_author is not None and reply_deleted_at is None
-        message = cls(*shown, *_quote(reply_author, reply_body, reply_removed_at) if quoted else ())
+        quote = _quote(reply_author, reply_body, reply_removed_at) if quoted else ()
+        message = cls(*shown, *quote)
+        if initial:  # a bot's message: rare, so the copy is too
+            message = replace(message, bot_initial=initial)
         if attached[0] is None or message.removed_at or message.deleted_at:
             return readable(message, typed)
         return readable(replace(message, attachment=ShownAttachment(*attached)), typed)
+
+
+def bot_initial(account: Account) -> str:
+    """The avatar letter of a bot's account, "" for a person's. Asked of the database at most
+    once per account object (Django keeps the answer, "no bot" included, on the object): once per
+    socket for a person's posts, never for a bot's (chat/bots.py reads the account with its bot)."""
+    bot = getattr(account, "bot", None)
+    return bot.initial if bot is not None else ""
 
 
 def readable(message: ShownMessage, typed: str) -> ShownMessage:
@@ -187,6 +207,8 @@ SHOWN_FIELDS = (
     *("reply_to__author__username", "reply_to__body", "reply_to__removed_at", "reply_to__deleted_at"),
     # The text as typed: shown instead of stored HTML too large to show (see readable).
     "body",
+    # A bot's avatar letter, None for people (a LEFT JOIN on the bot's row).
+    "author__bot__initial",
     # Last: ShownMessage.from_row takes them off the end (a LEFT JOIN, no query per message).
     *ATTACHMENT_FIELDS,
 )
@@ -251,7 +273,9 @@ class Members:
 
 def find_message(pk: int) -> Message | None:
     """A message still shown (not removed), with its room and author."""
-    return Message.objects.select_related("room", "author").filter(pk=pk, removed_at__isnull=True).first()
+    return (
+        Message.objects.select_related("room", "author__bot").filter(pk=pk, removed_at__isnull=True).first()
+    )
 
 
 def reload(room: Room, user: User) -> tuple[Room, Standing]:
@@ -371,7 +395,7 @@ def reply_target(room: Room, message_id: object) -> Message | None:
         pk = int(str(message_id))
     except ValueError:
         return None
-    return room.messages.select_related("author").filter(pk=pk, removed_at__isnull=True).first()
+    return room.messages.select_related("author__bot").filter(pk=pk, removed_at__isnull=True).first()
 
 
 def readers_among(room: Room, user_ids: list[int]) -> list[Account]:
@@ -388,7 +412,19 @@ def replies_to(message_id: int) -> list[Message]:
     """The shown replies to a message (the most recent ones), whose quotes change with it."""
     replies = Message.objects.filter(reply_to_id=message_id, removed_at__isnull=True)
     # Not select_related("reply_to"): filtering on it makes that an inner join, losing a deleted original.
-    return list(replies.select_related("author", "attachment").order_by("-pk")[:100])
+    return list(replies.select_related("author__bot", "attachment").order_by("-pk")[:100])
+
+
+class Name(str):
+    """A name as the page prints it, knowing whether it is a bot's (shown with a "bot" badge)."""
+
+    is_bot: bool = False
+
+    @classmethod
+    def of(cls, name: str, is_bot: bool) -> "Name":
+        named = cls(name)
+        named.is_bot = is_bot
+        return named
 
 
 def direct_partners(user: User, room_ids: list[int]) -> dict[int, str]:
@@ -396,7 +432,8 @@ def direct_partners(user: User, room_ids: list[int]) -> dict[int, str]:
     if not room_ids or not isinstance(user, Account):
         return {}
     others = Membership.objects.filter(room_id__in=room_ids).exclude(user=user)
-    return dict(others.values_list("room_id", "user__username"))
+    rows = others.values_list("room_id", "user__username", "user__bot__id")
+    return {room_id: Name.of(name, bot_id is not None) for room_id, name, bot_id in rows}
 
 
 # Permalinks: the history around one message, paged both ways -------------------------------
@@ -471,5 +508,5 @@ def message_before(message: Message) -> Preceding | None:
 
 def message_after(message_id: int, room_id: int) -> Message | None:
     """The room's message just after this one, with its author (its grouping may change with it)."""
-    after = Message.objects.filter(room_id=room_id, pk__gt=message_id).select_related("room", "author")
+    after = Message.objects.filter(room_id=room_id, pk__gt=message_id).select_related("room", "author__bot")
     return after.order_by("pk").first()

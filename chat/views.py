@@ -206,7 +206,7 @@ def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
 @require_safe
 def person(request: HttpRequest, username: str) -> HttpResponse:
     """Where an @name links: who they are, and nothing of where they talk."""
-    found = get_object_or_404(Account, username=username, is_active=True)
+    found = get_object_or_404(Account.objects.select_related("bot"), username=username, is_active=True)
     context: dict[str, object] = {"person": found}
     if isinstance(request.user, Account) and request.user != found:
         context["blocked"] = direct.has_blocked(request.user, found)
@@ -220,7 +220,7 @@ def _conversation_context(user: Account | AnonymousUser, room: Room) -> dict:
     """What a direct message's page shows its viewer alone: the other person, and their block."""
     if not isinstance(user, Account):  # only its two people read it
         return {}
-    partner = Account.objects.filter(memberships__room=room).exclude(pk=user.pk).first()
+    partner = Account.objects.filter(memberships__room=room).exclude(pk=user.pk).select_related("bot").first()
     blocked = partner is not None and direct.has_blocked(user, partner)
     return {"partner": partner, "partner_blocked": blocked}
 
@@ -229,7 +229,7 @@ def _conversation_context(user: Account | AnonymousUser, room: Room) -> dict:
 def direct_message(request: HttpRequest, username: str) -> HttpResponse:
     """The conversation with `username`: opened if it exists, started on POST, or why not, plainly."""
     assert isinstance(request.user, Account)  # login_required
-    other = get_object_or_404(Account, username=username, is_active=True)
+    other = get_object_or_404(Account.objects.select_related("bot"), username=username, is_active=True)
     refusal = direct.why_not_start(request.user, other)
     existing = direct.conversation(request.user, other)
     if existing is not None and refusal in (None, DIRECTS_OFF):  # turned off: still readable

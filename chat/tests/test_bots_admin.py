@@ -1,0 +1,103 @@
+"""Staff make bots in the admin: the key is shown once and kept only as a hash, a reset ends the
+old key at once, rooms given are memberships, and a deleted bot's account stays disabled."""
+
+import hashlib
+import re
+
+from django.test import Client
+
+from chat import bots
+from chat.models import Bot, Membership, Message, Room
+from chat.standing import Account, standing
+from chat.tests.support import client_for, make_staff
+
+KEY = re.compile(r"parley_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+
+
+def create_in_admin(staff_client: Client, name: str, rooms: list[Room], webhook_url: str = "") -> str:
+    answer = staff_client.post(
+        "/admin/chat/bot/add/",
+        {"name": name, "initial": "c", "rooms": [room.pk for room in rooms], "webhook_url": webhook_url},
+    )
+    assert answer.status_code == 200, answer.content
+    found = KEY.search(answer.content.decode())
+    assert found, answer.content
+    return found.group(0)
+
+
+def test_staff_create_a_bot_and_see_its_key_once(lobby: Room, other_room: Room) -> None:
+    staff = client_for(make_staff())
+    private = Room.objects.create(slug="ops", name="Ops", is_public=False)
+
+    key = create_in_admin(staff, "ci", [lobby, private], "https://hooks.example.com/ci")
+
+    bot = Bot.objects.select_related("account").get()
+    _, key_id, secret = key.split("_", 2)
+    assert bot.key_id == key_id and bot.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in str(list(Bot.objects.values()))  # only the hash is stored
+    assert not bot.account.has_usable_password() and bot.initial == "C"
+    assert bot.webhook_url == "https://hooks.example.com/ci" and len(bot.webhook_secret) == 64
+    assert set(Membership.objects.filter(user=bot.account).values_list("room__slug", flat=True)) == {
+        "lobby",
+        "ops",
+    }
+    assert bots.authenticate(f"Bearer {key}") == bot
+    # The list shows it, its rooms and the start of its key, never the secret again.
+    listing = staff.get("/admin/chat/bot/").content.decode()
+    assert "ci" in listing and "#lobby, #ops" in listing and f"parley_{key_id}_…" in listing
+    assert (
+        secret not in listing
+        and secret not in staff.get(f"/admin/chat/bot/{bot.pk}/change/").content.decode()
+    )
+
+
+def test_a_bots_name_follows_the_rules_for_peoples_names(alice: Account) -> None:
+    staff = client_for(make_staff())
+
+    for name in ("Alice", "a1ice", "ci bot", "ünicode"):
+        answer = staff.post("/admin/chat/bot/add/", {"name": name, "initial": "x"})
+        assert answer.status_code == 200 and b"parley_" not in answer.content, name
+    assert not Bot.objects.exists()
+
+
+def test_resetting_a_key_in_the_admin_ends_the_old_one_at_once(lobby: Room) -> None:
+    staff = client_for(make_staff())
+    old = create_in_admin(staff, "ci", [lobby])
+    bot = Bot.objects.get()
+
+    answer = staff.post(
+        "/admin/chat/bot/", {"action": "reset_keys", "_selected_action": [bot.pk], "index": 0}, follow=True
+    )
+
+    new = KEY.search(answer.content.decode())
+    assert new and new.group(0) != old
+    assert bots.authenticate(f"Bearer {old}") is None
+    assert bots.authenticate(f"Bearer {new.group(0)}") == bot
+
+
+def test_taking_a_room_away_in_the_admin_ends_the_membership(lobby: Room, other_room: Room) -> None:
+    staff = client_for(make_staff())
+    create_in_admin(staff, "ci", [lobby, other_room])
+    bot = Bot.objects.get()
+
+    answer = staff.post(
+        f"/admin/chat/bot/{bot.pk}/change/", {"name": "ci", "initial": "C", "rooms": [other_room.pk]}
+    )
+
+    assert answer.status_code == 302, answer.content
+    assert list(Membership.objects.filter(user=bot.account).values_list("room__slug", flat=True)) == [
+        "kitchen"
+    ]
+
+
+def test_a_deleted_bot_keeps_its_messages_and_its_account_stays_disabled(lobby: Room) -> None:
+    bot, key = bots.create("ci")
+    bots.set_rooms(bot, [lobby])
+    posted = bots.post(lobby, bot, standing(lobby, bot.account), "last words")
+    assert isinstance(posted, Message)
+
+    bots.retire(bot)
+
+    account = Account.objects.get(username="ci")
+    assert not account.is_active and Message.objects.filter(author=account).count() == 1
+    assert bots.authenticate(f"Bearer {key}") is None
