@@ -305,13 +305,9 @@ def reply_text(answer: outbound.Answer) -> tuple[str, str]:
 
 
 def _post_reply(delivery: WebhookDelivery, text: str) -> tuple[Message | None, str]:
-    """Post as the bot, by the rules of any post of a bot; the message, or why it was refused
-    (the bot was taken out of the room since, muted, flooding...)."""
-    found = bots.room_for(delivery.bot, delivery.message.room.slug)
-    if isinstance(found, bots.Refusal):
-        return None, f"The answer was not posted: {found.sentence}"
-    room, viewer = found
-    posted = bots.post(room, delivery.bot, viewer, text)
+    """Post as the bot, by the rules of any bot's post; the message, or why it was refused (the bot
+    was taken out of the room since, muted, flooding, the text too long...)."""
+    posted = bots.post_in(delivery.message.room, delivery.bot, text)
     if isinstance(posted, bots.Refusal):
         return None, f"The answer was not posted: {posted.sentence}"
     return posted, ""

@@ -31,7 +31,7 @@ from testsupport.servers import (
     wait_for_port,
 )
 
-DOCS = REPO / "docs" / "webhooks.md"
+DOCS = REPO / "docs" / "integrations.md"
 WORKER_ENV = {
     "CHAT_WEBHOOK_ALLOW_PRIVATE": "true",  # the receivers are on this host
     "CHAT_WEBHOOK_TIMEOUT_SECONDS": "1",
@@ -66,7 +66,7 @@ def receiver_example() -> str:
     text = DOCS.read_text()
     after = text[text.index("<!-- receiver example") :]
     found = re.search(r"```python\n(.*?)```", after, re.DOTALL)
-    assert found, "docs/webhooks.md has no receiver example"
+    assert found, "docs/integrations.md has no receiver example"
     return found.group(1)
 
 
