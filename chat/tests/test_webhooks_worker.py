@@ -37,6 +37,9 @@ WORKER_ENV = {
     "CHAT_WEBHOOK_TIMEOUT_SECONDS": "1",
     "CHAT_WEBHOOK_ATTEMPTS": "2",
     "CHAT_TASK_BACKOFF_SECONDS": "0.2",
+    # A task still running 2 s after its worker took it was lost with the worker (kill -9).
+    "CHAT_TASK_STALE_SECONDS": "2",
+    "CHAT_TASK_SWEEP_SECONDS": "0.2",
 }
 MAKE_BOT = """
 import json
@@ -132,18 +135,36 @@ WORKER = [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-s
 
 
 @pytest.fixture
-def servers(site: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    """daphne (its URL is yielded) and `manage.py db_worker`; both stopped after the test."""
-    daphne = DaphneServer(site, tmp_path / "daphne.log")
-    with open(tmp_path / "worker.log", "w") as log:
-        worker = subprocess.Popen(WORKER, cwd=REPO, env=site, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        yield daphne.url
-    finally:
+def start_worker(site: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen]]:
+    """Starts `manage.py db_worker` (again, after a kill); every one still running is stopped after."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        with open(tmp_path / "worker.log", "a") as log:
+            worker = subprocess.Popen(WORKER, cwd=REPO, env=site, stdout=log, stderr=subprocess.STDOUT)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
         stop(worker)
-        daphne.stop()
-    assert "Traceback" not in daphne.log_path.read_text()
     assert "Traceback" not in (tmp_path / "worker.log").read_text()
+
+
+@pytest.fixture
+def daphne(site: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """daphne on a free port (its URL is yielded), stopped after the test."""
+    server = DaphneServer(site, tmp_path / "daphne.log")
+    yield server.url
+    server.stop()
+    assert "Traceback" not in server.log_path.read_text()
+
+
+@pytest.fixture
+def servers(daphne: str, start_worker: Callable[[], subprocess.Popen]) -> str:
+    """daphne and a worker, as production runs them; daphne's URL."""
+    start_worker()
+    return daphne
 
 
 def deliveries(env: dict[str, str], name: str) -> list:
@@ -241,3 +262,42 @@ def post_as(server: str, session: str, text: str) -> None:
                 pass
 
     asyncio.run(send())
+
+
+def test_a_worker_killed_mid_delivery_loses_nothing_and_posts_each_answer_once(
+    site: dict[str, str], daphne: str, start_worker: Callable[[], subprocess.Popen]
+) -> None:
+    """kill -9 while one delivery is on the wire and two wait behind it. The restarted worker takes
+    the lost one up again (chat/jobs.py's recovery) with the same X-Parley-Delivery; each message
+    gets exactly one answer in the room."""
+    with receiving(Reply(200, b"answer", delay=3), Reply(200, b"answer")) as receiver:
+        manage(site, "shell", "-c", MAKE_BOT.format(name="keeper", url=receiver.url))
+        alice = signed_in_session_in(site, "alice")
+        worker = start_worker()
+        for text in ("@keeper one", "@keeper two", "@keeper three"):
+            post_as(daphne, alice, text)
+        receiver.wait_for(1)  # the first delivery is being answered, slowly
+        worker.kill()
+        worker.wait()
+        start_worker()
+        rows = wait_for_outcome(site, "keeper", timeout=30)
+        received = receiver.received
+
+    assert [row[0] for row in rows] == ["sent"] * 3
+    assert [row[4] for row in rows] == ["answer"] * 3
+    ids = [request.headers["X-Parley-Delivery"] for request in received]
+    assert len(set(ids)) == 3 and ids.count(ids[0]) == 2, ids  # the cut-off one was sent again
+    assert bot_messages_in_lobby(site, "keeper") == ["answer"] * 3
+
+
+BOT_MESSAGES = """
+import json
+from chat.models import Message
+print(json.dumps(list(Message.objects.filter(author__username={name!r}).values_list("body", flat=True))))
+"""
+
+
+def bot_messages_in_lobby(env: dict[str, str], name: str) -> list:
+    found = last_json(manage(env, "shell", "-c", BOT_MESSAGES.format(name=name)))
+    assert isinstance(found, list)
+    return found
