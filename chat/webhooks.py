@@ -111,7 +111,8 @@ def _request(delivery: WebhookDelivery) -> tuple[bytes, dict[str, str]]:
 
 def bots_to_call(message: Message) -> list[Bot]:
     """The bots with a webhook that this new message is for: those it mentions among the room's
-    bots, or the other person of a direct message. None for a bot's own messages."""
+    bots, or the other person of a direct message. None for a bot's own messages. One query, and
+    one more only when a bot is found."""
     room = message.room
     if room.is_direct:
         candidates = Bot.objects.filter(account__memberships__room=room)
@@ -122,6 +123,7 @@ def bots_to_call(message: Message) -> list[Bot]:
     found = list(
         candidates.exclude(webhook_url="")
         .exclude(account_id=message.author_id)
+        .exclude(account__bans__room=room)  # a bot banned from the room hears nothing of it
         .filter(account__is_active=True)
         .select_related("account")
     )

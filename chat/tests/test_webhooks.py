@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from chat import bots, direct, jobs, services, webhooks
+from chat import bots, direct, jobs, moderation, services, webhooks
 from chat.models import Bot, Message, Room, WebhookDelivery
 from chat.standing import Account
 from chat.tests.support import client_for
@@ -89,14 +89,16 @@ def test_a_mention_of_a_bot_of_the_room_queues_one_delivery(lobby: Room, alice: 
 
 
 def test_no_delivery_without_a_mention_a_webhook_or_the_room(
-    lobby: Room, other_room: Room, alice: Account
+    lobby: Room, other_room: Room, alice: Account, moderator: Account
 ) -> None:
     make_bot("helper", [lobby])
     make_bot("silent", [lobby], url="")
     make_bot("elsewhere", [other_room])
+    banned = make_bot("banned", [lobby])
+    moderation.ban(moderator, lobby, banned.account, "spam")
 
     post(lobby, alice, "helper, no at sign")
-    post(lobby, alice, "@silent has no webhook, @elsewhere is not in this room")
+    post(lobby, alice, "@silent has no webhook, @elsewhere is not in this room, @banned is banned")
 
     assert deliveries() == []
 
