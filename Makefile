@@ -14,7 +14,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 	deploy-up deploy-down deploy-restart deploy-status
 
 help:
-	@echo "make run     serve the chat at http://127.0.0.1:8000 (SQLite, in-memory channel layer)"
+	@echo "make run     serve the chat at http://127.0.0.1:8000 (SQLite, in-memory channel layer) and"
+	@echo "             run its background worker (emails, webhooks)"
 	@echo "make test    lint, unit, consumer, PostgreSQL and Playwright end-to-end tests"
 	@echo "make bench   real-socket benchmark, Parley beside its baselines (QUICK=1: about 2 minutes)"
 	@echo "make bench-pages  room page, older messages and room list under wrk (BASELINE=dir to compare)"
@@ -49,8 +50,14 @@ system-deps:
 		fi; \
 	fi
 
+# The background worker (emails, webhook deliveries: manage.py db_worker) runs beside the server and
+# stops with it, however the server ends. It does not reload on code changes as runserver does (its
+# reloader's parent would leave its child running when stopped): restart `make run` after changing a task.
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
+	@$(PY) manage.py db_worker --no-reload & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker' EXIT; \
+	trap 'exit 130' INT TERM; \
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 test: $(VENV)/.installed system-deps lint

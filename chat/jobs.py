@@ -141,7 +141,7 @@ def after_failure(row: DBTaskResult, error: BaseException) -> None:
             row.id, row.task_path, len(row.worker_ids), policy.attempts, _describe(error),
         )  # fmt: skip
         return
-    row.set_failed(error)
+    DBTaskResult.set_failed(row, error)  # the class's: the worker put this function on the instance
     _give_up(policy, _describe(error), row.args_kwargs["args"], row.args_kwargs["kwargs"])
 
 
@@ -150,6 +150,8 @@ def recover_lost_tasks(backend_name: str) -> int:
     fail them (their attempts spent). Returns how many were found."""
     cutoff = timezone.now() - timedelta(seconds=settings.CHAT_TASK_STALE_SECONDS)
     lost = DBTaskResult.objects.running().filter(backend_name=backend_name, started_at__lt=cutoff)
+    if not lost.exists():  # the usual answer, without taking SQLite's write lock
+        return 0
     given_up: list[tuple[Policy, str, list, dict]] = []
     with exclusive_transaction(lost.db):
         rows = list(lost.select_for_update(skip_locked=True)[:100])

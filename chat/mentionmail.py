@@ -5,14 +5,16 @@ nothing anyone typed), and only while the account still has that address. At mos
 person and room, and per address and room, per CHAT_MENTION_EMAIL_WINDOW_SECONDS (10 minutes),
 counted in Django's cache (`cache.add`, atomic in Redis, so across processes): several accounts on
 one address can't multiply the mail. Never to someone who turned it off (MentionEmails) or who
-blocked the poster, and only after the message is committed. Sending (SMTP may take seconds)
-happens on one background thread per process, never on the thread that answers the post: the post
-is acknowledged first, the email follows.
+blocked the poster, and only after the message is committed. Sending (SMTP may take seconds) is
+a task (chat/jobs.py) that `manage.py db_worker` runs, never the process that answers the post: the
+post is acknowledged first, the email follows, and it survives a restart of either. One task per
+email: the window is counted once, when the task is queued, so a retry sends that email again and
+nothing else.
 """
 
 import hashlib
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+import smtplib
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -23,12 +25,14 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from chat import jobs
 from chat.models import MentionEmails, Message, message_permalink
 from chat.standing import Account
 
 log = logging.getLogger(__name__)
 
-_sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mention-mail")
+# A mail server away or refusing for now: tried again after 30 s, 1, 2 and 4 minutes by default.
+EMAIL_ATTEMPTS = 5
 
 
 def window_minutes() -> int:
@@ -56,7 +60,7 @@ def email_missed_mention(message: Message, people: list[Account]) -> None:
     if not recipients:
         return
     subject, body = _compose(message)
-    transaction.on_commit(lambda: _send_when_due(message.room_id, recipients, subject, body))
+    transaction.on_commit(lambda: _send_when_due(message.room_id, recipients, subject, body), robust=True)
 
 
 def _compose(message: Message) -> tuple[str, str]:
@@ -74,7 +78,7 @@ def _compose(message: Message) -> tuple[str, str]:
 
 
 def _send_when_due(room_id: int, recipients: list[tuple[int, str]], subject: str, body: str) -> None:
-    """After the commit: those not emailed about this room within the window get it, off this thread."""
+    """After the commit: those not emailed about this room within the window get it, as a task each."""
     window = settings.CHAT_MENTION_EMAIL_WINDOW_SECONDS
     try:
         due = [
@@ -86,22 +90,18 @@ def _send_when_due(room_id: int, recipients: list[tuple[int, str]], subject: str
     except Exception:  # whatever the cache backend raises when its server is away: no count, no email
         log.warning("Mention emails skipped: the cache can't be reached to count them")
         return
-    if due:
-        _sender.submit(_send, due, subject, body)
+    for address in due:  # one email each: nobody learns who else was named
+        send_email.enqueue(address, subject, body)
 
 
-def _send(addresses: list[str], subject: str, body: str) -> None:
-    for address in addresses:  # one email each: nobody learns who else was named
-        try:
-            EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [address]).send()
-        except Exception as problem:
-            log.warning("Could not send a mention email: %s", type(problem).__name__)
-
-
-def wait_until_sent() -> None:
-    """Block until every email handed to the sender so far has been sent (tests, shutdown)."""
-    done: Future = _sender.submit(lambda: None)
-    done.result(timeout=30)
+@jobs.job(attempts=EMAIL_ATTEMPTS)
+def send_email(address: str, subject: str, body: str) -> None:
+    """One email to one address, by the worker. A mail server that can't be reached or refuses for
+    now is tried again later; after the last attempt the task is marked failed (and logged)."""
+    try:
+        EmailMessage(subject, body, settings.DEFAULT_FROM_EMAIL, [address]).send()
+    except (smtplib.SMTPException, OSError) as problem:
+        raise jobs.RetryLater(f"the mail server: {type(problem).__name__}") from problem
 
 
 def address_key(address: str) -> str:
@@ -112,6 +112,7 @@ def address_key(address: str) -> str:
 # Confirming an address -------------------------------------------------------------------------
 
 _CONFIRM_SALT = "chat.mentionmail.confirm-address"
+CONFIRMATION_SUBJECT = "Confirm your address for Parley's mention emails"
 
 
 def is_confirmed(user: Account, preference: MentionEmails | None) -> bool:
@@ -124,7 +125,7 @@ def confirmation_days() -> int:
 
 
 def send_confirmation(user: Account) -> None:
-    """Email the account's address a signed link that confirms it; off this thread. Nothing in it
+    """Email the account's address a signed link that confirms it, as a task. Nothing in it
     comes from any user: a stranger's address gets one plain question, never their text."""
     token = signing.dumps({"user": user.pk, "address": _token_digest(user.email)}, salt=_CONFIRM_SALT)
     context = {
@@ -133,7 +134,7 @@ def send_confirmation(user: Account) -> None:
         "days": confirmation_days(),
     }
     body = render_to_string("chat/email/confirm_address.txt", context)
-    _sender.submit(_send, [user.email], "Confirm your address for Parley's mention emails", body)
+    jobs.enqueue_after_commit(send_email, user.email, CONFIRMATION_SUBJECT, body)
 
 
 @dataclass(frozen=True)

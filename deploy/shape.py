@@ -169,8 +169,8 @@ class Shape:
 
     def up(self) -> None:
         """PostgreSQL, Redis, the certificate, migrations, static files and Parley's proxy pages,
-        then supervisord with daphne x N and HAProxy; returns once every process is UP in HAProxy
-        and https://.../healthz answers ok through it."""
+        then supervisord with daphne x N, the worker and HAProxy; returns once every process is UP
+        in HAProxy, https://.../healthz answers ok through it and the worker is RUNNING."""
         if self._supervisord_pid() is not None:
             raise RuntimeError(f"the shape in {self.folder} is up already: `down` it first")
         taken = [port for port in (self.https_port, self.http_port) if not _free(port)]
@@ -189,6 +189,8 @@ class Shape:
             wait(lambda: _listening(self.settings.pg_port), 60, "PostgreSQL to listen")
             self.manage("migrate", "--noinput", "--verbosity", "0")
             self.control.wait_in_rotation(self.processes(), 60)
+            # The worker exits (and supervisor starts it again) until migrate has made its table.
+            wait(lambda: " RUNNING " in self.supervisorctl("status", "worker"), 60, "the worker to run")
             wait(lambda: healthy(self.url + "/healthz"), 30, "/healthz through the proxy")
         except TimeoutError as timeout:
             report = self._log_tails()

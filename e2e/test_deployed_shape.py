@@ -1,7 +1,8 @@
 """The production shape itself (deploy/shape.py): HAProxy with TLS in front of two daphne processes
 under supervisor, with PostgreSQL and Redis. What an operator relies on: it comes up over HTTPS,
 plain HTTP redirects, a rolling restart brings every process back, supervisor restarts a process
-killed with -9, and `down` leaves nothing running.
+killed with -9 (the background worker too, which then sends what was queued meanwhile), and `down`
+leaves nothing running.
 """
 
 import os
@@ -128,6 +129,30 @@ def test_supervisor_restarts_a_process_killed_with_9_and_haproxy_takes_it_back(s
     assert shape.pid(victim) != killed
 
 
+def test_the_worker_runs_under_supervisor_and_sends_what_was_queued_while_it_was_killed(
+    shape: Shape,
+) -> None:
+    """The emails a worker sends land as files in the shape (no mail server on this machine)."""
+    assert " RUNNING " in shape.supervisorctl("status", "worker")
+    killed = shape.pid("worker")
+    os.kill(killed, signal.SIGKILL)
+    emails = shape.folder / "emails"
+    queue = (
+        "from chat import mentionmail; "
+        "mentionmail.send_email.enqueue('ops@example.com', 'Queued while the worker was down', 'body')"
+    )
+    shape.manage("shell", "-c", queue)
+    assert wait_until(lambda: " RUNNING " in shape.supervisorctl("status", "worker"), 30)
+    assert shape.pid("worker") != killed
+
+    def sent() -> list[Path]:
+        return [path for path in emails.glob("*.log") if "Queued while the worker" in path.read_text()]
+
+    assert wait_until(lambda: len(sent()) == 1, 30)
+    time.sleep(1)  # anything doubled would have come by now
+    assert len(sent()) == 1
+
+
 def test_down_leaves_no_process(tmp_path: Path) -> None:
     shape = Shape(tmp_path, https_port=free_port(), http_port=free_port(), processes=1)
     shape.up()
@@ -138,7 +163,7 @@ def test_down_leaves_no_process(tmp_path: Path) -> None:
         supervisord = int((tmp_path / "supervisord.pid").read_text())
     finally:
         shape.down()
-    assert len(pids) == 4  # postgres, redis, haproxy, daphne
+    assert len(pids) == 5  # postgres, redis, haproxy, daphne, the worker
     assert not [pid for pid in [supervisord, *pids] if alive(pid)]
     # HAProxy's worker and PostgreSQL's backends are children: nothing listens on any port either.
     ports = [shape.https_port, shape.http_port, shape.settings.pg_port, shape.settings.redis_port]

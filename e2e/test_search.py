@@ -16,12 +16,12 @@ from playwright.sync_api import Page, expect
 
 from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, message_by, open_room, send
 from e2e.test_look import assert_fits_the_screen
-from testsupport.servers import DaphneServer, free_port, manage
+from testsupport.servers import DaphneServer, TaskWorker, free_port, manage
 
 
 @pytest.fixture
 def mail_server(site_env: dict[str, str], tmp_path: Path) -> Iterator[DaphneServer]:
-    """A daphne process whose emails are files in tmp_path/mail, with links to itself."""
+    """A daphne process and a worker whose emails are files in tmp_path/mail, with links to daphne."""
     port = free_port()
     env = site_env | {
         "EMAIL_BACKEND": "file",
@@ -30,7 +30,9 @@ def mail_server(site_env: dict[str, str], tmp_path: Path) -> Iterator[DaphneServ
     }
     daphne = DaphneServer(env, tmp_path / "daphne.log", port=port)
     daphne.mail = tmp_path / "mail"  # type: ignore[attr-defined]
+    worker = TaskWorker(env, tmp_path / "worker.log")  # emails are tasks: a worker sends them
     yield daphne
+    worker.stop()
     daphne.stop()
 
 

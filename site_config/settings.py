@@ -420,7 +420,7 @@ _MAILER_OPTIONS: dict[str, dict] = {
         "username": os.environ.get("EMAIL_HOST_USER", ""),
         "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
         "use_tls": env_bool("EMAIL_USE_TLS", False),
-        # Seconds: a stuck mail server holds up the sender thread (and a shutdown) no longer.
+        # Seconds: a stuck mail server holds up the worker (and its shutdown) no longer.
         "timeout": float(os.environ.get("EMAIL_TIMEOUT", "10")),
     },
 }

@@ -162,3 +162,49 @@ class DaphneServer:
     def wait(self, timeout: float = 20) -> int:
         assert self.process is not None
         return self.process.wait(timeout)
+
+
+class TaskWorker:
+    """`manage.py db_worker`, the way supervisor runs it: runs the tasks (emails, webhook deliveries)
+    queued in the database of `env`. `kill()` is kill -9; `start()` again is supervisor's restart."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, options: tuple[str, ...] = ()) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.options = options
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        with open(self.log_path, "a") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "manage.py",
+                    "db_worker",
+                    "--no-reload",
+                    "--no-startup-delay",
+                    "--interval",
+                    "0.1",
+                    *self.options,
+                ],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to finish or record the task in hand."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process:
+            stop(self.process)

@@ -36,6 +36,13 @@ def fast_password_hashing(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def tasks_run_at_once(settings) -> None:
+    """Tasks (emails, webhooks) run in the test's own process as they are queued, after the commit.
+    The tests of the worker itself (test_worker.py) run real `manage.py db_worker` processes."""
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+
+
+@pytest.fixture(autouse=True)
 def fresh_channel_layer() -> Iterator[None]:
     """Each test gets its own in-memory channel layer, so no group outlives a test."""
     channel_layers.backends = {}

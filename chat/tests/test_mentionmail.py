@@ -21,12 +21,12 @@ pytestmark = pytest.mark.django_db(transaction=True)  # emails go after the comm
 def empty_outbox() -> Iterator[None]:
     mail.outbox.clear()
     yield
-    mentionmail.wait_until_sent()
     mail.outbox.clear()
 
 
 def sent() -> list[mail.EmailMessage]:
-    mentionmail.wait_until_sent()
+    """Emails sent so far: each is a task, run here as it is queued (chat/tests/conftest.py's
+    immediate backend); chat/tests/test_worker.py runs them in real workers."""
     return list(mail.outbox)
 
 
