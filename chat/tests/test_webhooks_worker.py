@@ -24,6 +24,7 @@ from testsupport.servers import (
     REPO,
     DaphneServer,
     RedisServer,
+    TaskWorker,
     free_port,
     manage,
     production_like_env,
@@ -131,24 +132,13 @@ def site(redis_server: RedisServer, tmp_path: Path) -> Iterator[dict[str, str]]:
     yield env
 
 
-WORKER = [sys.executable, "manage.py", "db_worker", "--interval", "0.1", "--no-startup-delay", "--no-reload"]
-
-
 @pytest.fixture
-def start_worker(site: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen]]:
-    """Starts `manage.py db_worker` (again, after a kill); every one still running is stopped after."""
-    started: list[subprocess.Popen] = []
-
-    def start() -> subprocess.Popen:
-        with open(tmp_path / "worker.log", "a") as log:
-            worker = subprocess.Popen(WORKER, cwd=REPO, env=site, stdout=log, stderr=subprocess.STDOUT)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        stop(worker)
-    assert "Traceback" not in (tmp_path / "worker.log").read_text()
+def worker(site: dict[str, str], tmp_path: Path) -> Iterator[TaskWorker]:
+    """`manage.py db_worker`, as supervisor runs it; stopped after the test."""
+    running = TaskWorker(site, tmp_path / "worker.log")
+    yield running
+    running.stop()
+    assert "Traceback" not in running.log_path.read_text()
 
 
 @pytest.fixture
@@ -161,9 +151,8 @@ def daphne(site: dict[str, str], tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def servers(daphne: str, start_worker: Callable[[], subprocess.Popen]) -> str:
+def servers(daphne: str, worker: TaskWorker) -> str:
     """daphne and a worker, as production runs them; daphne's URL."""
-    start_worker()
     return daphne
 
 
@@ -265,7 +254,7 @@ def post_as(server: str, session: str, text: str) -> None:
 
 
 def test_a_worker_killed_mid_delivery_loses_nothing_and_posts_each_answer_once(
-    site: dict[str, str], daphne: str, start_worker: Callable[[], subprocess.Popen]
+    site: dict[str, str], daphne: str, worker: TaskWorker
 ) -> None:
     """kill -9 while one delivery is on the wire and two wait behind it. The restarted worker takes
     the lost one up again (chat/jobs.py's recovery) with the same X-Parley-Delivery; each message
@@ -273,13 +262,11 @@ def test_a_worker_killed_mid_delivery_loses_nothing_and_posts_each_answer_once(
     with receiving(Reply(200, b"answer", delay=3), Reply(200, b"answer")) as receiver:
         manage(site, "shell", "-c", MAKE_BOT.format(name="keeper", url=receiver.url))
         alice = signed_in_session_in(site, "alice")
-        worker = start_worker()
         for text in ("@keeper one", "@keeper two", "@keeper three"):
             post_as(daphne, alice, text)
         receiver.wait_for(1)  # the first delivery is being answered, slowly
         worker.kill()
-        worker.wait()
-        start_worker()
+        worker.start()
         rows = wait_for_outcome(site, "keeper", timeout=30)
         received = receiver.received
 
