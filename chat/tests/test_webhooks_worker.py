@@ -256,16 +256,17 @@ def post_as(server: str, session: str, text: str) -> None:
 def test_a_worker_killed_mid_delivery_loses_nothing_and_posts_each_answer_once(
     site: dict[str, str], daphne: str, worker: TaskWorker
 ) -> None:
-    """kill -9 while one delivery is on the wire and two wait behind it. The restarted worker takes
-    the lost one up again (chat/jobs.py's recovery) with the same X-Parley-Delivery; each message
-    gets exactly one answer in the room."""
-    with receiving(Reply(200, b"answer", delay=3), Reply(200, b"answer")) as receiver:
+    """kill -9 while a delivery is on the wire, then two more are queued while no worker runs. The
+    restarted worker takes the lost one up again (chat/jobs.py's recovery) with the same
+    X-Parley-Delivery; each message gets exactly one answer in the room."""
+    with receiving(Reply(200, b"answer", delay=5), Reply(200, b"answer")) as receiver:
         manage(site, "shell", "-c", MAKE_BOT.format(name="keeper", url=receiver.url))
         alice = signed_in_session_in(site, "alice")
-        for text in ("@keeper one", "@keeper two", "@keeper three"):
-            post_as(daphne, alice, text)
-        receiver.wait_for(1)  # the first delivery is being answered, slowly
+        post_as(daphne, alice, "@keeper one")
+        receiver.wait_for(1)  # on the wire: the receiver answers in 5 s, the sender waits 1 s
         worker.kill()
+        for text in ("@keeper two", "@keeper three"):
+            post_as(daphne, alice, text)
         worker.start()
         rows = wait_for_outcome(site, "keeper", timeout=30)
         received = receiver.received
