@@ -269,10 +269,16 @@ def _finish(
 
 
 def _answered(delivery: WebhookDelivery, answer: outbound.Answer) -> None:
-    """A 2xx: the delivery is sent, and its text (if any) is the bot's reply, in one transaction,
-    so a run repeated after a crash finds it sent and posts nothing again."""
+    """A 2xx: the delivery is sent, and its text (if any) is the bot's reply, in one transaction.
+    Marked sent first, only if this run still holds it: a run repeated after a crash, or one
+    running at the same time, finds it sent and posts nothing again."""
     text, problem = reply_text(answer)
     with transaction.atomic():
+        still_ours = WebhookDelivery.objects.filter(
+            pk=delivery.pk, status=Status.QUEUED, attempts=delivery.attempts
+        ).update(status=Status.SENT, response_status=answer.status, last_error="", updated=timezone.now())
+        if not still_ours:
+            return
         reply = None
         if text:
             reply, problem = _post_reply(delivery, text)
@@ -290,7 +296,10 @@ def reply_text(answer: outbound.Answer) -> tuple[str, str]:
     header = MimeHeader()
     header["Content-Type"] = answer.content_type or "text/plain"
     kind = header.get_content_type()
-    text = answer.body.decode(header.get_content_charset() or "utf-8", errors="replace")
+    try:
+        text = answer.body.decode(header.get_content_charset() or "utf-8", errors="replace")
+    except LookupError:  # a charset Python doesn't know
+        text = answer.body.decode("utf-8", errors="replace")
     if kind in ("text/plain", "text/markdown"):
         return text.strip(), ""
     if kind == "text/html":

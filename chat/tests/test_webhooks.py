@@ -235,6 +235,7 @@ def test_a_private_address_is_refused_without_the_setting_and_nothing_is_sent(
             "",
         ),
         (Reply(200, b'{"text": "from json"}', "application/json"), ["from json"], ""),
+        (Reply(200, b"odd charset", "text/plain; charset=x-unheard-of"), ["odd charset"], ""),
         (Reply(200, b"\x89PNG", "image/png"), [], "image/png is not posted"),
         (Reply(404, b"no such hook"), [], "answered 404"),
         (Reply(200, b"x" * 2001), [], "at most 2000 characters"),
