@@ -1,7 +1,13 @@
 """chat/outbound.py: which addresses a webhook may reach, and POSTs to a real local receiver."""
 
+import contextlib
 import ipaddress
+import socket
+import ssl
+import subprocess
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +117,49 @@ def test_nothing_listening_fails_with_a_sentence() -> None:
         url = receiver.url
     with pytest.raises(outbound.Failed, match="refused"):
         post(url)
+
+
+OPENSSL_SELF_SIGNED = [
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=localhost",
+]
+
+
+def test_https_names_the_host_to_tls_and_verifies_its_certificate(tmp_path: Path) -> None:
+    """Connected to the checked address, TLS still gets the URL's name (SNI), and a certificate
+    nobody vouches for is refused: no answer is read from it."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [*OPENSSL_SELF_SIGNED, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda _socket, name, _context: names.append(name)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_one() -> None:
+        connection, _ = listener.accept()
+        with contextlib.suppress(OSError), context.wrap_socket(connection, server_side=True) as tls:
+            tls.recv(1)
+
+    server = threading.Thread(target=serve_one, daemon=True)
+    server.start()
+    try:
+        with pytest.raises(outbound.Failed, match="TLS failed"):
+            post(f"https://localhost:{port}/hook")
+    finally:
+        server.join(5)
+        listener.close()
+    assert names == ["localhost"]
