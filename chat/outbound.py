@@ -71,7 +71,8 @@ def why_refused_address(address: IPAddress, allow_private: bool) -> str | None:
         return f"{address} is not an address a webhook can be at."
     if address.is_global and not address.is_reserved:
         return None
-    if allow_private and (address.is_loopback or address.is_private) and not address.is_reserved:
+    # ::1 sits in IPv6's reserved ::/8, so loopback is let through before the reserved check.
+    if allow_private and (address.is_loopback or (address.is_private and not address.is_reserved)):
         return None
     return (
         f"{address} is a loopback, private or reserved address; "
