@@ -266,7 +266,9 @@ def test_staff_see_each_bots_deliveries_and_why_one_failed_but_never_a_direct_me
     for delivery in WebhookDelivery.objects.all():
         webhooks.attempt(delivery.pk)
 
-    bot_page = client_for(staff).get(f"/admin/chat/bot/{helper.pk}/change/").content.decode()
+    answer = client_for(staff).get(f"/admin/chat/bot/{helper.pk}/change/")
+    assert answer.status_code == 200, answer
+    bot_page = answer.content.decode()
     listing = client_for(staff).get("/admin/chat/webhookdelivery/").content.decode()
 
     for page in (bot_page, listing):
