@@ -174,6 +174,17 @@ def _note_login(sender: type, request: HttpRequest | None, **kwargs: object) -> 
         setattr(request, _LOGGED_IN, True)
 
 
+@receiver(user_logged_in, dispatch_uid="no-bot-sessions")
+def _refuse_bot_sessions(sender: type, request: HttpRequest | None, user: object, **kwargs: object) -> None:
+    """Behind NoBotLogins: whatever signs a bot's account in (a login view, a password reset's
+    login, code calling login() or a test's force_login), its session is emptied before it is
+    ever saved, and the request fails. A session only ever acts for a person."""
+    if hasattr(user, "bot"):
+        if request is not None and hasattr(request, "session"):
+            request.session.flush()
+        raise PermissionDenied("bots do not sign in")
+
+
 def logged_in_by(request: HttpRequest) -> bool:
     """Whether this request signed someone in (whichever login view it went through)."""
     return getattr(request, _LOGGED_IN, False)

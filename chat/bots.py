@@ -191,6 +191,8 @@ def refused_post(room: Room, bot: Bot, viewer: Standing, form: object) -> Refusa
     under the poster's lock (429), or a text too big to format (413)."""
     errors = getattr(form, "errors", {})
     sentence = " ".join(str(error) for errors_of in errors.values() for error in errors_of)
+    if services.TOO_FAST in sentence:  # texts refused as too big to format, too often lately
+        return Refusal(services.TOO_FAST, 429, retry_after=max(1, int(settings.CHAT_FLOOD_WINDOW_SECONDS)))
     return waiting(room, bot, viewer) or Refusal(sentence or "The message was not posted.", 413)
 
 

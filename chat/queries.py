@@ -379,6 +379,18 @@ def rooms_with_online_counts(user: User) -> "list[WithAnnotations[Room, OnlineCo
     )
 
 
+class Name(str):
+    """A name as the page prints it, knowing whether it is a bot's (shown with a "bot" badge)."""
+
+    is_bot: bool = False
+
+    @classmethod
+    def of(cls, name: str, is_bot: bool) -> "Name":
+        named = cls(name)
+        named.is_bot = is_bot
+        return named
+
+
 MENTION_SUGGESTIONS = 8
 
 
@@ -386,7 +398,8 @@ def people_to_mention(room: Room, prefix: str) -> list[str]:
     """Usernames starting with `prefix` (any case) among those who may read the room."""
     named = readers(room).filter(username__istartswith=prefix)
     in_order = named.order_by(Lower("username"), "username")
-    return list(in_order.values_list("username", flat=True)[:MENTION_SUGGESTIONS])
+    found = in_order.values_list("username", "bot__id")[:MENTION_SUGGESTIONS]
+    return [Name.of(name, bot_id is not None) for name, bot_id in found]
 
 
 def reply_target(room: Room, message_id: object) -> Message | None:
@@ -413,18 +426,6 @@ def replies_to(message_id: int) -> list[Message]:
     replies = Message.objects.filter(reply_to_id=message_id, removed_at__isnull=True)
     # Not select_related("reply_to"): filtering on it makes that an inner join, losing a deleted original.
     return list(replies.select_related("author__bot", "attachment").order_by("-pk")[:100])
-
-
-class Name(str):
-    """A name as the page prints it, knowing whether it is a bot's (shown with a "bot" badge)."""
-
-    is_bot: bool = False
-
-    @classmethod
-    def of(cls, name: str, is_bot: bool) -> "Name":
-        named = cls(name)
-        named.is_bot = is_bot
-        return named
 
 
 def direct_partners(user: User, room_ids: list[int]) -> dict[int, str]:

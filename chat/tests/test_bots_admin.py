@@ -4,6 +4,9 @@ old key at once, rooms given are memberships, and a deleted bot's account stays 
 import hashlib
 import re
 
+import pytest
+from django.contrib.sessions.models import Session
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 
 from chat import bots
@@ -101,3 +104,16 @@ def test_a_deleted_bot_keeps_its_messages_and_its_account_stays_disabled(lobby: 
     account = Account.objects.get(username="ci")
     assert not account.is_active and Message.objects.filter(author=account).count() == 1
     assert bots.authenticate(f"Bearer {key}") is None
+
+
+def test_no_session_can_be_made_for_a_bot_even_bypassing_the_login_form(lobby: Room) -> None:
+    bot, _ = bots.create("ci")
+    bot.account.set_password("correct horse battery")
+    bot.account.save()
+    client = Client()
+
+    assert not client.login(username="ci", password="correct horse battery")
+    with pytest.raises(PermissionDenied):
+        client.force_login(bot.account)  # what any code calling django.contrib.auth.login does
+    assert not Session.objects.exists()
+    assert client.get("/settings/").status_code == 302  # still signed out: sent to the login page
