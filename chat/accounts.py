@@ -26,7 +26,6 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
@@ -246,11 +245,14 @@ def start_confirmation_email(user_id: int, address: str) -> None:
         )
 
 
-class NoBotLogins(BaseBackend):
+class NoBotLogins:
     """Listed before Django's ModelBackend: a bot's account (chat.models.Bot) never signs in,
     whatever its password. PermissionDenied ends authentication at once, so no later backend is
     asked. Sessions stay ModelBackend's (a bot never gets one, since it never logs in), and so
     does every signed-in request: this costs a query per login attempt only.
+
+    Not a BaseBackend: Django's force_login (and login() without a backend) takes the first
+    backend with a get_user, and BaseBackend's finds nobody, so every session would be empty.
     """
 
     def authenticate(self, request: HttpRequest | None, username: str | None = None, **kwargs: Any) -> None:

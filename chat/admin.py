@@ -5,12 +5,11 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -452,40 +451,38 @@ def _delivered_message(delivery: WebhookDelivery) -> str:
 _DELIVERY_COLUMNS = ("delivered_message", "status", "attempts", "response_status", "last_error", "updated")
 
 
-class RecentDeliveries(BaseInlineFormSet):
-    """The bot's newest deliveries only: a busy bot's page stays small."""
-
-    def get_queryset(self) -> QuerySet[WebhookDelivery]:
-        return super().get_queryset().order_by("-created")[:20]
-
-
-class WebhookDeliveryInline(admin.TabularInline):
-    """A bot's last deliveries, newest first, on its admin page (read-only)."""
-
-    model = WebhookDelivery
-    fk_name = "bot"
-    extra = 0
-    max_num = 0
-    can_delete = False
-    ordering = ["-created"]
-    fields = readonly_fields = ("created", *_DELIVERY_COLUMNS)
-    verbose_name = "webhook delivery"
-    verbose_name_plural = "last webhook deliveries (all of them under Webhook deliveries)"
-
-    formset = RecentDeliveries
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[WebhookDelivery]:
-        return super().get_queryset(request).select_related("message__room")
-
-    def has_add_permission(self, request: HttpRequest, obj: Bot | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Bot | None = None) -> bool:
-        return False
-
-    @admin.display(description="message")
-    def delivered_message(self, delivery: WebhookDelivery) -> str:
-        return _delivered_message(delivery)
+@admin.display(description="last webhook deliveries")
+def last_deliveries(bot: Bot) -> str:
+    """The bot's 20 newest deliveries on its page, read-only (not an inline: nothing to submit), with
+    a link to all of them."""
+    if bot.pk is None:
+        return "-"
+    recent = list(bot.deliveries.select_related("message__room").order_by("-created")[:20])
+    if not recent:
+        return "none yet"
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                f"{delivery.created:%Y-%m-%d %H:%M:%S}",
+                _delivered_message(delivery),
+                delivery.get_status_display(),
+                delivery.attempts,
+                delivery.response_status or "-",
+                delivery.last_error or "-",
+            )
+            for delivery in recent
+        ),
+    )
+    every = reverse("admin:chat_webhookdelivery_changelist") + f"?bot__id__exact={bot.pk}"
+    return format_html(
+        '<table class="deliveries"><thead><tr><th>when</th><th>message</th><th>outcome</th>'
+        "<th>attempts</th><th>answer</th><th>last error</th></tr></thead><tbody>{}</tbody></table>"
+        '<p><a href="{}">All of this bot\'s deliveries</a></p>',
+        rows,
+        every,
+    )
 
 
 @admin.register(WebhookDelivery)
@@ -559,10 +556,10 @@ class BotAdmin(admin.ModelAdmin):
     list_display = ["name", "initial", "room_names", "webhook_url", "key_start", "created"]
     list_select_related = ["account"]
     search_fields = ["account__username"]
-    readonly_fields = ["key_start", "webhook_secret", "created"]
+    readonly_fields = ["key_start", "webhook_secret", "created", "last_deliveries"]
+    last_deliveries = staticmethod(last_deliveries)
     filter_horizontal = ["rooms"]
     actions = ["reset_keys"]
-    inlines = [WebhookDeliveryInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Bot]:
         return super().get_queryset(request).prefetch_related("rooms")
