@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
@@ -175,9 +174,10 @@ def _note_login(sender: type, request: HttpRequest | None, **kwargs: object) -> 
 
 @receiver(user_logged_in, dispatch_uid="no-bot-sessions")
 def _refuse_bot_sessions(sender: type, request: HttpRequest | None, user: object, **kwargs: object) -> None:
-    """Behind NoBotLogins: whatever signs a bot's account in (a login view, a password reset's
-    login, code calling login() or a test's force_login), its session is emptied before it is
-    ever saved, and the request fails. A session only ever acts for a person."""
+    """A bot's account never signs in, whatever its password: whatever signs it in (the login
+    form, the admin's, a password reset's login, code calling login(), a test's force_login),
+    its session is emptied before it is ever saved, and the request is refused (403). So no
+    session, page or socket ever acts as a bot. A login costs one more query; requests nothing."""
     if hasattr(user, "bot"):
         if request is not None and hasattr(request, "session"):
             request.session.flush()
@@ -243,23 +243,3 @@ def start_confirmation_email(user_id: int, address: str) -> None:
             status=429,
             retry_after=math.ceil(over_the_day),
         )
-
-
-class NoBotLogins:
-    """Listed before Django's ModelBackend: a bot's account (chat.models.Bot) never signs in,
-    whatever its password. PermissionDenied ends authentication at once, so no later backend is
-    asked. Sessions stay ModelBackend's (a bot never gets one, since it never logs in), and so
-    does every signed-in request: this costs a query per login attempt only.
-
-    Not a BaseBackend: Django's force_login (and login() without a backend) takes the first
-    backend with a get_user, and BaseBackend's finds nobody, so every session would be empty.
-    """
-
-    def authenticate(self, request: HttpRequest | None, username: str | None = None, **kwargs: Any) -> None:
-        accounts = get_user_model()._default_manager
-        if (
-            username
-            and accounts.filter(**{accounts.model.USERNAME_FIELD: username}, bot__isnull=False).exists()
-        ):
-            raise PermissionDenied("bots do not sign in")
-        return None

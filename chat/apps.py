@@ -10,7 +10,9 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the page cache's invalidation to model saves (chat/broadcast.py).
+        # chat.accounts: no session is ever made for a bot's account (its user_logged_in receiver).
         from chat import (
+            accounts,  # noqa: F401
             broadcast,  # noqa: F401
             pagecache,
         )

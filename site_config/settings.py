@@ -165,10 +165,6 @@ else:
 # alone (presence rows of a crashed process, mutes running out in the moderators' list).
 CHAT_PAGE_CACHE_SECONDS = float(os.environ.get("CHAT_PAGE_CACHE_SECONDS", "10"))
 
-# Bots' accounts never sign in, whatever their password (chat.models.Bot); everyone else signs in
-# with Django's own backend, which sessions name (chat/pagecache.py reads them as such).
-AUTHENTICATION_BACKENDS = ["chat.accounts.NoBotLogins", "django.contrib.auth.backends.ModelBackend"]
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

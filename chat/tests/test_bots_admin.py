@@ -112,7 +112,8 @@ def test_no_session_can_be_made_for_a_bot_even_bypassing_the_login_form(lobby: R
     bot.account.save()
     client = Client()
 
-    assert not client.login(username="ci", password="correct horse battery")
+    with pytest.raises(PermissionDenied):
+        client.login(username="ci", password="correct horse battery")  # the right password
     with pytest.raises(PermissionDenied):
         client.force_login(bot.account)  # what any code calling django.contrib.auth.login does
     assert not Session.objects.exists()
