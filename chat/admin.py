@@ -2,6 +2,7 @@
 so it is checked, recorded in the audit log and shown live in open browsers."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -9,11 +10,11 @@ from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.cache import add_never_cache_headers
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from chat import bots, moderation
+from chat import bots, moderation, outbound
 from chat.forms import name_taken
 from chat.models import (
     AuditEntry,
@@ -27,6 +28,7 @@ from chat.models import (
     Role,
     Room,
     Sanction,
+    WebhookDelivery,
 )
 from chat.standing import Account
 
@@ -438,6 +440,73 @@ class AuditEntryAdmin(admin.ModelAdmin):
         return False
 
 
+# Outgoing webhooks: what staff need to see why a bot did not answer. Never a direct message's text.
+
+
+def _delivered_message(delivery: WebhookDelivery) -> str:
+    room = delivery.message.room
+    where = "a direct message" if room.is_direct else f"#{room.slug}"
+    return f"message #{delivery.message_id} in {where}"
+
+
+_DELIVERY_COLUMNS = ("delivered_message", "status", "attempts", "response_status", "last_error", "updated")
+
+
+@admin.display(description="last webhook deliveries")
+def last_deliveries(bot: Bot) -> str:
+    """The bot's 20 newest deliveries on its page, read-only (not an inline: nothing to submit), with
+    a link to all of them."""
+    if bot.pk is None:
+        return "-"
+    recent = list(bot.deliveries.select_related("message__room").order_by("-created")[:20])
+    if not recent:
+        return "none yet"
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (
+                f"{delivery.created:%Y-%m-%d %H:%M:%S}",
+                _delivered_message(delivery),
+                delivery.get_status_display(),
+                delivery.attempts,
+                delivery.response_status or "-",
+                delivery.last_error or "-",
+            )
+            for delivery in recent
+        ),
+    )
+    every = reverse("admin:chat_webhookdelivery_changelist") + f"?bot__id__exact={bot.pk}"
+    return format_html(
+        '<table class="deliveries"><thead><tr><th>when</th><th>message</th><th>outcome</th>'
+        "<th>attempts</th><th>answer</th><th>last error</th></tr></thead><tbody>{}</tbody></table>"
+        '<p><a href="{}">All of this bot\'s deliveries</a></p>',
+        rows,
+        every,
+    )
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every delivery with its outcome; written by chat/webhooks.py, never edited here."""
+
+    list_display = ("created", "bot", *_DELIVERY_COLUMNS)
+    list_filter = ["status", "bot"]
+    list_select_related = ["bot__account", "message__room"]
+    fields = readonly_fields = ("created", "bot", *_DELIVERY_COLUMNS)
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.display(description="message")
+    def delivered_message(self, delivery: WebhookDelivery) -> str:
+        return _delivered_message(delivery)
+
+
 # Bots -----------------------------------------------------------------------------------------
 
 
@@ -471,6 +540,13 @@ class BotForm(forms.ModelForm):
             raise forms.ValidationError(taken)
         return name
 
+    def clean_webhook_url(self) -> str:
+        url = self.cleaned_data["webhook_url"]
+        refusal = url and outbound.why_refused_now(url, settings.CHAT_WEBHOOK_ALLOW_PRIVATE)
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return url
+
 
 @admin.register(Bot)
 class BotAdmin(admin.ModelAdmin):
@@ -481,7 +557,8 @@ class BotAdmin(admin.ModelAdmin):
     list_display = ["name", "initial", "room_names", "webhook_url", "key_start", "created"]
     list_select_related = ["account"]
     search_fields = ["account__username"]
-    readonly_fields = ["key_start", "created"]
+    readonly_fields = ["key_start", "webhook_secret", "created", "last_deliveries"]
+    last_deliveries = staticmethod(last_deliveries)
     actions = ["reset_keys"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Bot]:

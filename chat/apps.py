@@ -22,6 +22,11 @@ class ChatConfig(AppConfig):
 
         post_migrate.connect(restore_search_index, sender=self)
 
+        # A stored message that mentions a bot, or is written to one, calls its webhook.
+        from chat import webhooks
+
+        webhooks.connect()
+
 
 def restore_search_index(using: str = "default", **kwargs: object) -> None:
     """SQLite's schema editor rebuilds a table to alter it, dropping its triggers: after every

@@ -573,3 +573,38 @@ class Bot(models.Model):
 
     def __str__(self) -> str:
         return f"bot {self.account.username}"
+
+
+class WebhookDelivery(models.Model):
+    """One message POSTed (or to be) to one bot's webhook URL (chat/webhooks.py).
+
+    One row per bot and message, whatever the retries: its id is the X-Parley-Delivery header,
+    which receivers de-duplicate on. Staff read the outcome in the admin; the room never shows a
+    failure.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="deliveries")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+    # The receiver's HTTP status on the last attempt that got an answer.
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The bot's answer, posted in the room: stored with the outcome, so a retry never posts twice.
+    reply = models.ForeignKey(Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [models.UniqueConstraint(fields=["bot", "message"], name="one_delivery_per_bot")]
+        indexes = [models.Index(fields=["bot", "-created"], name="delivery_bot_recent")]
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk} of message {self.message_id} to {self.bot}: {self.status}"

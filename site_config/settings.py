@@ -353,6 +353,14 @@ CHAT_EDIT_RATE_WINDOW_SECONDS = float(os.environ.get("CHAT_EDIT_RATE_WINDOW_SECO
 # Direct messages (chat/standing.py): off closes every conversation to new messages, and none
 # can be started; what was written stays readable by its two people.
 CHAT_DIRECT_MESSAGES_ENABLED = env_bool("CHAT_DIRECT_MESSAGES_ENABLED", True)
+
+# Outgoing webhooks (chat/webhooks.py). Loopback and private addresses are refused unless this is on
+# (a bot on the same host or network); link-local, multicast and reserved ones always are.
+CHAT_WEBHOOK_ALLOW_PRIVATE = env_bool("CHAT_WEBHOOK_ALLOW_PRIVATE", False)
+# How long one POST may take, connecting and reading the answer included.
+CHAT_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CHAT_WEBHOOK_TIMEOUT_SECONDS", "5"))
+# Tries per delivery, waiting between them as every job does (CHAT_TASK_BACKOFF_SECONDS, doubling).
+CHAT_WEBHOOK_ATTEMPTS = int(os.environ.get("CHAT_WEBHOOK_ATTEMPTS", "4"))
 # Failed logins for one account from one address, and from one address for any accounts.
 CHAT_LOGIN_FAILURES_PER_ACCOUNT = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ACCOUNT", "10"))
 CHAT_LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("CHAT_LOGIN_FAILURES_PER_ADDRESS", "30"))
