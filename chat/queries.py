@@ -126,6 +126,8 @@ class ShownMessage:
     continued: bool = False
     # A bot's avatar letter (chat.models.Bot.initial); empty for a person. Marks the bot's name.
     bot_initial: str = ""
+    # The quoted original was posted by a bot: its name in the quote carries the badge too.
+    reply_by_bot: bool = False
 
     @property
     def by_bot(self) -> bool:
@@ -155,6 +157,8 @@ class ShownMessage:
         initial = bot_initial(message.author)
         if initial:
             shown = replace(shown, bot_initial=initial)
+        if original and bot_initial(original.author):
+            shown = replace(shown, reply_by_bot=True)
         attachment = ShownAttachment.of(attachment_of(message))
         return readable(replace(shown, attachment=attachment) if attachment else shown, message.body)
 
@@ -166,12 +170,13 @@ class ShownMessage:
     @classmethod
     def from_row(cls, row: tuple) -> "ShownMessage":
         row, attached = row[: -len(ATTACHMENT_FIELDS)], row[-len(ATTACHMENT_FIELDS) :]
-        *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at, typed, initial = row
+        *shown, reply_author, reply_body, reply_removed_at, reply_deleted_at, typed, initial, reply_bot = row
         quoted = reply_author is not None and reply_deleted_at is None
         quote = _quote(reply_author, reply_body, reply_removed_at) if quoted else ()
         message = cls(*shown, *quote)
-        if initial:  # a bot's message: rare, so the copy is too
-            message = replace(message, bot_initial=initial)
+        reply_by_bot = quoted and reply_bot is not None
+        if initial or reply_by_bot:  # by a bot, or quoting one: rare, so the copy is too
+            message = replace(message, bot_initial=initial or "", reply_by_bot=reply_by_bot)
         if attached[0] is None or message.removed_at or message.deleted_at:
             return readable(message, typed)
         return readable(replace(message, attachment=ShownAttachment(*attached)), typed)
@@ -207,8 +212,9 @@ SHOWN_FIELDS = (
     *("reply_to__author__username", "reply_to__body", "reply_to__removed_at", "reply_to__deleted_at"),
     # The text as typed: shown instead of stored HTML too large to show (see readable).
     "body",
-    # A bot's avatar letter, None for people (a LEFT JOIN on the bot's row).
+    # A bot's avatar letter, None for people (a LEFT JOIN on the bot's row); the same of the original.
     "author__bot__initial",
+    "reply_to__author__bot__initial",
     # Last: ShownMessage.from_row takes them off the end (a LEFT JOIN, no query per message).
     *ATTACHMENT_FIELDS,
 )

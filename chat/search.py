@@ -50,6 +50,7 @@ class Hit:
     is_direct: bool = False
     # A direct message is labelled with the other person's name, as its own page is titled.
     partner: str = ""
+    by_bot: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,22 @@ def search_messages(
     rows = list(
         matches.order_by(*ordering).values_list(
             *("pk", "room__slug", "room__name", "author__username", "created_at", "body"),
-            *("room_id", "room__kind"),
+            *("room_id", "room__kind", "author__bot__initial"),
         )[start : start + RESULTS_PER_PAGE + 1]
     )
     hits = [
-        Hit(pk, slug, name, author, created_at, snippet(body, terms), room_id, kind == Room.Kind.DIRECT)
-        for pk, slug, name, author, created_at, body, room_id, kind in rows[:RESULTS_PER_PAGE]
+        Hit(
+            pk,
+            slug,
+            name,
+            author,
+            created_at,
+            snippet(body, terms),
+            room_id,
+            kind == Room.Kind.DIRECT,
+            by_bot=bot is not None,
+        )
+        for pk, slug, name, author, created_at, body, room_id, kind, bot in rows[:RESULTS_PER_PAGE]
     ]
     return SearchPage(hits, page, has_next=len(rows) > RESULTS_PER_PAGE)
 

@@ -146,3 +146,26 @@ def test_a_bots_post_asks_the_database_what_a_persons_post_asks(lobby: Room, ali
     # upload's are: one flood count. Finding the bot (key) and its room cost what a page's
     # room-and-standing read costs, plus one query each.
     assert len(bot_post) <= len(person) + 1, [query["sql"] for query in bot_post]
+
+
+def test_a_bots_name_carries_its_badge_in_quotes_of_it_and_in_search_hits(lobby: Room, alice: Account) -> None:
+    from chat import fragments, services
+    from chat.standing import Role
+
+    bot, _ = bots.create("ci")
+    bots.set_rooms(bot, [lobby])
+    posted = bots.post_in(lobby, bot, "Build 7 passed")
+    assert isinstance(posted, Message)
+    services.post_message(lobby, alice, {"message": "thanks, merging", "reply_to": str(posted.pk)})
+    reply = Message.objects.get(body="thanks, merging")
+    badge = '<span class="bot-badge">bot</span>'
+    quote = re.compile(r'<a class="quote".*?</a>', re.S)
+
+    live = quote.search(fragments.message_html(reply))  # as the post is broadcast
+    assert live and "ci" in live.group(0) and badge in live.group(0)
+    replayed = quote.search(fragments.history_html(lobby, Role.MEMBER))  # as a page or reconnect shows it
+    assert replayed and badge in replayed.group(0)
+    hits = client_for(alice).get("/search/", {"q": "build"}).content.decode()
+    assert "Build 7 passed" in hits.replace("<mark>", "").replace("</mark>", "") and badge in hits
+    person_hits = client_for(alice).get("/search/", {"q": "merging"}).content.decode()
+    assert "merging" in person_hits and badge not in person_hits
