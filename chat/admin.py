@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from chat import bots, moderation, outbound
+from chat import bots, moderation, outbound, webhooks
 from chat.forms import name_taken
 from chat.models import (
     AuditEntry,
@@ -495,12 +495,25 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     list_select_related = ["bot__account", "message__room"]
     fields = readonly_fields = ("created", "bot", *_DELIVERY_COLUMNS)
     date_hierarchy = "created"
+    actions = ["retry"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        """Whoever may change bots may send their deliveries again."""
+        return request.user.has_perm("chat.change_bot")
+
+    @admin.action(description="Send the selected failed deliveries again", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        selected = queryset.count()
+        count = webhooks.retry(queryset)
+        skipped = selected - count
+        note = f" ({skipped} not failed, left as they are)" if skipped else ""
+        self.message_user(request, f"{count} deliveries queued to be sent again{note}.")
 
     @admin.display(description="message")
     def delivered_message(self, delivery: WebhookDelivery) -> str:

@@ -17,12 +17,14 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import timedelta
 from email.message import Message as MimeHeader
 from html import unescape
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.db.models.signals import post_save
 from django.utils import timezone
 from django.utils.html import strip_tags
@@ -154,6 +156,28 @@ def _on_message_saved(
 def connect() -> None:
     """Called once from chat/apps.py."""
     post_save.connect(_on_message_saved, sender=Message, dispatch_uid="chat.webhooks")
+
+
+def retry(deliveries: QuerySet[WebhookDelivery]) -> int:
+    """Send failed deliveries again from a fresh count of attempts (staff, once the receiver is
+    fixed). The same delivery id goes out, so a receiver that did get it can tell."""
+    with transaction.atomic():
+        failed = list(
+            deliveries.select_for_update().filter(status=Status.FAILED).values_list("pk", flat=True)
+        )
+        WebhookDelivery.objects.filter(pk__in=failed).update(
+            status=Status.QUEUED, attempts=0, last_error="", response_status=None, updated=timezone.now()
+        )
+        for delivery_id in failed:
+            jobs.enqueue_after_commit(deliver, delivery_id)
+    return len(failed)
+
+
+def prune(older_than_days: float) -> int:
+    """Delete sent and failed deliveries older than that; queued ones are kept to be sent."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    finished = WebhookDelivery.objects.filter(created__lt=cutoff).exclude(status=Status.QUEUED)
+    return finished.delete()[0]
 
 
 # Delivering --------------------------------------------------------------------------------------

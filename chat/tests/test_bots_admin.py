@@ -148,7 +148,9 @@ def test_a_bots_post_asks_the_database_what_a_persons_post_asks(lobby: Room, ali
     assert len(bot_post) <= len(person) + 1, [query["sql"] for query in bot_post]
 
 
-def test_a_bots_name_carries_its_badge_in_quotes_of_it_and_in_search_hits(lobby: Room, alice: Account) -> None:
+def test_a_bots_name_carries_its_badge_in_quotes_of_it_and_in_search_hits(
+    lobby: Room, alice: Account
+) -> None:
     from chat import fragments, services
     from chat.standing import Role
 

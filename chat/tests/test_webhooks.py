@@ -278,6 +278,58 @@ def test_staff_see_each_bots_deliveries_and_why_one_failed_but_never_a_direct_me
     assert helper.webhook_secret in bot_page
 
 
+def test_staff_send_failed_deliveries_again_once_the_receiver_is_fixed(
+    allow_loopback: None, lobby: Room, alice: Account, staff: Account, django_capture_on_commit_callbacks
+) -> None:
+    failing = [Reply(500, b"down")] * 3  # allow_loopback: 3 attempts
+    with receiving(*failing, Reply(200, b"back up")) as receiver:
+        delivery = mention_of_bot_at(receiver, lobby, alice)
+        for _ in failing[:-1]:
+            with pytest.raises(jobs.RetryLater):
+                webhooks.attempt(delivery.pk)
+        webhooks.attempt(delivery.pk)
+        assert stored(delivery).status == Status.FAILED
+        answered = post(lobby, alice, "@helper and now?")  # a delivery that goes through
+        webhooks.attempt(WebhookDelivery.objects.get(message=answered).pk)
+        selected = list(WebhookDelivery.objects.values_list("pk", flat=True))
+
+        # The admin runs the delivery task itself (the test settings' immediate backend) on commit.
+        with django_capture_on_commit_callbacks(execute=True):
+            answer = client_for(staff).post(
+                "/admin/chat/webhookdelivery/", {"action": "retry", "_selected_action": selected}, follow=True
+            )
+        received = [request.headers["X-Parley-Delivery"] for request in receiver.received]
+
+    assert "1 deliveries queued to be sent again (1 not failed, left as they are)." in answer.content.decode()
+    assert received.count(str(delivery.pk)) == 4, "the same delivery id, so a receiver can tell"
+    assert len(received) == 5, "the delivery that had gone through was not sent again"
+    assert bot_messages(lobby) == ["back up", "back up"]
+    again = stored(delivery)
+    assert (again.status, again.attempts, again.last_error) == (Status.SENT, 1, "")
+
+
+def test_sent_and_failed_deliveries_older_than_the_days_given_are_pruned_queued_ones_kept(
+    lobby: Room, alice: Account
+) -> None:
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    make_bot("helper", [lobby])
+    for text in ("@helper one", "@helper two", "@helper three", "@helper four"):
+        post(lobby, alice, text)
+    old, old_failed, old_queued, young = WebhookDelivery.objects.order_by("pk")
+    WebhookDelivery.objects.filter(pk=old.pk).update(status=Status.SENT)
+    WebhookDelivery.objects.filter(pk__in=[old_failed.pk, young.pk]).update(status=Status.FAILED)
+    month_ago = timezone.now() - timedelta(days=31)
+    WebhookDelivery.objects.exclude(pk=young.pk).update(created=month_ago)
+
+    call_command("prune_webhook_deliveries", "--min-age-days", "30")
+
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {old_queued.pk, young.pk}
+
+
 def test_staff_cannot_save_a_webhook_url_whose_host_is_private_unless_the_setting_allows_it(
     settings,
 ) -> None:
