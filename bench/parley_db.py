@@ -14,27 +14,13 @@ import django
 
 django.setup()
 
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
 from chat.models import Message, Room  # noqa: E402
 from chat.standing import Account  # noqa: E402
-
-BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-def signed_in_session(user: Account) -> str:
-    """A session as a login leaves it, without the password hashing a real login costs."""
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = BACKEND
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    assert session.session_key is not None  # create() saved it under a fresh key
-    return session.session_key
+from testsupport.sessions import session_key_for  # noqa: E402
 
 
 def make_senders(count: int) -> list[str]:
@@ -42,7 +28,7 @@ def make_senders(count: int) -> list[str]:
     users = [Account(username=f"sender{i:02d}", password=password) for i in range(count)]
     Account.objects.bulk_create(users)
     return [
-        signed_in_session(user)
+        session_key_for(user)
         for user in Account.objects.filter(username__startswith="sender").order_by("username")
     ]
 

@@ -400,16 +400,10 @@ def signed_in_session_in(env: dict[str, str], username: str) -> str:
     from testsupport.servers import manage
 
     code = (
-        "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY\n"
-        "from django.contrib.sessions.backends.db import SessionStore\n"
         "from chat.standing import Account\n"
+        "from testsupport.sessions import session_key_for\n"
         f"user, _ = Account.objects.get_or_create(username={username!r})\n"
-        "session = SessionStore()\n"
-        "session[SESSION_KEY] = str(user.pk)\n"
-        "session[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
-        "session[HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
-        "session.create()\n"
-        "print(session.session_key)\n"
+        "print(session_key_for(user))\n"
     )
     return manage(env, "shell", "-c", code).strip().splitlines()[-1]
 

@@ -381,16 +381,10 @@ def test_mutes_locks_slow_mode_and_bans_hold_for_bots(server: DaphneServer, site
 # CSRF and signing in --------------------------------------------------------------------------
 
 PERSON = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from chat.standing import Account
+from testsupport.sessions import session_key_for
 user = Account.objects.create_user(username={name!r}, password="correct horse battery")
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-print(session.session_key)
+print(session_key_for(user))
 """
 
 

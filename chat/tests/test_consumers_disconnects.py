@@ -7,26 +7,13 @@ import re
 import websockets
 from websockets.typing import Origin
 
-from chat.tests.support import ws_send_frame
-from testsupport.servers import manage
+from chat.tests.support import signed_in_session_in, ws_send_frame
 
 LISTENERS = 150
 MESSAGES = 60
 # 150 handshakes at once: on a loaded machine the last may wait past daphne's default 5 s, after
 # which autobahn drops it without an answer. This test is about leaving, not joining.
 PATIENT_HANDSHAKES = ("--websocket_connect_timeout", "30")
-SIGN_IN = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
-from chat.standing import Account
-user = Account.objects.create_user(username="talker")
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-print(session.session_key)
-"""
 
 
 async def listen_then_vanish(url: str, origin: str, after: float, abort: bool) -> None:
@@ -65,7 +52,7 @@ async def talk_while_listeners_vanish(server, session: str) -> int:
 
 
 def test_clients_leaving_mid_fanout_leave_no_traceback_and_no_private_data(start_daphne, site_env):
-    session = manage(site_env, "shell", "-c", SIGN_IN).strip().splitlines()[-1]
+    session = signed_in_session_in(site_env, "talker")
     server = start_daphne(*PATIENT_HANDSHAKES, CHAT_FLOOD_MESSAGES="1000000")
 
     received = asyncio.run(talk_while_listeners_vanish(server, session))

@@ -353,20 +353,15 @@ def account_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 VAULT_SETUP = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from chat.models import Membership, Role, Room
 from chat.standing import Account
+from testsupport.sessions import session_key_for
 vault, _ = Room.objects.get_or_create(slug="vault", defaults={"name": "Vault", "is_public": False})
 for name, staff in (("vault-warden", True), ("vault-member", False)):
     user, _ = Account.objects.update_or_create(username=name, defaults={"is_staff": staff, "is_active": True})
     if not staff:
         Membership.objects.get_or_create(room=vault, user=user, defaults={"role": Role.MEMBER})
-    session = SessionStore()
-    session.update({SESSION_KEY: str(user.pk), HASH_SESSION_KEY: user.get_session_auth_hash(),
-                    BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend"})
-    session.create()
-    print(session.session_key)
+    print(session_key_for(user))
 """
 # What an admin's bulk action, a script or another service does: no model save, no signal.
 VAULT_REVOKE = """

@@ -21,10 +21,9 @@ DAPHNE_CAP = 1024 * 1024
 # a 1.3 MB history that autobahn refuses to send, so every socket opening the room got 1011.
 LEGACY_ROOM = """
 import json
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from chat.models import Membership, Message, Role, Room
 from chat.standing import Account
+from testsupport.sessions import session_key_for
 room = Room.objects.create(slug="{slug}", name="{slug}")
 spammer = Account.objects.create_user(username="{slug}-s")
 mona = Account.objects.create_user(username="{slug}-m")
@@ -33,12 +32,7 @@ url = "https://example.com/" + "a" * 975
 body = "[x] " * 248 + f"\\n\\n[x]: {{url}}"
 ids = [Message.objects.create(room=room, author=spammer, body=body).pk for _ in range(5)]
 Message.objects.filter(pk__in=ids).update(body_html="<p>" + f'<a href="{{url}}">x</a> ' * 248 + "</p>")
-session = SessionStore()
-session[SESSION_KEY] = str(mona.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = mona.get_session_auth_hash()
-session.create()
-print(json.dumps({{"ids": ids, "session": session.session_key}}))
+print(json.dumps({{"ids": ids, "session": session_key_for(mona)}}))
 """
 REMOVED = "from chat.models import Message; print(Message.objects.get(pk={pk}).removed_at is not None)"
 

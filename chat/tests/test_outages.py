@@ -19,24 +19,20 @@ from websockets.typing import Origin
 
 from chat.consumers import DATABASE_DOWN, TRY_AGAIN_LATER
 from chat.hub import BROKER_DOWN
-from chat.tests.support import FORM, HISTORY, MEMBERS, NEW_MESSAGE, NOTICE, ws_send_frame
+from chat.tests.support import (
+    FORM,
+    HISTORY,
+    MEMBERS,
+    NEW_MESSAGE,
+    NOTICE,
+    signed_in_session_in,
+    ws_send_frame,
+)
 from chat.unavailable import CACHE_DOWN
 from chat.unavailable import DATABASE_DOWN as PAGE_DATABASE_DOWN
 from testsupport.servers import DaphneServer, RedisServer, manage
 from testsupport.with_postgres import PostgresServer
 
-SIGN_IN = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
-from chat.standing import Account
-user = Account.objects.create_user(username="{name}")
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-print(session.session_key)
-"""
 COUNT = 'from chat.models import Message; print(Message.objects.filter(body="{body}").count())'
 OUTAGE_NOTICE = escape(BROKER_DOWN)  # as the page shows it
 FAST = {"CHAT_BROKER_CHECK_SECONDS": "0.2", "CHAT_FLOOD_MESSAGES": "1000"}
@@ -45,7 +41,7 @@ FAST = {"CHAT_BROKER_CHECK_SECONDS": "0.2", "CHAT_FLOOD_MESSAGES": "1000"}
 def sign_in(env: dict[str, str]) -> tuple[str, str]:
     """A new user (unique: the site database lives for the session) and a session signing them in."""
     name = f"u{uuid.uuid4().hex[:10]}"
-    return name, manage(env, "shell", "-c", SIGN_IN.format(name=name)).split()[-1]
+    return name, signed_in_session_in(env, name)
 
 
 def stored(env: dict[str, str], body: str) -> int:

@@ -221,19 +221,12 @@ SILENT_SOCKETS = 40  # the probe's "40 sockets that never read, in a room where 
 POSTS_EACH = 40
 LONG_POST = "y" * 1900  # about 2.3 KB a frame: 400 of them put 0.9 MB in front of each silent socket
 ROOM_AND_CHATTERS = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
 from chat.models import Room
 from chat.standing import Account
+from testsupport.sessions import session_key_for
 Room.objects.create(slug="{slug}", name="{slug}")
 for n in range({chatters}):
-    user = Account.objects.create_user(username=f"{slug}-{{n}}")
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session.create()
-    print(session.session_key)
+    print(session_key_for(Account.objects.create_user(username=f"{slug}-{{n}}")))
 """
 
 
