@@ -146,6 +146,11 @@ def room_for(bot: Bot, slug: str) -> tuple[Room, Standing] | Refusal:
 
 def why_not(room: Room, bot: Bot, viewer: Standing, text: str) -> Refusal | None:
     """The refusals a bot's post can meet before it is rendered, each with its status."""
+    return why_not_text(room, viewer, text) or waiting(room, bot, viewer)
+
+
+def why_not_text(room: Room, viewer: Standing, text: str) -> Refusal | None:
+    """Refusals that need no count of recent posts: may the bot post here, and is the text fit."""
     refusal = services.why_not_post(room, viewer)
     if refusal:
         return Refusal(refusal, 403)
@@ -154,7 +159,7 @@ def why_not(room: Room, bot: Bot, viewer: Standing, text: str) -> Refusal | None
         return Refusal(f"Messages can be at most {limit} characters (this one has {len(text)}).", 413)
     if not text.strip():
         return Refusal("Write something before sending: the message is empty.", 400)
-    return waiting(room, bot, viewer)
+    return None
 
 
 def waiting(room: Room, bot: Bot, viewer: Standing) -> Refusal | None:
@@ -167,8 +172,9 @@ def waiting(room: Room, bot: Bot, viewer: Standing) -> Refusal | None:
 
 
 def post(room: Room, bot: Bot, viewer: Standing, text: str) -> Message | Refusal:
-    """Post `text` (Markdown) as the bot, or say why not; nothing is stored when refused."""
-    refusal = why_not(room, bot, viewer, text)
+    """Post `text` (Markdown) as the bot, or say why not; nothing is stored when refused.
+    Slow mode and the flood limit are post_message's to count, as for a person's post."""
+    refusal = why_not_text(room, viewer, text)
     if refusal:
         return refusal
     outcome = services.post_message(room, bot.account, {"message": text}, viewer=viewer)
@@ -187,8 +193,8 @@ def post_in(room: Room, bot: Bot, text: str) -> Message | Refusal:
 
 
 def refused_post(room: Room, bot: Bot, viewer: Standing, form: object) -> Refusal:
-    """A post that post_message refused after the early checks passed: a flood or slow mode met
-    under the poster's lock (429), or a text too big to format (413)."""
+    """A post that post_message refused after the bot's own checks passed: a flood or slow mode
+    (429), or a text too big to format (413)."""
     errors = getattr(form, "errors", {})
     sentence = " ".join(str(error) for errors_of in errors.values() for error in errors_of)
     if services.TOO_FAST in sentence:  # texts refused as too big to format, too often lately
