@@ -199,8 +199,10 @@ def test_mentions_and_replies_look_right(server, site_env, new_user, device: str
     assert_fits_the_screen(bob)
     bob.screenshot(path=SCREENSHOTS / f"room-replies-{device}-{scheme}.png")
 
+    # Listed in the room first, so that the next check waits for the leave (not for a join that
+    # was never announced yet): someone with the room open has seen what names them.
+    expect(alice.locator("#members")).to_contain_text(bob.username)
     bob.goto(server.url)
-    # Gone from the room first: someone with the room open has seen what names them.
     expect(alice.locator("#members")).not_to_contain_text(bob.username)
     send(alice, f"@{bob.username} see you at the stand-up")
     bob.reload()
