@@ -2,9 +2,10 @@
 
     python -m bench [--quick] [--servers ceil,tut,p1,p2]
 
-Columns: a raw `websockets` relay (the ceiling), the Channels tutorial's consumer on daphne,
-Parley in one daphne process (in-memory layer), Parley in two daphne processes sharing Redis.
-Each figure also shows its ratio to the tutorial and to the ceiling measured in the same run.
+Columns: a raw `websockets` relay (the ceiling), the same relay as a bare ASGI app on daphne (the
+daphne ceiling: what Parley could reach while it keeps daphne), the Channels tutorial's consumer on
+daphne, Parley in one daphne process (in-memory layer), Parley in two daphne processes sharing
+Redis. Each figure also shows its ratio to the tutorial and to both ceilings measured in the same run.
 """
 
 import argparse
@@ -20,8 +21,9 @@ from pathlib import Path
 from bench.scenarios import QUICK, SCENARIO_ROOMS, SCENARIOS, Figure, Plan, guarded, wait_idle
 from bench.servers import CLIENT_CORE, Fleet, Server, can_pin, client_cores
 
-BASELINES = ("tut", "ceil")
-ALL_SERVERS = ["ceil", "tut", "p1", "p2"]
+BASELINES = ("tut", "ceil", "dceil")
+WRK_SCENARIOS = ("pages", "bot_posting")  # need wrk, which `make test` does not install
+ALL_SERVERS = ["ceil", "dceil", "tut", "p1", "p2"]
 
 
 SCENARIO_NAMES = [scenario.__name__ for _rows, scenario, _applies in SCENARIOS]
@@ -39,13 +41,22 @@ def row_titles(plan: Plan) -> dict[str, str]:
         titles |= {f"fan{size}_{p}": f"send → last of {size} members, {p}" for p in ("p50", "p99")}
     titles |= {
         "sustained": "most deliveries/s at 100 members, zero loss, p99 < 1 s",
+        "cpu_delivery": "server CPU per delivery at that rate (every server process, from /proc)",
         "posting": f"posting: {plan.senders} signed-in senders, acknowledged posts/s",
         "storm": f"reconnect storm: {plan.joins} sockets drop and come back",
         "page": f"HTTP room page, {plan.page_messages} messages, 16 clients (Parley only)",
         "list": "HTTP room list, 16 clients (Parley only)",
+        "bot_posting": "bot API posting: 16 HTTP clients, one bot key, 201s/s (Parley only)",
     }
-    order = ["joins", "memory", *(key for key in titles if key.startswith("fan")), "sustained", "posting"]
-    return {key: titles[key] for key in [*order, "storm", "page", "list"]}
+    order = [
+        "joins",
+        "memory",
+        *(key for key in titles if key.startswith("fan")),
+        "sustained",
+        "cpu_delivery",
+        "posting",
+    ]
+    return {key: titles[key] for key in [*order, "storm", "page", "list", "bot_posting"]}
 
 
 def amount(value: float, unit: str) -> str:
@@ -55,6 +66,8 @@ def amount(value: float, unit: str) -> str:
         return f"{value:.1f} ms" if value < 10 else f"{value:.0f} ms"
     if unit == "/s":
         return f"{value:,.0f}/s"
+    if unit == "µs":
+        return f"{value:.1f} µs" if value < 10 else f"{value:.0f} µs"
     return f"{value:.1f} {unit}"
 
 
@@ -102,7 +115,7 @@ async def measure_server(server: Server, plan: Plan, only: set[str]) -> dict[str
             continue
         if server.broken:
             results |= {row: Figure.fail(server.broken) for row in rows}
-        elif applies(server) and (plan.wrk_seconds or scenario.__name__ != "pages"):
+        elif applies(server) and (plan.wrk_seconds or scenario.__name__ not in WRK_SCENARIOS):
             await wait_idle(server)
             started = time.perf_counter()
             results |= await guarded(server, rows, scenario(server, plan))

@@ -3,7 +3,8 @@
     python -m bench.parley_db setup '{"senders": 16, "rooms": ["a", "b"], "seeded": {"page": 50}}'
     python -m bench.parley_db count '{"room": "a", "prefix": "post-"}'
 
-Each prints one line of JSON: the senders' session keys, or how often each body is stored.
+Each prints one line of JSON: the senders' session keys and a bot's key, or how often each body is
+stored.
 """
 
 import json
@@ -18,6 +19,7 @@ from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.db import transaction  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
+from chat import bots  # noqa: E402
 from chat.models import Message, Room  # noqa: E402
 from chat.standing import Account  # noqa: E402
 from testsupport.sessions import session_key_for  # noqa: E402
@@ -41,13 +43,20 @@ def seed(slug: str, count: int, author: Account) -> None:
     )
 
 
+def make_bot(rooms: list[str]) -> str:
+    """A bot that belongs to the bot-posting rooms; its key."""
+    bot, key = bots.create("benchbot", "b")
+    bots.set_rooms(bot, list(Room.objects.filter(slug__in=rooms)))
+    return key
+
+
 @transaction.atomic
 def setup(senders: int, rooms: list[str], seeded: dict[str, int]) -> dict:
     sessions = make_senders(senders)
     Room.objects.bulk_create(Room(slug=slug, name=slug) for slug in rooms)
     for slug, count in seeded.items():
         seed(slug, count, Account.objects.get(username="sender00"))
-    return {"sessions": sessions}
+    return {"sessions": sessions, "bot_key": make_bot([slug for slug in rooms if slug.endswith("-bot")])}
 
 
 def count(room: str, prefix: str) -> dict:

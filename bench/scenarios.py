@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from bench.clients import Member, Tracker, close_all, drop_all, open_all, post, quiet, wait_until
 from bench.servers import CLIENT_CORE, Server, can_pin, run_parley_db
 
-SCENARIO_ROOMS = ("joins", "idle", "fan", "post", "page")
+SCENARIO_ROOMS = ("joins", "idle", "fan", "post", "page", "bot")
 HISTORY_MARK = 'id="messages"'
 
 
@@ -256,7 +256,7 @@ async def fan_out(server: Server, plan: Plan) -> Rows:
             await settled(server, room, members, listed=len(members) + len(senders))
             rows |= await latency_rows(size, members, senders[:1], plan)
             if size == 100:
-                rows["sustained"] = await sustained(server, members, senders, plan)
+                rows["sustained"], rows["cpu_delivery"] = await sustained(server, members, senders, plan)
     finally:
         drop_all(members + senders)
     return rows
@@ -307,11 +307,14 @@ async def measure(
     return count / max(sending, 1 / rate) if count > 1 else rate
 
 
-async def sustained(server: Server, members: list[Member], senders: list[Member], plan: Plan) -> Figure:
+async def sustained(
+    server: Server, members: list[Member], senders: list[Member], plan: Plan
+) -> tuple[Figure, Figure]:
     """Double the rate until a step loses, doubles or reorders a message, or its p99 reaches 1 s;
     then halve the gap between the best rate that passed and the first that failed (geometrically)
-    plan.refinements times, so that a figure is within about 10% of the true one, not a factor of 2."""
-    best: tuple[float, float, float] | None = None  # (rate tried, rate achieved, p99)
+    plan.refinements times, so that a figure is within about 10% of the true one, not a factor of 2.
+    Also the server's CPU time per delivery in that best step."""
+    best: tuple[float, float, float, float] | None = None  # (rate tried, achieved, p99, CPU s per delivery)
     failed: tuple[float, str] | None = None  # (rate, what went wrong)
     for rate in plan.rates:
         outcome = await sustained_step(server, members, senders, plan, rate)
@@ -332,18 +335,22 @@ async def sustained(server: Server, members: list[Member], senders: list[Member]
     await wait_idle(server)
     stopped = f"at {failed[0]:.0f} msg/s: {failed[1]}" if failed else "every rate tried passed"
     if best is None:
-        return Figure.fail(stopped)
-    _rate, achieved, p99 = best
+        return Figure.fail(stopped), Figure.fail(stopped)
+    _rate, achieved, p99, cpu = best
     note = f"{achieved:.0f} msg/s, p99 {p99 * 1000:.0f} ms; {stopped}"
-    return Figure(achieved * len(members), "/s", note)
+    return Figure(achieved * len(members), "/s", note), Figure(cpu * 1e6, "µs")
 
 
 async def sustained_step(
     server: Server, members: list[Member], senders: list[Member], plan: Plan, rate: float
-) -> tuple[float, float] | str:
-    """One rate for plan.step_seconds: (rate achieved, p99), or what went wrong."""
+) -> tuple[float, float, float] | str:
+    """One rate for plan.step_seconds: (rate achieved, p99, server CPU seconds per delivery), or
+    what went wrong."""
     tracker = Tracker(f"r{rate:.0f}", len(members))
-    achieved = await measure(tracker, members, senders, rate, int(rate * plan.step_seconds), drain=1.5)
+    cpu_before = server.cpu_seconds()
+    count = int(rate * plan.step_seconds)
+    achieved = await measure(tracker, members, senders, rate, count, drain=1.5)
+    cpu = (server.cpu_seconds() - cpu_before) / max(1, count * len(members))
     latencies = tracker.latencies()
     p99 = percentile(latencies, 0.99) if latencies else float("inf")
     problems = loss_note(tracker) or (f"p99 {p99:.2f} s" if p99 >= 1 else "")
@@ -351,7 +358,7 @@ async def sustained_step(
     if problems:
         await wait_idle(server)  # the backlog of a failed step must not weigh on the next
         return problems
-    return achieved, p99
+    return achieved, p99, cpu
 
 
 # Posting ---------------------------------------------------------------------------------
@@ -419,28 +426,70 @@ async def pages(server: Server, plan: Plan) -> Rows:
 async def wrk_figure(server: Server, url: str, plan: Plan) -> Figure:
     session = server.sessions[-1]
     body, encoding = await asyncio.to_thread(fetch, url, session, True)
-    requests, p99 = await run_wrk(url, session, plan.wrk_seconds)
+    requests, p99, _total = await run_wrk(url, plan.wrk_seconds, ["Cookie: sessionid=" + session])
     size = f"{len(body) / 1000:.0f} KB {'gzipped' if encoding == 'gzip' else 'uncompressed'}"
     return Figure(requests, "/s", f"p99 {p99:.0f} ms, {size}")
 
 
-async def run_wrk(url: str, session: str, seconds: int) -> tuple[float, float]:
-    """Requests per second and p99 latency in ms."""
+# wrk's way to POST a body of its own each time (one wrk thread, so the counter is unique).
+BOT_POST_SCRIPT = """
+wrk.method = "POST"
+local sent = 0
+request = function()
+  sent = sent + 1
+  return wrk.format(nil, nil, nil, "bot-post~" .. sent .. " build passed")
+end
+"""
+CONNECTIONS = 16
+
+
+async def bot_posting(server: Server, plan: Plan) -> Rows:
+    """wrk at CONNECTIONS (16) POSTing as one bot through the JSON API, each answer a 201; then every
+    post checked stored once (wrk counts the answers it read: up to 16 more may be stored)."""
+    room = room_of(server, "bot")
+    url = f"http://127.0.0.1:{server.ports[0]}/api/rooms/{room}/messages"
+    script = server.log.with_name("bot_post.lua")
+    script.write_text(BOT_POST_SCRIPT)
+    headers = [f"Authorization: Bearer {server.bot_key}", "Content-Type: text/plain"]
+    rate, p99, answered = await run_wrk(url, plan.wrk_seconds, headers, script=str(script))
+    result = await asyncio.to_thread(
+        run_parley_db, server.env, "count", {"room": room, "prefix": "bot-post~"}
+    )
+    stored, doubled = len(result["stored"]), sum(1 for n in result["stored"].values() if n > 1)
+    if answered <= stored <= answered + CONNECTIONS and not doubled:
+        note = f"{answered} answered, each stored once"
+    else:
+        note = f"{answered} answered, {stored} stored, {doubled} twice"
+    return {"bot_posting": Figure(rate, "/s", f"p99 {p99:.0f} ms; {note}")}
+
+
+async def run_wrk(url: str, seconds: int, headers: list[str], script: str = "") -> tuple[float, float, int]:
+    """Requests per second, p99 latency in ms, and requests completed; every answer a 2xx or 3xx."""
     pin = ["taskset", "-c", str(CLIENT_CORE)] if can_pin() else []
-    command = [*pin, "wrk", "-t1", "-c16", f"-d{seconds}s", "--latency", "-H", f"Cookie: sessionid={session}"]
-    command += ["-H", "Accept-Encoding: gzip", url]
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    command = [
+        *pin,
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        *(["-s", script] if script else []),
+    ]
+    for header in [*headers, "Accept-Encoding: gzip"]:
+        command += ["-H", header]
+    process = await asyncio.create_subprocess_exec(*command, url, stdout=asyncio.subprocess.PIPE)
     output, _ = await asyncio.wait_for(process.communicate(), seconds + 30)
     text = output.decode()
     requests = re.search(r"Requests/sec:\s+([\d.]+)", text)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", text)
-    if not requests or not p99:
+    total = re.search(r"(\d+) requests in", text)
+    if not requests or not p99 or not total:
         raise RuntimeError(f"unreadable wrk output: {text[-200:]}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     if non_2xx:
         raise RuntimeError(f"{non_2xx.group(1)} error responses")
-    return float(requests.group(1)), float(p99.group(1)) * scale
+    return float(requests.group(1)), float(p99.group(1)) * scale, int(total.group(1))
 
 
 Scenario = Callable[[Server, Plan], Awaitable[Rows]]
@@ -456,4 +505,5 @@ SCENARIOS: list[tuple[list[str], Scenario, Callable[[Server], bool]]] = [
     (["posting"], posting, lambda server: True),
     # Pages are Parley's alone; the second process would serve them exactly like the first.
     (["page", "list"], pages, lambda server: server.key == "p1"),
+    (["bot_posting"], bot_posting, lambda server: server.key == "p1"),
 ]

@@ -76,6 +76,7 @@ class Server:
     ports: list[int] = field(default_factory=list)
     processes: list[subprocess.Popen] = field(default_factory=list)
     sessions: list[str] = field(default_factory=list)  # signed-in senders' session keys (Parley)
+    bot_key: str = ""  # a bot's API key (Parley), for the bot-posting row
     # Behind a proxy (deploy/shape.py): every socket goes to this "https://host:port" instead of a
     # process's port, with this TLS context (for a self-signed certificate).
     proxy_url: str = ""
@@ -139,6 +140,12 @@ def relay(folder: Path) -> Server:
     )
 
 
+def daphne_relay(folder: Path) -> Server:
+    command = daphne("bench.daphne_relay:application")
+    env = dict(os.environ)
+    return Server("dceil", "daphne ceiling: bare ASGI relay", "relay", [command], env, folder / "dceil.log")
+
+
 def tutorial(folder: Path) -> Server:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.tutorial.settings"}
     return Server(
@@ -164,11 +171,12 @@ def parley(folder: Path, processes: int, redis_url: str = "", redis_layer: str =
     return Server(key, title, "parley", [command] * processes, env, folder / f"{key}.log")
 
 
-def prepare_parley_db(server: Server, setup: dict) -> list[str]:
-    """Migrate the shared SQLite file, collect static files, add senders and rooms; the senders' sessions."""
+def prepare_parley_db(server: Server, setup: dict) -> dict:
+    """Migrate the shared SQLite file, collect static files, add senders, rooms and a bot: the
+    senders' sessions and the bot's key."""
     manage(server.env, "migrate", "--noinput")
     manage(server.env, "collectstatic", "--noinput")
-    return run_parley_db(server.env, "setup", setup)["sessions"]
+    return run_parley_db(server.env, "setup", setup)
 
 
 def run_parley_db(env: dict[str, str], command: str, arguments: dict) -> dict:
@@ -195,6 +203,7 @@ class Fleet:
         self.servers: list[Server] = []
         makers = {
             "ceil": lambda: relay(folder),
+            "dceil": lambda: daphne_relay(folder),
             "tut": lambda: tutorial(folder),
             "p1": lambda: parley(folder, 1),
         }
@@ -211,9 +220,9 @@ class Fleet:
     def _prepare_parley(self, setup: dict) -> None:
         parleys = [server for server in self.servers if server.kind == "parley"]
         if parleys:
-            sessions = prepare_parley_db(parleys[0], setup)
+            made = prepare_parley_db(parleys[0], setup)
             for server in parleys:
-                server.sessions = sessions
+                server.sessions, server.bot_key = made["sessions"], made["bot_key"]
 
     def start(self) -> None:
         for server in self.servers:

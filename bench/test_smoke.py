@@ -1,6 +1,6 @@
 """`make bench` in miniature, so `make test` notices when the benchmark itself breaks.
 
-Ten sockets, a few messages, the ceiling and Parley: every row gets a figure and nothing is lost.
+Ten sockets, a few messages, both ceilings and Parley: every row gets a figure and nothing is lost.
 """
 
 import asyncio
@@ -25,7 +25,7 @@ ROWS = ["joins", "memory", "fan10_p50", "fan10_p99", "posting", "storm"]
 
 
 def test_a_tiny_run_fills_every_row_and_loses_nothing(tmp_path: Path) -> None:
-    servers, results = asyncio.run(run(TINY, ["ceil", "p1"], tmp_path, only=set()))
+    servers, results = asyncio.run(run(TINY, ["ceil", "dceil", "p1"], tmp_path, only=set()))
 
     for server in servers:
         for row in ROWS:
