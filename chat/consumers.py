@@ -226,13 +226,16 @@ class RoomConsumer(HubConsumer):
 
     async def _open_for_reading(self, room: Room, history: str) -> str:
         """Mark the room read (chat.reading) and return the divider above the first message that
-        was unread, if any: above its message when the history shows it, else at the top."""
+        was unread, if any: above its message when the history shows it, else at the top; and the
+        viewer's notification level control."""
         position = await database_sync_to_async(reading.open_room)(room, self.user)
         self.read_up_to = self.read_written = position.newest
+        # The viewer's notification level control, into the header's slot (the page is cached alike for all).
+        control = fragments.live_level_control_html(room.pk, room.slug, position.level)
         first = position.first_unread
         if position.read_up_to is None or first is None:
-            return ""  # never opened before, or nothing new
-        return fragments.new_divider_html(first if f'id="message-{first}"' in history else None)
+            return control  # never opened before, or nothing new
+        return fragments.new_divider_html(first if f'id="message-{first}"' in history else None) + control
 
     async def _history_on_connect(self, room: Room, viewer: Standing) -> str:
         """The recent history, shared by every socket of the room and role; a permalink page's
