@@ -207,6 +207,8 @@ class LevelForm(forms.Form):
     """A room's notification level, as its control sends it (chat/involvement.py)."""
 
     level = forms.ChoiceField(choices=Involvement.Level.choices)
+    # The id of the page's socket (chat/parts/involvement.html#tab_slot): that tab gets no live copy.
+    tab = forms.CharField(required=False, max_length=64)
 
 
 class SnoozeForm(forms.Form):

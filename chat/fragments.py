@@ -534,6 +534,11 @@ def live_level_control_html(room_id: int, slug: str, level: str) -> str:
     return level_control_html(room_id, slug, level, oob=True)
 
 
+def tab_id_html(socket_id: str) -> str:
+    """The page's socket tells the page its id: a level chosen there names the tab it came from."""
+    return _partial(INVOLVEMENT, "tab_slot", {"socket_id": socket_id, "oob": True})
+
+
 def level_control_answer_html(request: HttpRequest, room: Room, level: str) -> str:
     """The answer to choosing a level: the control in place, open on the button just pressed."""
     context = level_control_context(room.pk, room.slug, level, opened=True)

@@ -40,15 +40,17 @@ def levels_by_room(user: Account) -> dict[int, Level]:
     return dict(Involvement.objects.filter(user_id=user.pk).values_list("room_id", "level"))
 
 
-def set_level(user: Account, room: Room, level: Level) -> None:
+def set_level(user: Account, room: Room, level: Level, from_tab: str = "") -> None:
     """Store the user's level in the room; after the commit, their cached room list is stale and
-    every open tab of theirs (room lists and this room's page, on every process) shows it."""
+    every open tab of theirs (room lists and this room's page, on every process) shows it.
+
+    `from_tab`: the id of the socket of the page it was chosen on, which shows the answer to its post
+    instead (a live copy would replace the control that has the focus)."""
     assert level in LEVELS, f"not a level: {level!r}"
     with transaction.atomic():
         Involvement.objects.update_or_create(user=user, room=room, defaults={"level": level})
-        broadcast.level_changed(
-            user.pk, room.pk, level, fragments.live_level_control_html(room.pk, room.slug, level)
-        )
+        control = fragments.live_level_control_html(room.pk, room.slug, level)
+        broadcast.level_changed(user.pk, room.pk, level, control, from_tab)
 
 
 # Do not disturb ------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ class RoomListConsumer(HubConsumer):
         badges = "".join(
             fragments.room_unread_html(pk, found) for pk, found in shown.items() if found != Unread()
         )
-        await self.send(badges + self._title())
+        await self.send(badges + self._title() + fragments.tab_id_html(self.socket_id))
 
     # Hub events ----------------------------------------------------------------------------
 
@@ -170,8 +170,10 @@ class RoomListConsumer(HubConsumer):
         if room_id not in self.counts:
             return
         self.levels[room_id] = event["level"]
+        # The tab it was chosen on shows the answer to its post (with the focus in it).
+        control = "" if event.get("from") == self.socket_id else event["html"]
         badge = fragments.room_unread_html(room_id, self._shown(room_id))
-        await self.send(event["html"] + badge + self._title())
+        await self.send(control + badge + self._title())
 
     def _shown(self, room_id: int) -> Unread:
         return self.counts[room_id].at_level(self.levels.get(room_id, DEFAULT_LEVEL))

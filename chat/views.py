@@ -113,7 +113,7 @@ def room_level(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         return HttpResponse("Choose Everything, Mentions, Nothing or Hidden.", status=400)
     level = form.cleaned_data["level"]
-    involvement.set_level(request.user, room, level)
+    involvement.set_level(request.user, room, level, from_tab=form.cleaned_data["tab"])
     if request.headers.get("HX-Request"):
         return HttpResponse(fragments.level_control_answer_html(request, room, level))
     return redirect(_came_from(request, reverse("room-list")))

@@ -54,6 +54,15 @@ def control_level(html: str, room: Room) -> str:
     return found[1]
 
 
+def tab_id(frame: str) -> str:
+    """The id a page's socket gives its page on connect, which the level control posts."""
+    found = re.search(
+        r'<input type="hidden" id="tab-id" name="tab" value="([0-9a-f]+)" hx-swap-oob="true">', frame
+    )
+    assert found, f"no tab id in {frame!r}"
+    return found[1]
+
+
 def page_title(html: str) -> str:
     found = re.search(r'<title id="page-title">([^<]*)</title>', html)
     assert found
@@ -145,8 +154,9 @@ async def test_the_list_socket_counts_by_level_and_follows_a_change_live(
     await send(lobby, alice, "before")
     await set_level(bob, lobby, Level.MENTIONS)
     tabs = [await open_list(bob), await open_list(bob)]
-    for tab in tabs:
-        assert f"unread-{lobby.pk}" not in await receive_until(tab, "page-title")  # nothing counted
+    first_frames = [await receive_until(tab, "page-title") for tab in tabs]
+    assert all(f"unread-{lobby.pk}" not in frame for frame in first_frames)  # nothing counted
+    first_tab = tab_id(first_frames[0])
 
     await send(lobby, alice, "not for bob")
     assert await drain(tabs[0]) == []  # at Mentions a plain message changes nothing shown: no frame
@@ -158,9 +168,14 @@ async def test_the_list_socket_counts_by_level_and_follows_a_change_live(
     for tab in tabs:
         frame = await receive_until(tab, f'id="level-{lobby.pk}"')
         assert control_level(frame, lobby) == "everything"
-        assert f'hx-swap-oob="outerHTML:#level-{lobby.pk}:not(:focus-within)"' in frame
         # The socket kept every count: all three messages show at once, no query asked.
         assert badge(frame, lobby) == "3 new1 mention" and title(frame) == "(3) Rooms · Parley"
+
+    # Chosen on the first tab: it has the answer to its post, so only the other gets the control.
+    await set_level(bob, lobby, Level.MENTIONS, from_tab=first_tab)
+    own, other = [await receive_until(tab, f"unread-{lobby.pk}") for tab in tabs]
+    assert f'id="level-{lobby.pk}"' not in own and control_level(other, lobby) == "mentions"
+    assert badge(own, lobby) == badge(other, lobby) == "1 mention"
 
     await set_level(bob, lobby, Level.NOTHING)
     frame = await receive_until(tabs[1], f'id="level-{lobby.pk}"')
@@ -173,7 +188,9 @@ async def test_the_room_header_gets_the_viewers_control_on_connect_and_live(
 ) -> None:
     await database_sync_to_async(involvement.set_level)(bob, lobby, Level.HIDDEN)
     bobs = await open_socket(user=bob, settle=False)
-    assert control_level(await receive_until(bobs, HISTORY), lobby) == "hidden"
+    history = await receive_until(bobs, HISTORY)
+    assert control_level(history, lobby) == "hidden"
+    this_tab = tab_id(history)
     alices = await open_socket(user=alice, settle=False)
     assert control_level(await receive_until(alices, HISTORY), lobby) == "everything"
     await drain(bobs)
@@ -183,6 +200,11 @@ async def test_the_room_header_gets_the_viewers_control_on_connect_and_live(
 
     assert control_level(await receive_until(bobs, f'id="level-{lobby.pk}"'), lobby) == "mentions"
     assert await drain(alices) == []  # one person's level is theirs alone
+
+    # Chosen in this page's header: its answer shows it; the socket sends no second copy.
+    await database_sync_to_async(involvement.set_level)(bob, lobby, Level.NOTHING, this_tab)
+    assert await drain(bobs) == []
+    assert await database_sync_to_async(involvement.level_of)(bob, lobby) == Level.NOTHING
 
 
 def test_the_room_page_itself_is_the_same_for_everyone(lobby: Room, alice: Account, bob: Account) -> None:
