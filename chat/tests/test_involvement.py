@@ -270,13 +270,14 @@ def test_a_post_costs_no_more_queries_whatever_the_levels_and_snoozes(
     with_confirmed_email(bob)
     with_confirmed_email(carol)
 
-    def queries_of_a_post() -> int:
+    def queries_of_a_post(text: str = "@bob @carol look") -> int:
         with CaptureQueriesContext(connection) as captured:
-            post(lobby, alice, "@bob @carol look")
+            post(lobby, alice, text)
         return len(captured)
 
     queries_of_a_post()  # both emailed: the next post within the window emails nobody either way
     before = queries_of_a_post()
+    assert queries_of_a_post("@bob alone") == before  # not one query per person named
     involvement.set_level(bob, lobby, Level.HIDDEN)
     involvement.snooze(carol, timezone.now() + timedelta(hours=1))
     assert queries_of_a_post() == before
