@@ -221,6 +221,22 @@ def room_read(room_id: int, user_id: int) -> None:
     _after_commit(reader_group(user_id), {"type": "unread.read", "room_id": room_id})
 
 
+def level_changed(user_id: int, room_id: int, level: str, control_html: str, from_tab: str = "") -> None:
+    """The user chose a notification level for the room (chat/involvement.py): their cached room
+    list is stale; every room list of theirs applies it to the counts it keeps and shows the new
+    control, and their open pages of that room show the control (rendered once, here). The tab it
+    was chosen on (`from`, its socket's id) has the answer to its post and skips the control."""
+    bump_user(user_id)
+    changed = {"room_id": room_id, "level": level, "html": control_html, "from": from_tab}
+    user_group = Room(pk=room_id).user_group_name(user_id)
+    _all_after_commit(
+        [
+            (reader_group(user_id), {"type": "unread.level"} | changed),
+            (user_group, {"type": "room.html", "html": control_html, "from": from_tab}),
+        ]
+    )
+
+
 def message_edited(message: Message) -> None:
     """The new text replaces the old in place, rendered once per role as a new message is."""
     bump(message.room)

@@ -226,13 +226,17 @@ class RoomConsumer(HubConsumer):
 
     async def _open_for_reading(self, room: Room, history: str) -> str:
         """Mark the room read (chat.reading) and return the divider above the first message that
-        was unread, if any: above its message when the history shows it, else at the top."""
+        was unread, if any: above its message when the history shows it, else at the top; and the
+        viewer's notification level control."""
         position = await database_sync_to_async(reading.open_room)(room, self.user)
         self.read_up_to = self.read_written = position.newest
+        # The viewer's notification level control, into the header's slot (the page is cached alike for all).
+        control = fragments.live_level_control_html(room.pk, room.slug, position.level)
+        control += fragments.tab_id_html(self.socket_id)  # level posts from this page name it
         first = position.first_unread
         if position.read_up_to is None or first is None:
-            return ""  # never opened before, or nothing new
-        return fragments.new_divider_html(first if f'id="message-{first}"' in history else None)
+            return control  # never opened before, or nothing new
+        return fragments.new_divider_html(first if f'id="message-{first}"' in history else None) + control
 
     async def _history_on_connect(self, room: Room, viewer: Standing) -> str:
         """The recent history, shared by every socket of the room and role; a permalink page's
@@ -297,6 +301,8 @@ class RoomConsumer(HubConsumer):
         committed before the history was read can reach the hub after it was sent; appended
         again, it would show twice. Only broadcasts this close after the history can be such.
         """
+        if event.get("from") == self.socket_id:
+            return True  # a level chosen on this page: it shows the answer to its own post
         if "message_id" not in event:
             return False
         if self.history_until is not None and event["message_id"] <= self.history_until:

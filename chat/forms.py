@@ -1,4 +1,5 @@
 import re
+from datetime import timedelta
 
 from django import forms
 from django.conf import settings
@@ -7,8 +8,9 @@ from django.contrib.auth.models import User
 from django.contrib.auth.validators import ASCIIUsernameValidator
 from django.db.models import F, Value
 from django.db.models.functions import Lower, Replace
+from django.utils import timezone
 
-from chat.models import REACTION_EMOJI, Room
+from chat.models import REACTION_EMOJI, Involvement, Room
 
 
 class MessageForm(forms.Form):
@@ -199,3 +201,37 @@ class MentionEmailsForm(forms.Form):
 
     email = forms.EmailField(required=False, label="Email address")
     enabled = forms.BooleanField(required=False, label="Email me when I'm mentioned while away")
+
+
+class LevelForm(forms.Form):
+    """A room's notification level, as its control sends it (chat/involvement.py)."""
+
+    level = forms.ChoiceField(choices=Involvement.Level.choices)
+    # The id of the page's socket (chat/parts/involvement.html#tab_slot): that tab gets no live copy.
+    tab = forms.CharField(required=False, max_length=64)
+
+
+class SnoozeForm(forms.Form):
+    """Do not disturb: for an hour, until tomorrow morning, or until a chosen time (in the site's
+    time zone, as `<input type=datetime-local>` sends it: no zone of its own)."""
+
+    MOST_DAYS = 365
+
+    snooze = forms.ChoiceField(
+        choices=[("hour", "1 hour"), ("morning", "Tomorrow morning"), ("until", "Until")]
+    )
+    until = forms.DateTimeField(required=False, input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"])
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        if cleaned.get("snooze") != "until":
+            return cleaned
+        until = cleaned.get("until")
+        if until is None:
+            if "until" not in self.errors:
+                self.add_error("until", "Choose the date and time to snooze until.")
+        elif until <= timezone.now():
+            self.add_error("until", "Choose a time in the future.")
+        elif until > timezone.now() + timedelta(days=self.MOST_DAYS):
+            self.add_error("until", f"Snooze for at most {self.MOST_DAYS} days.")
+        return cleaned

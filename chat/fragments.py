@@ -491,6 +491,60 @@ def new_divider_html(message_id: int | None) -> str:
     return _partial(UNREAD, "new_divider", {"message_id": message_id})
 
 
+# Notification levels (chat/involvement.py) ----------------------------------------------------
+
+INVOLVEMENT = "chat/parts/involvement.html"
+# Each level as its control offers it: value, name, what it does.
+LEVEL_CHOICES = (
+    ("everything", "Everything", "Count every new message; email me when I'm mentioned."),
+    ("mentions", "Mentions", "Count only messages that mention me, and email me about them."),
+    ("nothing", "Nothing", "No counts, no emails. The room stays in my list."),
+    ("hidden", "Hidden", "Take it off my list, unless I'm mentioned there. No emails."),
+)
+
+
+def level_control_context(
+    room_id: int, slug: str, level: str, *, opened: bool = False, oob: bool = False
+) -> dict:
+    return {
+        "room_id": room_id,
+        "slug": slug,
+        "level": level,
+        "level_choices": LEVEL_CHOICES,
+        "open": opened,
+        "oob": oob,
+    }
+
+
+@lru_cache(maxsize=4096)
+def level_control_html(
+    room_id: int, slug: str, level: str, *, oob: bool = False, csrf_token: str = ""
+) -> str:
+    """A room's level control, closed, rendered once per process per room and level: on the room
+    list (`csrf_token`: the page cache's placeholder, so the form also posts without htmx), into the
+    room header when its socket connects, and into the person's other tabs when they change it
+    (`oob`; no CSRF field: those pages send htmx's posts with the token in a header, hx-headers)."""
+    context = level_control_context(room_id, slug, level, oob=oob)
+    if csrf_token:
+        context["csrf_token"] = csrf_token
+    return _partial(INVOLVEMENT, "level_control", context)
+
+
+def live_level_control_html(room_id: int, slug: str, level: str) -> str:
+    return level_control_html(room_id, slug, level, oob=True)
+
+
+def tab_id_html(socket_id: str) -> str:
+    """The page's socket tells the page its id: a level chosen there names the tab it came from."""
+    return _partial(INVOLVEMENT, "tab_slot", {"socket_id": socket_id, "oob": True})
+
+
+def level_control_answer_html(request: HttpRequest, room: Room, level: str) -> str:
+    """The answer to choosing a level: the control in place, open on the button just pressed."""
+    context = level_control_context(room.pk, room.slug, level, opened=True)
+    return render_to_string(f"{INVOLVEMENT}#level_control", context, request)
+
+
 # Permalinks and search ----------------------------------------------------------------------
 
 SEARCH = "chat/search.html"

@@ -4,10 +4,11 @@ Only to an address its owner confirmed by following an emailed link (the confirm
 nothing anyone typed), and only while the account still has that address. At most one email per
 person and room, and per address and room, per CHAT_MENTION_EMAIL_WINDOW_SECONDS (10 minutes),
 counted in Django's cache (`cache.add`, atomic in Redis, so across processes): several accounts on
-one address can't multiply the mail. Never to someone who turned it off (MentionEmails) or who
-blocked the poster, and only after the message is committed. Sending (SMTP may take seconds) is
-a task (chat/jobs.py) that `manage.py db_worker` runs, never the process that answers the post: the
-post is acknowledged first, the email follows, and it survives a restart of either. One task per
+one address can't multiply the mail. Never to someone who turned it off (MentionEmails), who
+snoozed them, whose level in the room is Nothing or Hidden (chat/involvement.py), or who blocked
+the poster, and only after the message is committed. Sending (SMTP may take seconds) is a task
+(chat/jobs.py) that `manage.py db_worker` runs, never the process that answers the post: the post
+is acknowledged first, the email follows, and it survives a restart of either. One task per
 email: the window is counted once, when the task is queued, so a retry sends that email again and
 nothing else.
 """
@@ -24,9 +25,10 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
 from chat import jobs
-from chat.models import MentionEmails, Message, message_permalink
+from chat.models import QUIET_LEVELS, Involvement, MentionEmails, Message, message_permalink
 from chat.standing import Account
 
 log = logging.getLogger(__name__)
@@ -48,10 +50,15 @@ def email_missed_mention(message: Message, people: list[Account]) -> None:
     with_address = [person for person in people if person.email]
     if not with_address:
         return
+    # Not to those whose level in the room is Nothing or Hidden, nor to the snoozed: conditions of
+    # the same query, so a post costs no more queries than before.
+    quiet = Involvement.objects.filter(room_id=message.room_id, level__in=QUIET_LEVELS).values("user_id")
     confirmed = dict(
         MentionEmails.objects.filter(user__in=with_address, enabled=True)
         .exclude(confirmed_email="")
         .exclude(user__blocks__blocked=message.author_id)
+        .exclude(user_id__in=quiet)
+        .exclude(snoozed_until__gt=timezone.now())
         .values_list("user_id", "confirmed_email")
     )
     recipients = [

@@ -540,9 +540,39 @@ class MentionEmails(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     enabled = models.BooleanField("Email me when I'm mentioned while away", default=True)
     confirmed_email = models.EmailField(blank=True, default="")
+    # Do not disturb: no mention emails before this time (counts still show). Past means off, so
+    # it ends by itself without a job (chat/involvement.py).
+    snoozed_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"Mention emails for {self.user}: {'on' if self.enabled else 'off'}"
+
+
+class Involvement(models.Model):
+    """How much one person hears of one room (chat/involvement.py). No row: EVERYTHING.
+
+    Counts on the room list, its title and mention emails all read this one row.
+    """
+
+    class Level(models.TextChoices):
+        EVERYTHING = "everything", "Everything"
+        MENTIONS = "mentions", "Mentions"
+        NOTHING = "nothing", "Nothing"
+        HIDDEN = "hidden", "Hidden"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.EVERYTHING)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="one_involvement_per_room")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room}: {self.level}"
+
+
+# Levels that never email (nor count anything but, for HIDDEN, mentions).
+QUIET_LEVELS = (Involvement.Level.NOTHING, Involvement.Level.HIDDEN)
 
 
 class Bot(models.Model):

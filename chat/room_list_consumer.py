@@ -1,12 +1,17 @@
 """The room list's socket (`/ws/rooms/`): the signed-in user's unread counts, live.
 
-At connect one query reads the counts of every room the user may read (and the socket sends
-the rooms with something unread, and the title); the socket then joins
+At connect one query reads the counts of every room the user may read and the user's notification
+level in each (chat/involvement.py), and the socket sends the rooms with something unread as their
+levels show them, and the title; the socket then joins
 one group per such room (`unread.<pk>`, joined once per process by the hub however many list
 sockets) plus the user's own (`unread.user.<id>`). A new message arrives as numbers, not HTML:
 the socket adds one to its count and sends the badge and title for the new numbers, rendered
 once per process per distinct numbers (chat.fragments caches them). No database, no render per
 socket per message. Opening a room elsewhere (any tab, any process) sets its count to zero.
+
+The socket keeps every count as it is (every message, every mention) and applies the level when it
+shows it: a message in a room at "Nothing" sends nothing, and a change of level (news to the user's
+own group, from any tab) shows the room's new counts and control at once, with no query.
 """
 
 import asyncio
@@ -21,7 +26,7 @@ from chat.hub import Hub, HubConsumer, hub
 from chat.models import account_group_name
 from chat.sockets import open_sockets, take_socket
 from chat.standing import User, session_tag
-from chat.unread import Unread
+from chat.unread import DEFAULT_LEVEL, Level, Unread
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,8 @@ class RoomListConsumer(HubConsumer):
         super().__init__(*args, **kwargs)
         self.socket_id = secrets.token_hex(16)
         self.hub: Hub = hub()
-        self.counts: dict[int, Unread] = {}
+        self.counts: dict[int, Unread] = {}  # as they are: the level is applied when shown
+        self.levels: dict[int, Level] = {}
         self.refreshing: asyncio.Task | None = None
 
     @property
@@ -91,7 +97,7 @@ class RoomListConsumer(HubConsumer):
 
     async def _count_afresh(self) -> None:
         """Read every readable room's counts (one query), follow exactly those rooms, show what is unread."""
-        counts = await database_sync_to_async(unread.unread_by_room)(
+        counts, levels = await database_sync_to_async(unread.unread_and_levels)(
             self.user, queries.live_processes_cutoff()
         )
         uid = self.user.pk
@@ -105,14 +111,15 @@ class RoomListConsumer(HubConsumer):
         old, self.groups_joined = self.groups_joined, groups
         await self.hub.join(groups, self)
         await self.hub.leave(tuple(set(old) - set(groups)), self, for_good=False)
-        self.counts = counts
+        self.counts, self.levels = counts, levels
         # What arrived since the page was rendered (a moment ago: the page is versioned by these
         # counts). Rooms with nothing unread are left as the page shows them: a list of 200 rooms
         # costs no 200 empty badges.
+        shown = {pk: self._shown(pk) for pk in counts}
         badges = "".join(
-            fragments.room_unread_html(pk, shown) for pk, shown in counts.items() if shown != Unread()
+            fragments.room_unread_html(pk, found) for pk, found in shown.items() if found != Unread()
         )
-        await self.send(badges + self._title())
+        await self.send(badges + self._title() + fragments.tab_id_html(self.socket_id))
 
     # Hub events ----------------------------------------------------------------------------
 
@@ -124,6 +131,8 @@ class RoomListConsumer(HubConsumer):
             await self.send(event["html"])  # "N online", rendered once per room change for every list
         elif kind == "unread.read":
             await self._show(event["room_id"], Unread())
+        elif kind == "unread.level":
+            await self._level_changed(event)
         elif kind in ("unread.refresh", "room.standing", "room.recovered"):
             # Access changed (a ban, a room made private, staff rights), or the broker is back after
             # an outage (news may have been lost): count afresh, in a task so the hub moves on.
@@ -146,13 +155,31 @@ class RoomListConsumer(HubConsumer):
         return bool(self.hub.members.get(f"room.{room_id}.user.{self.user.pk}"))  # Room.user_group_name
 
     async def _show(self, room_id: int, counts: Unread) -> None:
+        """Keep the room's new counts; send its badge and the title only if what shows changed."""
         if room_id not in self.counts or self.counts[room_id] == counts:
             return
+        was = self._shown(room_id)
         self.counts[room_id] = counts
-        await self.send(fragments.room_unread_html(room_id, counts) + self._title())
+        if self._shown(room_id) != was:
+            await self.send(fragments.room_unread_html(room_id, self._shown(room_id)) + self._title())
+
+    async def _level_changed(self, event: dict) -> None:
+        """The user chose a level for a room (on any tab): its control, its counts as that level
+        shows them (a room at Hidden leaves the list by CSS unless it shows a mention), the title."""
+        room_id = event["room_id"]
+        if room_id not in self.counts:
+            return
+        self.levels[room_id] = event["level"]
+        # The tab it was chosen on shows the answer to its post (with the focus in it).
+        control = "" if event.get("from") == self.socket_id else event["html"]
+        badge = fragments.room_unread_html(room_id, self._shown(room_id))
+        await self.send(control + badge + self._title())
+
+    def _shown(self, room_id: int) -> Unread:
+        return self.counts[room_id].at_level(self.levels.get(room_id, DEFAULT_LEVEL))
 
     def _title(self) -> str:
-        return fragments.list_title_html(sum(counts.messages for counts in self.counts.values()))
+        return fragments.list_title_html(sum(self._shown(pk).total for pk in self.counts))
 
     async def _refresh(self) -> None:
         try:

@@ -11,7 +11,7 @@ from django.db import connection
 from django.db.models import Count, Min, OuterRef, Subquery
 from django.db.models.expressions import RawSQL
 
-from chat.models import LastRead, Mention, Message, Presence, Room, ServerProcess
+from chat.models import Involvement, LastRead, Mention, Message, Presence, Room, ServerProcess
 from chat.standing import Account, User, readable_rooms
 
 # Counting stops here per room: "99+" is all the list shows, and a busy room never opened
@@ -40,6 +40,24 @@ class Unread:
     @property
     def shown_messages(self) -> str:
         return f"{COUNT_CAP - 1}+" if self.messages >= COUNT_CAP else str(self.messages)
+
+    @property
+    def total(self) -> int:
+        """What the room adds to the page title: its messages, or its mentions where only they count."""
+        return self.messages or self.mentions
+
+    def at_level(self, level: str) -> "Unread":
+        """What the room list shows of these counts at this notification level (chat/involvement.py):
+        everything; only mentions (MENTIONS, and HIDDEN, whose room shows only while mentioned); nothing."""
+        if level == Involvement.Level.EVERYTHING:
+            return self
+        if level in (Involvement.Level.MENTIONS, Involvement.Level.HIDDEN):
+            return Unread(0, self.mentions, self.first_mention)
+        return Unread()
+
+
+Level = str  # one of Involvement.Level's values
+DEFAULT_LEVEL: Level = Involvement.Level.EVERYTHING  # no row: rooms and direct messages alike
 
 
 def _unread_sql(user: Account, live_since: datetime) -> tuple[str, list]:
@@ -70,12 +88,22 @@ def _unread_sql(user: Account, live_since: datetime) -> tuple[str, list]:
 
 
 def unread_by_room(user: User, live_since: datetime) -> dict[int, Unread]:
-    """Every readable room's unread messages and mentions for this user (zeros too), in one query.
+    """Every readable room's unread messages and mentions for this user (zeros too) as their
+    notification levels show them, in one query.
 
     `live_since`: server processes that beat since then are alive (queries.live_processes_cutoff).
     """
+    counts, levels = unread_and_levels(user, live_since)
+    return {pk: found.at_level(levels[pk]) for pk, found in counts.items()}
+
+
+def unread_and_levels(user: User, live_since: datetime) -> tuple[dict[int, Unread], dict[int, Level]]:
+    """Every readable room's unread counts as they are (every message, every mention) and the user's
+    notification level there, in one query: the room list socket keeps both and applies the level
+    itself, so a change of level shows the right counts at once without asking again."""
     if not isinstance(user, Account):
-        return {}
+        return {}, {}
+    level = Involvement.objects.filter(user_id=user.pk, room=OuterRef("pk")).values("level")[:1]
     rows = (
         readable_rooms(user)
         .order_by()
@@ -83,10 +111,15 @@ def unread_by_room(user: User, live_since: datetime) -> dict[int, Unread]:
             unread=RawSQL(*_unread_sql(user, live_since)),
             mentioned=_unseen_mentions(user, Count("pk")),
             first_mention=_unseen_mentions(user, Min("message_id")),
+            level=Subquery(level),
         )
-        .values_list("pk", "unread", "mentioned", "first_mention")
+        .values_list("pk", "unread", "mentioned", "first_mention", "level")
     )
-    return {pk: Unread(unread or 0, mentioned or 0, first) for pk, unread, mentioned, first in rows}
+    counts, levels = {}, {}
+    for pk, unread, mentioned, first, chosen in rows:
+        counts[pk] = Unread(unread or 0, mentioned or 0, first)
+        levels[pk] = chosen or DEFAULT_LEVEL
+    return counts, levels
 
 
 def _unseen_mentions(user: Account, aggregate: Count | Min) -> Subquery:
@@ -103,11 +136,12 @@ class ReadingPosition:
     read_up_to: int | None  # None: never opened
     first_unread: int | None  # the first message by someone else after it
     newest: int  # the room's newest message (0: none yet)
+    level: Level = DEFAULT_LEVEL  # their notification level there (the room header's control shows it)
 
 
 def reading_position(room: Room, user: User) -> ReadingPosition:
-    """One query of three index lookups: the reader's stored position, the first message by
-    someone else after it, and the room's newest message."""
+    """One query of four index lookups: the reader's stored position, the first message by
+    someone else after it, the room's newest message, and the reader's notification level."""
     assert user.is_authenticated
     in_room = Message.objects.filter(room_id=OuterRef("pk")).order_by("-pk").values("pk")[:1]
     stored = LastRead.objects.filter(user_id=user.pk, room_id=OuterRef("pk")).values("message_id")[:1]
@@ -117,15 +151,17 @@ def reading_position(room: Room, user: User) -> ReadingPosition:
     ]
     after = Message.objects.filter(room_id=OuterRef("pk"), pk__gt=Subquery(stored_there))
     after = after.exclude(author_id=user.pk)
+    level = Involvement.objects.filter(user_id=user.pk, room_id=OuterRef("pk")).values("level")[:1]
     found = (
         Room.objects.filter(pk=room.pk)
         .annotate(
             read_up_to=Subquery(stored),
             first_unread=Subquery(after.order_by("pk").values("pk")[:1]),
             newest=Subquery(in_room),
+            level=Subquery(level),
         )
-        .values_list("read_up_to", "first_unread", "newest")
+        .values_list("read_up_to", "first_unread", "newest", "level")
         .first()
     )
-    read_up_to, first_unread, newest = found or (None, None, 0)
-    return ReadingPosition(read_up_to, first_unread, newest or 0)
+    read_up_to, first_unread, newest, chosen = found or (None, None, 0, None)
+    return ReadingPosition(read_up_to, first_unread, newest or 0, chosen or DEFAULT_LEVEL)

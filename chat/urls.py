@@ -26,6 +26,8 @@ urlpatterns = [
     path("messages/<int:pk>/link/", views.message_link, name="message-link"),
     path("search/", views.search, name="search"),
     path("settings/", views.mention_email_settings, name="settings"),
+    path("settings/snooze/", views.snooze, name="snooze"),
+    path("rooms/<slug:slug>/notifications/", views.room_level, name="room-level"),
     # The bots' API: a key in the Authorization header, JSON answers (chat/api.py).
     path("api/rooms/<slug:slug>/messages", api.room_messages, name="api-room-messages"),
     path("settings/confirm/<str:token>/", views.confirm_email, name="confirm-email"),

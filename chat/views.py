@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
@@ -21,6 +22,7 @@ from chat import (
     attachments,
     direct,
     fragments,
+    involvement,
     mentionmail,
     moderation,
     pagecache,
@@ -29,7 +31,7 @@ from chat import (
     uploads,
 )
 from chat import search as chat_search
-from chat.forms import MentionEmailsForm, ProposeRoomForm, SearchForm, SignupForm
+from chat.forms import LevelForm, MentionEmailsForm, ProposeRoomForm, SearchForm, SignupForm, SnoozeForm
 from chat.models import MentionEmails, Message, Room
 from chat.models import message_permalink as message_permalink_url
 from chat.standing import (
@@ -67,28 +69,62 @@ def room_list(request: HttpRequest) -> HttpResponse:
     key, versions = pagecache.list_key(request.user), pagecache.list_versions(request.user)
     entry = pagecache.lookup(key, versions)
     if entry is None:
-        entry = pagecache.store(key, versions, _room_list_html(request))
+        entry = pagecache.store(key, versions, *_room_list_html(request))
     return pagecache.respond(entry, request, request.user)
 
 
-def _room_list_html(request: HttpRequest) -> str:
+def _room_list_html(request: HttpRequest) -> tuple[str, datetime | None]:
+    """The list with placeholders, and until when it may be kept (the end of a snooze it shows)."""
     user = request.user
     proposals = user.proposed_rooms.order_by("-created_at") if user.is_authenticated else []
     readable = queries.rooms_with_online_counts(user)
-    unread_counts = unread.unread_by_room(user, queries.live_processes_cutoff())
+    all_counts, levels = unread.unread_and_levels(user, queries.live_processes_cutoff())
+    unread_counts = {pk: counts.at_level(levels[pk]) for pk, counts in all_counts.items()}
     for room in readable:
         room.unread = counts = unread_counts.get(room.pk, unread.Unread())  # type: ignore[attr-defined]
+        if user.is_authenticated:  # its notification level, as a form (rendered once per process)
+            level = levels.get(room.pk, unread.DEFAULT_LEVEL)
+            control = fragments.level_control_html(room.pk, room.slug, level, csrf_token=pagecache.CSRF)
+            room.level_control = control  # type: ignore[attr-defined]
         # With mentions unread, the card opens the room at the first of them (its permalink).
         first = counts.first_mention
         room.link = message_permalink_url(room.slug, first) if first else room.get_absolute_url()  # type: ignore[attr-defined]
-    total = sum(counts.messages for counts in unread_counts.values())
+    total = sum(counts.total for counts in unread_counts.values())
     rooms = [room for room in readable if not room.is_direct]
     conversations = [room for room in readable if room.is_direct]
     partners = queries.direct_partners(user, [room.pk for room in conversations])
     for room in conversations:
         room.partner = partners.get(room.pk, "")  # type: ignore[attr-defined]
     context = {"rooms": rooms, "proposals": proposals, "conversations": conversations, "unread_total": total}
-    return render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
+    snoozed = involvement.snoozed_until(user) if isinstance(user, Account) else None
+    context |= {"snoozed_until": snoozed, "today": timezone.now()}
+    html = render_to_string("chat/room_list.html", context | pagecache.placeholders(user), request)
+    return html, snoozed
+
+
+@require_POST
+@login_required
+def room_level(request: HttpRequest, slug: str) -> HttpResponse:
+    """Choose how much to hear of a room (chat/involvement.py), from the room list or its header:
+    htmx gets the control back in place; a plain form post goes back to the page it came from."""
+    assert isinstance(request.user, Account)  # login_required
+    room, _ = _readable_room(request, slug)
+    form = LevelForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Choose Everything, Mentions, Nothing or Hidden.", status=400)
+    level = form.cleaned_data["level"]
+    involvement.set_level(request.user, room, level, from_tab=form.cleaned_data["tab"])
+    if request.headers.get("HX-Request"):
+        return HttpResponse(fragments.level_control_answer_html(request, room, level))
+    return redirect(_came_from(request, reverse("room-list")))
+
+
+def _came_from(request: HttpRequest, fallback: str) -> str:
+    """The page a form was posted from (this site's only), to go back to."""
+    back = request.POST.get("next") or request.headers.get("Referer", "")
+    if url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        return back
+    return fallback
 
 
 @require_safe
@@ -466,6 +502,29 @@ def mention_email_settings(request: HttpRequest) -> HttpResponse:
     return _settings_page(request, form, preference, saved=saved, link_sent=link_sent, status=status)
 
 
+@require_POST
+@login_required
+def snooze(request: HttpRequest) -> HttpResponse:
+    """Do not disturb (the settings page): no mention emails for an hour, until tomorrow morning or
+    until a chosen time; or "Resume" (there, and on the room list while snoozed)."""
+    user = request.user
+    assert isinstance(user, Account)  # login_required
+    if "resume" in request.POST:
+        involvement.resume(user)
+        return redirect(_came_from(request, reverse("settings")))
+    form = SnoozeForm(request.POST)
+    if not form.is_valid():
+        preference = MentionEmails.objects.filter(user=user).first() or MentionEmails(user=user)
+        emails = MentionEmailsForm(initial={"email": user.email, "enabled": preference.enabled})
+        problem = " ".join(str(error) for errors in form.errors.values() for error in errors)
+        return _settings_page(request, emails, preference, status=400, snooze_problem=problem)
+    now = timezone.now()
+    involvement.snooze(
+        user, involvement.snooze_end(form.cleaned_data["snooze"], now, form.cleaned_data["until"])
+    )
+    return redirect(_came_from(request, reverse("settings")))
+
+
 def _settings_page(
     request: HttpRequest,
     form: MentionEmailsForm,
@@ -473,9 +532,16 @@ def _settings_page(
     saved: bool = False,
     link_sent: str = "",
     status: int = 200,
+    snooze_problem: str = "",
 ) -> HttpResponse:
     assert isinstance(request.user, Account)  # login_required
+    snoozed = involvement.still_snoozed(preference.snoozed_until)
     context = {
+        "snoozed_until": snoozed,
+        "time_zone": timezone.get_current_timezone_name(),
+        "morning_hour": f"{involvement.SNOOZE_MORNING_HOUR:02d}",
+        "until_value": request.POST.get("until", "") if snooze_problem else "",
+        "snooze_problem": snooze_problem,
         "form": form,
         "saved": saved,
         "address": request.user.email,

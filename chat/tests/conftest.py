@@ -21,6 +21,7 @@ from chat.tests.support import (
     HOST,
     MEMBERS,
     ORIGIN,
+    ListOpener,
     SocketOpener,
     make_moderator,
     make_staff,
@@ -108,6 +109,29 @@ async def open_socket() -> AsyncIterator[SocketOpener]:
         if settle:
             await receive_until(socket, HISTORY)
             await receive_until(socket, MEMBERS)
+        return socket
+
+    yield _open
+    for socket in opened:
+        if not socket.future.done():
+            await socket.disconnect()
+
+
+@pytest.fixture
+async def open_list() -> AsyncIterator[ListOpener]:
+    """Open the room list's socket as `user` (None: a visitor), as the list page does."""
+    from site_config.asgi import application
+
+    opened: list[WebsocketCommunicator] = []
+
+    async def _open(user: Account | None, refused: bool = False) -> WebsocketCommunicator:
+        headers = [(b"origin", ORIGIN), (b"host", HOST)]
+        if user is not None:
+            headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
+        socket = WebsocketCommunicator(application, "/ws/rooms/", headers=headers)
+        opened.append(socket)
+        connected, _ = await socket.connect(timeout=5)
+        assert connected != refused
         return socket
 
     yield _open

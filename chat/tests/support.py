@@ -61,6 +61,7 @@ TYPING = 'id="typing"'
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 SocketOpener = Callable[..., Awaitable[WebsocketCommunicator]]
+ListOpener = Callable[..., Awaitable[WebsocketCommunicator]]  # the room list's socket (open_list)
 
 
 # People and rooms ---------------------------------------------------------------------------

@@ -2,57 +2,29 @@
 divider, through site_config.asgi.application as a browser would connect."""
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.testing import WebsocketCommunicator
 
 from chat import moderation, reading, services
 from chat.models import LastRead, Message, Room
 from chat.standing import Account
 from chat.tests.support import (
     HISTORY,
-    HOST,
     NEW_MESSAGE,
-    ORIGIN,
+    ListOpener,
     SocketOpener,
     add_messages,
     drain,
     make_staff,
     receive_close,
     receive_until,
-    session_cookie,
     ws_send_frame,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ListOpener = Callable[..., Awaitable[WebsocketCommunicator]]
 DIVIDER = 'id="new-messages"'
-
-
-@pytest.fixture
-async def open_list() -> AsyncIterator[ListOpener]:
-    """Open the room list's socket as `user` (None: a visitor), as the list page does."""
-    from site_config.asgi import application
-
-    opened: list[WebsocketCommunicator] = []
-
-    async def _open(user: Account | None, refused: bool = False) -> WebsocketCommunicator:
-        headers = [(b"origin", ORIGIN), (b"host", HOST)]
-        if user is not None:
-            headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
-        socket = WebsocketCommunicator(application, "/ws/rooms/", headers=headers)
-        opened.append(socket)
-        connected, _ = await socket.connect(timeout=5)
-        assert connected != refused
-        return socket
-
-    yield _open
-    for socket in opened:
-        if not socket.future.done():
-            await socket.disconnect()
 
 
 def badge(frame: str, room: Room) -> str:
