@@ -411,10 +411,20 @@ def contrast(first: str, second: str) -> float:
     return (lighter + 0.05) / (darker + 0.05)
 
 
+# Elements whose content is wider than they are and that scroll it (a room's history would, not the
+# page). The phone's one-line member strip scrolls sideways by design (docs/accessibility.md).
+SIDEWAYS = """() => [...document.querySelectorAll("body *:not(.members)")].filter(element => {
+  const overflow = getComputedStyle(element).overflowX;
+  return (overflow === "auto" || overflow === "scroll") && element.scrollWidth > element.clientWidth + 1;
+}).map(element => element.outerHTML.slice(0, 80))"""
+
+
 def fits_the_width(page: Page) -> None:
+    """WCAG 1.4.10: nothing to scroll sideways, neither the page nor a part of it."""
     width = page.evaluate("window.innerWidth")
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     assert scroll_width <= width, f"{page.url}: {scroll_width} px of content in a {width} px window"
+    assert page.evaluate(SIDEWAYS) == [], f"{page.url}: parts scroll sideways at {width} px"
 
 
 def test_focus_rings_motion_contrast_and_reflow_follow_the_browser(
