@@ -199,3 +199,13 @@ class MentionEmailsForm(forms.Form):
 
     email = forms.EmailField(required=False, label="Email address")
     enabled = forms.BooleanField(required=False, label="Email me when I'm mentioned while away")
+
+
+class LiveUpdatesForm(forms.Form):
+    """The settings page's "Live updates" part (its own form, told apart by `live_updates`)."""
+
+    paused = forms.BooleanField(
+        required=False,
+        label="Pause live updates in rooms",
+        widget=forms.CheckboxInput(attrs={"aria-describedby": "live-updates-help"}),
+    )
