@@ -255,9 +255,13 @@ def regrouped_message_html(message: Message, was_continued: bool) -> dict[Role, 
     return {role: _message_html(shown, role, oob=True) for role in Role}
 
 
-def shown_message_html(message: Message, role: Role) -> str:
-    """One message as the page shows it, e.g. to put back in place of its edit form."""
-    return _message_html(_in_place(message), role)
+def shown_message_html(message: Message, role: Role, focus_menu: bool = False) -> str:
+    """One message as the page shows it, e.g. to put back in place of its edit form; `focus_menu`:
+    with its ··· button autofocused (Cancel and Escape, whose form the swap removes)."""
+    if not focus_menu:
+        return _message_html(_in_place(message), role)
+    context = {"message": _in_place(message), "oob": False, "focus_menu": True} | message_context(role)
+    return _partial(MESSAGES, "message", context)
 
 
 def edit_form_html(message: Message) -> str:

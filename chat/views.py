@@ -160,7 +160,8 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such message.")
     viewer = standing(message.room, request.user)
     _require_reader(message.room, viewer)
-    return HttpResponse(fragments.shown_message_html(message, viewer.role))
+    focus_menu = request.GET.get("focus") == "menu"  # Cancel, Escape: the focus goes to its ··· button
+    return HttpResponse(fragments.shown_message_html(message, viewer.role, focus_menu))
 
 
 @require_safe

@@ -24,11 +24,17 @@ def room(site_env: dict[str, str]) -> str:
 
 def tab_to(page: Page, target: Locator, key: str = "Tab", most: int = 80) -> None:
     """Press Tab (or Shift+Tab) until `target` has the focus, as a keyboard user would."""
-    for _ in range(most):
+    for pressed in range(most + 1):
         if target.evaluate("element => element === document.activeElement"):
             return
-        page.keyboard.press(key)
+        if pressed < most:
+            page.keyboard.press(key)
     raise AssertionError(f"{target} was not reached in {most} presses of {key}")
+
+
+def message(page: Page, text: str) -> Locator:
+    """The first message showing `text` (a reply quoting it comes after it)."""
+    return message_by(page, text).first
 
 
 def composer(page: Page) -> Locator:
@@ -36,7 +42,7 @@ def composer(page: Page) -> Locator:
 
 
 def menu_button(page: Page, text: str) -> Locator:
-    return message_by(page, text).locator(".message-actions > summary")
+    return message(page, text).locator(".message-actions > summary")
 
 
 def open_menu_by_keyboard(page: Page, text: str) -> Locator:
@@ -45,7 +51,7 @@ def open_menu_by_keyboard(page: Page, text: str) -> Locator:
     tab_to(page, button, "Shift+Tab")
     expect(button).to_have_css("opacity", "1")  # shown on focus, not only on hover
     page.keyboard.press("Enter")
-    menu = message_by(page, text).locator(".message-actions .menu")
+    menu = message(page, text).locator(".message-actions .menu")
     expect(menu).to_be_visible()
     return menu
 
@@ -71,7 +77,7 @@ def test_post_react_reply_report_and_open_a_permalink_by_keyboard(server, new_us
     expect(composer(alice)).to_be_focused()
     alice.keyboard.type("Hello by keyboard")
     alice.keyboard.press("Enter")
-    expect(message_by(bob, "Hello by keyboard")).to_be_visible()
+    expect(message(bob, "Hello by keyboard")).to_be_visible()
     expect(composer(alice)).to_be_focused()
     expect(composer(alice)).to_have_value("")
 
@@ -83,12 +89,12 @@ def test_post_react_reply_report_and_open_a_permalink_by_keyboard(server, new_us
     cake = menu.get_by_role("button", name="🎉", exact=True)
     tab_to(alice, cake)
     alice.keyboard.press("Enter")
-    expect(message_by(bob, "Who is bringing the cake?").locator(".reaction")).to_have_text("🎉 1")
+    expect(message(bob, "Who is bringing the cake?").locator(".reaction")).to_have_text("🎉 1")
     expect(cake).to_have_attribute("aria-pressed", "true")
     expect(cake).to_be_focused()
     shoot(alice, "reaction-focused")
     alice.keyboard.press("Space")  # toggled off again, focus still there
-    expect(message_by(bob, "Who is bringing the cake?").locator(".reaction")).to_have_count(0)
+    expect(message(bob, "Who is bringing the cake?").locator(".reaction")).to_have_count(0)
     expect(cake).to_have_attribute("aria-pressed", "false")
     expect(cake).to_be_focused()
 
@@ -100,7 +106,7 @@ def test_post_react_reply_report_and_open_a_permalink_by_keyboard(server, new_us
     expect(composer(alice)).to_be_focused()
     alice.keyboard.type("Me, a lemon one")
     alice.keyboard.press("Enter")
-    reply = message_by(bob, "Me, a lemon one")
+    reply = message(bob, "Me, a lemon one")
     expect(reply.locator(".quote")).to_contain_text("Who is bringing the cake?")
     expect(composer(alice)).to_be_focused()
     expect(bar).to_be_hidden()
@@ -123,12 +129,12 @@ def test_post_react_reply_report_and_open_a_permalink_by_keyboard(server, new_us
     # A menu closes with Enter on its button again, which keeps the focus.
     open_menu_by_keyboard(alice, "Who is bringing the cake?")
     alice.keyboard.press("Enter")
-    expect(message_by(alice, "Who is bringing the cake?").locator(".message-actions .menu")).to_be_hidden()
+    expect(message(alice, "Who is bringing the cake?").locator(".message-actions .menu")).to_be_hidden()
     expect(menu_button(alice, "Who is bringing the cake?")).to_be_focused()
 
     # Report: a nested <details>, its reason, its button.
     alice.keyboard.press("Enter")  # open again
-    menu = message_by(alice, "Who is bringing the cake?").locator(".message-actions .menu")
+    menu = message(alice, "Who is bringing the cake?").locator(".message-actions .menu")
     report = menu.locator(".report > summary")
     tab_to(alice, report)
     alice.keyboard.press("Enter")
@@ -150,7 +156,7 @@ def test_post_react_reply_report_and_open_a_permalink_by_keyboard(server, new_us
 
 
 def _id_of(page: Page, text: str) -> str:
-    return (message_by(page, text).get_attribute("id") or "").removeprefix("message-")
+    return (message(page, text).get_attribute("id") or "").removeprefix("message-")
 
 
 def test_edit_cancel_delete_and_remove_by_keyboard(server, site_env, new_user, room):
@@ -174,11 +180,11 @@ def test_edit_cancel_delete_and_remove_by_keyboard(server, site_env, new_user, r
     alice.keyboard.press("Backspace")
     alice.keyboard.type("10")
     alice.keyboard.press("Enter")
-    expect(message_by(bob, "Meet at 10").locator(".edited")).to_have_text("(edited)")
+    expect(message(bob, "Meet at 10").locator(".edited")).to_have_text("(edited)")
     expect(alice.locator("form.editing")).to_have_count(0)
     expect(alice.locator("#chat-notice")).to_be_focused()  # not lost with the form
 
-    # Cancel puts the message back and the focus on its ··· button.
+    # Cancel puts the message back and the focus on its ··· button (autofocus, ?focus=menu).
     menu = open_menu_by_keyboard(alice, "Meet at 10")
     tab_to(alice, menu.get_by_role("button", name="Edit"))
     alice.keyboard.press("Enter")
@@ -187,8 +193,20 @@ def test_edit_cancel_delete_and_remove_by_keyboard(server, site_env, new_user, r
     tab_to(alice, alice.locator("form.editing").get_by_role("button", name="Cancel"))
     alice.keyboard.press("Enter")
     expect(alice.locator("form.editing")).to_have_count(0)
-    expect(message_by(alice, "Meet at 10")).not_to_contain_text("never")
+    expect(message(alice, "Meet at 10")).not_to_contain_text("never")
     expect(menu_button(alice, "Meet at 10")).to_be_focused()
+
+    # Escape cancels too (the form is a <dialog closedby="closerequest">), focus as for Cancel.
+    alice.keyboard.press("Enter")
+    tab_to(alice, message(alice, "Meet at 10").get_by_role("button", name="Edit"))
+    alice.keyboard.press("Enter")
+    expect(box).to_be_focused()
+    alice.keyboard.type(" or 11")
+    alice.keyboard.press("Escape")
+    expect(alice.locator("form.editing")).to_have_count(0)
+    expect(message(alice, "Meet at 10")).not_to_contain_text("or 11")
+    expect(menu_button(alice, "Meet at 10")).to_be_focused()
+    expect(message(bob, "Meet at 10")).not_to_contain_text("or 11")
 
     # Delete, confirmed in a nested <details>: the focus waits on the outcome.
     menu = open_menu_by_keyboard(alice, "Wrong room, sorry")

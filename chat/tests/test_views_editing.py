@@ -63,7 +63,7 @@ def test_the_edit_form_is_filled_with_the_text_as_typed(message: Message, alice:
     assert f'id="message-{message.pk}"' in html and "ws-send" in html
     # One line: a text input, so Enter saves; its value escaped.
     assert '<input type="text" name="message" value="a &lt;b&gt;&quot;quoted&quot;&lt;/b&gt; line"' in html
-    assert f'hx-get="/messages/{message.pk}/"' in html  # Cancel
+    assert f'hx-get="/messages/{message.pk}/?focus=menu"' in html  # Cancel (and Escape)
 
 
 def test_someone_else_asking_for_the_edit_form_gets_the_message_and_a_sentence(
