@@ -237,3 +237,23 @@ def test_the_menu_button_shows_on_touch_screens_without_hover(server, new_user, 
     open_room(alice, server.url, room)
     send(alice, "Seen on a phone")
     expect(menu_button(alice, "Seen on a phone")).to_have_css("opacity", "1")
+
+
+def test_upload_a_file_by_keyboard(server, new_user, room):
+    alice, bob = new_user(server.url, "alice"), new_user(server.url, "bob")
+    open_room(alice, server.url, room)
+    open_room(bob, server.url, room)
+
+    picker = alice.get_by_label("File to attach")
+    tab_to(alice, picker)
+    with alice.expect_file_chooser() as chosen:
+        alice.keyboard.press("Space")  # opens the system's file picker
+    chosen.value.set_files(files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"Agenda: cake"}])
+    alice.keyboard.press("Tab")
+    expect(alice.get_by_label("Caption for the file")).to_be_focused()
+    alice.keyboard.type("The agenda")
+    alice.keyboard.press("Enter")
+    expect(message(bob, "The agenda").locator(".file-card")).to_contain_text("notes.txt")
+    # The form is replaced (emptied); the focus stays in its caption box, not on the page's body.
+    expect(alice.get_by_label("Caption for the file")).to_be_focused()
+    expect(alice.get_by_label("Caption for the file")).to_have_value("")
