@@ -88,7 +88,8 @@ def _target(
 def remove(room: Room, user: Account, data: dict) -> str:
     message, reason = _message(room, data)
     moderation.remove_message(user, message, reason)
-    return fragments.notice_html(f"Removed a message by {message.author}.")
+    # The message, its menu focused, becomes a tombstone: the focus waits on the outcome.
+    return fragments.notice_html(f"Removed a message by {message.author}.", focus=True)
 
 
 def report(room: Room, user: Account, data: dict) -> str:
@@ -162,8 +163,8 @@ def edit(room: Room, user: Account, data: dict) -> str:
         changed = services.edit_message(user, message, form.cleaned_data["message"])
     except services.Refused as refusal:
         return fragments.notice_html(str(refusal), error=True)
-    if changed:
-        return fragments.notice_html("")  # the broadcast puts the new text in the form's place
+    if changed:  # the broadcast puts the new text in the form's place; focus waits on the notice
+        return fragments.notice_html("Your edit is saved.", focus=True)
     # Nothing to store: put the message back for this page only.
     role = standing(room, user).role
     return fragments.edited_message_html(message, role)[role] + fragments.notice_html("")
@@ -175,7 +176,7 @@ def delete(room: Room, user: Account, data: dict) -> str:
         services.delete_own_message(user, message)
     except services.Refused as refusal:
         return fragments.notice_html(str(refusal), error=True)
-    return fragments.notice_html("Message deleted.")
+    return fragments.notice_html("Message deleted.", focus=True)  # its menu, focused, is gone
 
 
 def _message_in(room: Room, message_id: int) -> Message:
@@ -195,7 +196,8 @@ def react(room: Room, user: Account, data: dict) -> str:
         services.toggle_reaction(user, message, fields["emoji"])
     except services.ReactionRefused as refusal:
         return fragments.notice_html(str(refusal), error=True)
-    return fragments.reaction_picker_html(message, standing(room, user), user) + fragments.notice_html("")
+    picker = fragments.reaction_picker_html(message, standing(room, user), user, pressed=fields["emoji"])
+    return picker + fragments.notice_html("")
 
 
 def clear_reactions(room: Room, user: Account, data: dict) -> str:

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from chat import actions, broadcast, fragments, queries, reading, services
 from chat.hub import BROKER_DOWN, Hub, HubConsumer, hub
-from chat.models import Room, account_group_name
+from chat.models import Room, account_group_name, live_updates_paused
 from chat.payloads import BadFrame, parse_ws_send
 from chat.sockets import bound_kernel_buffer, open_sockets, send_buffer_of, take_socket, unsent_bytes
 from chat.standing import (
@@ -134,6 +134,9 @@ class RoomConsumer(HubConsumer):
         history += await self.hub.members_on_joining(room, name)
         if self.user.is_authenticated:  # "New messages" above what came since they last read
             history += await self._open_for_reading(room, history)
+            # Live updates on, or paused in Settings (the page, cached per role, has them on).
+            paused = await database_sync_to_async(live_updates_paused)(self.user.pk)
+            history += fragments.live_mode_html(paused)
         await self.send(history)
         self.history_sent = (history, time.monotonic())
         self.held = [event for event in self.held if not self._already_shown(event)]
@@ -200,6 +203,11 @@ class RoomConsumer(HubConsumer):
         if data.get("action") == "typing":
             if not self.hub.broker_down:  # nothing to pass on meanwhile, nothing to refuse
                 await self._typing()
+            return
+        if data.get("action") == "catch_up":
+            # Live updates paused: "Show new messages" brings the history again, held ones in it;
+            # #messages is no live region, so nothing of it is read aloud.
+            await self.send(await self._history_on_connect(self.room, self.standing))
             return
         if self.hub.broker_down:
             # Nothing is stored that others could not be shown: refused before storing.

@@ -235,3 +235,13 @@ class SnoozeForm(forms.Form):
         elif until > timezone.now() + timedelta(days=self.MOST_DAYS):
             self.add_error("until", f"Snooze for at most {self.MOST_DAYS} days.")
         return cleaned
+
+
+class LiveUpdatesForm(forms.Form):
+    """The settings page's "Live updates" part (its own form, told apart by `live_updates`)."""
+
+    paused = forms.BooleanField(
+        required=False,
+        label="Pause live updates in rooms",
+        widget=forms.CheckboxInput(attrs={"aria-describedby": "live-updates-help"}),
+    )

@@ -7,16 +7,19 @@ role, never on the viewer, so each is rendered once and sent to every socket of 
 """
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
+from html import unescape
 
 from django.conf import settings
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import strip_tags
 from django.utils.safestring import SafeString
 
 from chat import formatting, queries
@@ -193,15 +196,42 @@ def _message_look_html(message: ShownMessage, oob: bool, has_menu: bool) -> str:
 
 
 def new_message_html(message: Message) -> dict[Role, str]:
-    """A message appended to the end of #messages, for each role: one rendering per look."""
+    """A message appended to the end of #messages, for each role: one rendering per look, and
+    its announcement (the same for everyone)."""
     shown = _in_place(message)
+    announcement = announcement_html(shown)
     looks = {
         has_menu: _partial(
-            MESSAGES, "new_message", {"message_html": _message_look_html(shown, False, has_menu)}
+            MESSAGES,
+            "new_message",
+            {"message_html": _message_look_html(shown, False, has_menu), "announcement_html": announcement},
         )
         for has_menu in (False, True)
     }
     return {role: looks[message_context(role)["has_menu"]] for role in Role}
+
+
+# Block ends and line breaks become spaces, so "<p>a</p><p>b</p>" is read "a b", not "ab".
+_BREAKS = re.compile(r"</(?:p|li|h[1-6]|pre|blockquote|div)>|<br\s*/?>", re.IGNORECASE)
+
+
+def spoken_text(shown: ShownMessage) -> str:
+    """A message's text as the screen reader's announcement reads it: plain words, no markup."""
+    if shown.typed_text:
+        return shown.typed_text
+    if not shown.has_text:
+        return ""
+    return " ".join(unescape(strip_tags(_BREAKS.sub(" ", shown.body_html))).split())
+
+
+def announcement_html(shown: ShownMessage) -> SafeString:
+    """ "alice: the text", appended to the live region #announcements for every reader."""
+    return SafeString(_partial(MESSAGES, "announcement", {"message": shown, "spoken": spoken_text(shown)}))
+
+
+def live_mode_html(paused: bool) -> str:
+    """Live updates as this person wants them (Settings, "Pause live updates"): sent on connect."""
+    return _partial(MESSAGES, "live_mode", {"paused": paused, "oob": True})
 
 
 def message_html(message: Message) -> str:
@@ -225,16 +255,20 @@ def regrouped_message_html(message: Message, was_continued: bool) -> dict[Role, 
     return {role: _message_html(shown, role, oob=True) for role in Role}
 
 
-def shown_message_html(message: Message, role: Role) -> str:
-    """One message as the page shows it, e.g. to put back in place of its edit form."""
-    return _message_html(_in_place(message), role)
+def shown_message_html(message: Message, role: Role, focus_menu: bool = False) -> str:
+    """One message as the page shows it, e.g. to put back in place of its edit form; `focus_menu`:
+    with its ··· button autofocused (Cancel and Escape, whose form the swap removes)."""
+    if not focus_menu:
+        return _message_html(_in_place(message), role)
+    context = {"message": _in_place(message), "oob": False, "focus_menu": True} | message_context(role)
+    return _partial(MESSAGES, "message", context)
 
 
 def edit_form_html(message: Message) -> str:
     """The author's edit form in the message's place, filled with its text as typed."""
-    return _partial(
-        MESSAGES, "edit_form", {"message": message, "max_length": settings.CHAT_MESSAGE_MAX_LENGTH}
-    )
+    multiline = "\n" in message.body  # a textarea keeps its line breaks; one line: Enter saves
+    context = {"message": message, "max_length": settings.CHAT_MESSAGE_MAX_LENGTH, "multiline": multiline}
+    return _partial(MESSAGES, "edit_form", context)
 
 
 def message_menu_html(message: Message, viewer: Standing, user: User) -> str:
@@ -313,9 +347,10 @@ def moderation_panel_html(room: Room) -> str:
 
 
 @lru_cache(maxsize=1_000)
-def notice_html(text: str, error: bool = False) -> str:
-    """A line above the form: the outcome of what the user just did."""
-    return _partial(COMPOSER, "notice", {"notice": text, "error": error, "oob": True})
+def notice_html(text: str, error: bool = False, focus: bool = False) -> str:
+    """A line above the form: the outcome of what the user just did. `focus`: it takes the focus,
+    for an action whose control the outcome replaces (an edit form, a deleted message's menu)."""
+    return _partial(COMPOSER, "notice", {"notice": text, "error": error, "oob": True, "focus": focus})
 
 
 def removed_from_room_html(room: Room, text: str) -> str:
@@ -355,9 +390,10 @@ def reactions_html(message_id: int) -> str:
     return _partial(MESSAGES, "reactions", {"message_id": message_id, "reactions": reactions, "oob": True})
 
 
-def reaction_picker_html(message: Message, viewer: Standing, user: User) -> str:
-    """The emoji buttons again for the one who just clicked one: which are pressed changed."""
-    context = {"message": message, "standing": viewer, "oob": True}
+def reaction_picker_html(message: Message, viewer: Standing, user: User, pressed: str = "") -> str:
+    """The emoji buttons again for the one who just clicked one: which are pressed changed. The
+    one just pressed keeps the focus (autofocus), which replacing the buttons would otherwise drop."""
+    context = {"message": message, "standing": viewer, "oob": True, "pressed": pressed}
     return _partial(MESSAGES, "reaction_picker", context | reaction_menu_context(message, viewer, user))
 
 
@@ -394,24 +430,40 @@ def wait_in_words(seconds: float) -> str:
 
 def reply_bar_context(room: Room | None, message_id: object) -> dict:
     original = queries.reply_target(room, message_id) if room and message_id else None
-    if original is None:
+    if room is None or original is None:
         return {"original": None}
-    return {"original": original, "excerpt": ShownMessage.of_quote(original)}
+    return {"original": original, "excerpt": ShownMessage.of_quote(original), "room_slug": room.slug}
 
 
-def reply_bar_html(room: Room | None, message_id: int | None) -> str:
-    """The bar above the composer: "Replying to alice: first words…", or empty when cancelled."""
-    return _partial(REPLIES, "reply_bar", {"reply_bar": reply_bar_context(room, message_id)})
+def reply_bar_html(room: Room | None, message_id: int | None, box_text: str | None = None) -> str:
+    """The bar above the composer: "Replying to alice: first words…", or empty when cancelled.
+    Cancel sends the message box's text along (`box_text`): the focus goes back into an empty box,
+    or to the notice line when the box holds a draft (see message_input_html)."""
+    bar = _partial(REPLIES, "reply_bar", {"reply_bar": reply_bar_context(room, message_id)})
+    if room is None or box_text is None:
+        return bar
+    return bar + (notice_html("Reply cancelled.", focus=True) if box_text else message_input_html(room))
 
 
-def reply_started_html(message: Message, role: Role) -> str:
+def message_input_html(room: Room) -> str:
+    """The composer's text box alone, empty and focused (autofocus): after Reply or its Cancel,
+    whose buttons the swap removes, the focus goes where the person will type. Only for an empty
+    box: a box sent afresh with a draft would get the caret before the draft (focus() puts it at
+    the start), so typing on would go in front of it."""
+    context = {"room": room, "draft": "", "max_length": settings.CHAT_MESSAGE_MAX_LENGTH, "oob": True}
+    return _partial(COMPOSER, "message_input", context)
+
+
+def reply_started_html(message: Message, role: Role, box_text: str | None = None) -> str:
     """What Reply in a message's menu gets: the bar put in place by id, and the menu closed
-    (a fresh ··· in its place, as the message shows it to this role)."""
-    bar = _partial(
-        REPLIES, "reply_bar", {"reply_bar": reply_bar_context(message.room, message.pk), "oob": True}
-    )
+    (a fresh ··· in its place, as the message shows it to this role). The focus, which was on
+    Reply, goes into the message box if it is empty (`box_text`, sent along), else to the bar."""
+    focus_bar = bool(box_text)
+    context = {"reply_bar": reply_bar_context(message.room, message.pk), "oob": True, "focus_bar": focus_bar}
+    bar = _partial(REPLIES, "reply_bar", context)
     actions = _partial(MESSAGES, "message_actions", {"message": message} | message_context(role))
-    return actions + bar
+    box = message_input_html(message.room) if box_text == "" else ""
+    return actions + bar + box
 
 
 def quotes_html(replies: list[Message]) -> str:

@@ -638,3 +638,22 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery {self.pk} of message {self.message_id} to {self.bot}: {self.status}"
+
+
+class LiveUpdates(models.Model):
+    """Whether a person has paused live updates (WCAG 2.2.2, "Pause, Stop, Hide"): new messages
+    in an open room then wait unseen and unannounced until they ask for them. No row: not paused.
+
+    Read once when a room's socket connects, which sends that person's live region (see
+    chat.fragments.announcements_html); broadcasts stay the same for everyone.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    paused = models.BooleanField("Pause live updates", default=False)
+
+    def __str__(self) -> str:
+        return f"Live updates for {self.user}: {'paused' if self.paused else 'on'}"
+
+
+def live_updates_paused(user_id: int) -> bool:
+    return LiveUpdates.objects.filter(user_id=user_id, paused=True).exists()

@@ -31,8 +31,16 @@ from chat import (
     uploads,
 )
 from chat import search as chat_search
-from chat.forms import LevelForm, MentionEmailsForm, ProposeRoomForm, SearchForm, SignupForm, SnoozeForm
-from chat.models import MentionEmails, Message, Room
+from chat.forms import (
+    LevelForm,
+    LiveUpdatesForm,
+    MentionEmailsForm,
+    ProposeRoomForm,
+    SearchForm,
+    SignupForm,
+    SnoozeForm,
+)
+from chat.models import LiveUpdates, MentionEmails, Message, Room, live_updates_paused
 from chat.models import message_permalink as message_permalink_url
 from chat.standing import (
     DIRECTS_OFF,
@@ -196,7 +204,8 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such message.")
     viewer = standing(message.room, request.user)
     _require_reader(message.room, viewer)
-    return HttpResponse(fragments.shown_message_html(message, viewer.role))
+    focus_menu = request.GET.get("focus") == "menu"  # Cancel, Escape: the focus goes to its ··· button
+    return HttpResponse(fragments.shown_message_html(message, viewer.role, focus_menu))
 
 
 @require_safe
@@ -227,8 +236,10 @@ def mention_suggestions(request: HttpRequest, slug: str) -> HttpResponse:
 @require_safe
 def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
     """The "Replying to…" bar for a message the viewer may read; pk 0 is no reply (cancel)."""
-    if pk == 0:
-        return HttpResponse(fragments.reply_bar_html(None, None))
+    if pk == 0:  # Cancel: with the room and the draft, the message box comes back focused
+        slug, draft = request.GET.get("room", ""), request.GET.get("message")
+        room = _readable_room(request, slug)[0] if slug and draft is not None else None
+        return HttpResponse(fragments.reply_bar_html(room, None, draft))
     message = queries.find_message(pk)
     if message is None:
         raise Http404("That message is gone.")
@@ -236,7 +247,7 @@ def reply_bar(request: HttpRequest, pk: int) -> HttpResponse:
     _require_reader(message.room, viewer)
     if viewer.is_visitor:
         raise PermissionDenied("Sign in to reply.")
-    return HttpResponse(fragments.reply_started_html(message, viewer.role))
+    return HttpResponse(fragments.reply_started_html(message, viewer.role, request.GET.get("message")))
 
 
 @require_safe
@@ -485,6 +496,8 @@ def mention_email_settings(request: HttpRequest) -> HttpResponse:
     assert isinstance(user, Account)  # login_required
     preference = MentionEmails.objects.filter(user=user).first() or MentionEmails(user=user)
     initial = {"email": user.email, "enabled": preference.enabled}
+    if request.method == "POST" and "live_updates" in request.POST:
+        return _save_live_updates(request, user, MentionEmailsForm(initial=initial), preference)
     if request.method == "POST" and "resend" in request.POST:
         form = MentionEmailsForm(initial=initial)
         return _settings_page(request, form, preference, link_sent=_send_confirmation(user))
@@ -525,6 +538,17 @@ def snooze(request: HttpRequest) -> HttpResponse:
     return redirect(_came_from(request, reverse("settings")))
 
 
+def _save_live_updates(
+    request: HttpRequest, user: Account, form: MentionEmailsForm, preference: MentionEmails
+) -> HttpResponse:
+    """ "Pause live updates": applies to the rooms opened (or reconnected) after saving."""
+    live_form = LiveUpdatesForm(request.POST)
+    saved = live_form.is_valid()
+    if saved:
+        LiveUpdates.objects.update_or_create(user=user, defaults={"paused": live_form.cleaned_data["paused"]})
+    return _settings_page(request, form, preference, live_form=live_form, live_saved=saved)
+
+
 def _settings_page(
     request: HttpRequest,
     form: MentionEmailsForm,
@@ -533,15 +557,21 @@ def _settings_page(
     link_sent: str = "",
     status: int = 200,
     snooze_problem: str = "",
+    live_form: LiveUpdatesForm | None = None,
+    live_saved: bool = False,
 ) -> HttpResponse:
     assert isinstance(request.user, Account)  # login_required
     snoozed = involvement.still_snoozed(preference.snoozed_until)
+    if live_form is None:
+        live_form = LiveUpdatesForm(initial={"paused": live_updates_paused(request.user.pk)})
     context = {
         "snoozed_until": snoozed,
         "time_zone": timezone.get_current_timezone_name(),
         "morning_hour": f"{involvement.SNOOZE_MORNING_HOUR:02d}",
         "until_value": request.POST.get("until", "") if snooze_problem else "",
         "snooze_problem": snooze_problem,
+        "live_form": live_form,
+        "live_saved": live_saved,
         "form": form,
         "saved": saved,
         "address": request.user.email,

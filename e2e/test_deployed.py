@@ -272,7 +272,7 @@ def test_people_on_different_processes_talk_edit_react_and_type_live_through_the
     expect(message_by(alice, "And back from Bob")).to_be_visible()
 
     open_edit_form(alice, "Through the proxy from Alice")
-    alice.locator("form.editing textarea").fill("Through the proxy, **edited**")
+    alice.locator("form.editing [name=message]").fill("Through the proxy, **edited**")
     alice.locator("form.editing").get_by_role("button", name="Save").click()
     edited = message_by(bob, "Through the proxy, edited")
     expect(edited.locator("strong")).to_have_text("edited")

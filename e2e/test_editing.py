@@ -21,7 +21,7 @@ def open_edit_form(page: Page, text: str, typed: str | None = None) -> None:
     """Edit the message showing `text`; the form holds what was typed (the Markdown, if any)."""
     open_menu(page, text)
     message_by(page, text).get_by_role("button", name="Edit").click()
-    expect(page.locator("#messages form.editing textarea")).to_have_value(typed or text)
+    expect(page.locator("#messages form.editing [name=message]")).to_have_value(typed or text)
 
 
 def test_an_edit_and_a_delete_show_live_to_the_other_person(server, new_user, room):
@@ -33,7 +33,7 @@ def test_an_edit_and_a_delete_show_live_to_the_other_person(server, new_user, ro
     expect(message_by(bob, "Wrong room, sorry")).to_be_visible()
 
     open_edit_form(alice, "Meet at 9")
-    alice.locator("form.editing textarea").fill("Meet at **10**")
+    alice.locator("form.editing [name=message]").fill("Meet at **10**")
     alice.locator("form.editing").get_by_role("button", name="Save").click()
 
     for page in (alice, bob):
@@ -56,7 +56,7 @@ def test_cancel_puts_the_message_back(server, new_user, room):
     send(alice, "Keep this as it is")
 
     open_edit_form(alice, "Keep this as it is")
-    alice.locator("form.editing textarea").fill("Changed my mind")
+    alice.locator("form.editing [name=message]").fill("Changed my mind")
     alice.locator("form.editing").get_by_role("button", name="Cancel").click()
 
     expect(alice.locator("form.editing")).to_have_count(0)
@@ -92,11 +92,11 @@ def test_a_crafted_edit_of_someone_elses_message_is_refused(server, new_user, ro
     bob.locator("form.editing input[name=message_id]").evaluate(
         "(input, id) => { input.value = id; }", target_id
     )
-    bob.locator("form.editing textarea").fill("Bob was here")
+    bob.locator("form.editing [name=message]").fill("Bob was here")
     bob.locator("form.editing").get_by_role("button", name="Save").click()
 
     expect(bob.locator("#chat-notice")).to_have_text("You can only change your own messages.")
-    expect(bob.locator("form.editing textarea")).to_have_value("Bob was here")  # nothing lost
+    expect(bob.locator("form.editing [name=message]")).to_have_value("Bob was here")  # nothing lost
     bob.wait_for_timeout(300)
     for page in (alice, bob):
         expect(message_by(page, "Alice's original")).to_be_visible()
@@ -111,11 +111,11 @@ def test_a_muted_author_is_refused_an_edit_in_a_sentence(server, new_user, site_
     open_edit_form(alice, "Said before the mute")
 
     mute(site_env, alice.username, room)
-    alice.locator("form.editing textarea").fill("Said after the mute")
+    alice.locator("form.editing [name=message]").fill("Said after the mute")
     alice.locator("form.editing").get_by_role("button", name="Save").click()
 
     expect(alice.locator("#chat-notice")).to_contain_text("You're muted in this room until")
     expect(alice.locator("#chat-notice")).to_contain_text("so you can't edit messages.")
-    expect(alice.locator("form.editing textarea")).to_have_value("Said after the mute")
+    expect(alice.locator("form.editing [name=message]")).to_have_value("Said after the mute")
     expect(message_by(bob, "Said before the mute")).to_be_visible()
     expect(bob.locator("#messages")).not_to_contain_text("Said after the mute")

@@ -106,7 +106,7 @@ def test_edited_deleted_and_editing_messages_look_right(
     message_by(bob, "meant for another room").locator(".confirm-delete summary").click()
     message_by(bob, "meant for another room").get_by_role("button", name="Yes, delete it").click()
     open_edit_form(alice, "The release is on Thursdya.")
-    alice.locator("form.editing textarea").fill("The release is on Thursday.")
+    alice.locator("form.editing [name=message]").fill("The release is on Thursday.")
     alice.locator("form.editing").get_by_role("button", name="Save").click()
     expect(alice.locator("#messages .edited")).to_have_count(1)
     expect(alice.locator("#messages")).to_contain_text("Message deleted")
@@ -116,8 +116,8 @@ def test_edited_deleted_and_editing_messages_look_right(
     message_by(alice, "Could someone review").locator(".confirm-delete summary").click()
     alice.screenshot(path=SCREENSHOTS / f"room-delete-confirm-{device}-{scheme}.png")
     message_by(alice, "Could someone review").get_by_role("button", name="Edit").click()  # the menu is open
-    expect(alice.locator("form.editing textarea")).to_have_value(REVIEW)
-    expect(alice.locator("form.editing textarea")).to_be_in_viewport()
+    expect(alice.locator("form.editing [name=message]")).to_have_value(REVIEW)
+    expect(alice.locator("form.editing [name=message]")).to_be_in_viewport()
     assert_fits_the_screen(alice)
     alice.screenshot(path=SCREENSHOTS / f"room-editing-{device}-{scheme}.png")
 

@@ -48,7 +48,7 @@ HISTORY = 'id="messages"'
 FORM = 'id="message-form"'
 MEMBERS = 'id="members"'
 NOTICE = 'id="chat-notice"'
-NEW_MESSAGE = 'hx-swap-oob="beforeend:#messages"'
+NEW_MESSAGE = 'hx-swap-oob="beforeend:#live-messages"'
 HEADER = 'id="room-header"'
 TOMBSTONE = "Message removed by a moderator"
 DELETED = "Message deleted"  # the tombstone of a message its author deleted

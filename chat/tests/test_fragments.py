@@ -44,7 +44,7 @@ def test_a_new_message_is_appended_with_its_text_escaped(lobby: Room, alice: Acc
 
     html = fragments.new_message_html(message)[Role.MEMBER]
 
-    assert 'hx-swap-oob="beforeend:#messages"' in html
+    assert 'hx-swap-oob="beforeend:#live-messages"' in html
     assert "<img" not in html
     assert '<p>&lt;img src=x onerror="alert(1)"&gt;</p>' in html
 

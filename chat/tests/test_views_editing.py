@@ -61,8 +61,9 @@ def test_the_edit_form_is_filled_with_the_text_as_typed(message: Message, alice:
     assert response.status_code == 200
     html = response.text
     assert f'id="message-{message.pk}"' in html and "ws-send" in html
-    assert ">a &lt;b&gt;&quot;quoted&quot;&lt;/b&gt; line</textarea>" in html
-    assert f'hx-get="/messages/{message.pk}/"' in html  # Cancel
+    # One line: a text input, so Enter saves; its value escaped.
+    assert '<input type="text" name="message" value="a &lt;b&gt;&quot;quoted&quot;&lt;/b&gt; line"' in html
+    assert f'hx-get="/messages/{message.pk}/?focus=menu"' in html  # Cancel (and Escape)
 
 
 def test_someone_else_asking_for_the_edit_form_gets_the_message_and_a_sentence(
@@ -70,7 +71,7 @@ def test_someone_else_asking_for_the_edit_form_gets_the_message_and_a_sentence(
 ) -> None:
     response = client_for(bob).get(f"/messages/{message.pk}/edit/")
 
-    assert "<textarea" not in response.text
+    assert "<textarea" not in response.text and 'name="message"' not in response.text
     assert "You can only change your own messages." in unescape(response.text)
 
 
