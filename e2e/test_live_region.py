@@ -1,7 +1,7 @@
 """What a screen reader is given to announce, asserted on Chromium's accessibility tree.
 
 The message list (#messages) is no live region; each new message is appended there and, once, as
-"author: text", to the log #announcements (see docs/features.md, "Live region and keyboard").
+"author: text", to the log #announcements (see docs/accessibility.md, "Live region and keyboard").
 """
 
 import itertools
