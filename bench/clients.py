@@ -18,6 +18,8 @@ from bench.servers import Server
 OPEN_TIMEOUT = 30.0
 # Handshakes in flight at once: enough to be "at once", few enough not to overflow the listen backlog.
 HANDSHAKES_IN_FLIGHT = 100
+# Where Parley's frame for a new message starts the line read to screen readers (the text again).
+ANNOUNCEMENT = '<div hx-swap-oob="beforeend:#announcements">'
 HTMX_HEADERS = {
     "HX-Request": "true",
     "HX-Trigger": "message-form",
@@ -200,7 +202,9 @@ class Tracker:
         self.sent_at[(sender, seq)] = time.perf_counter()
 
     def saw(self, receiver: int, frame: str, now: float) -> None:
-        for sender_text, seq_text in self.pattern.findall(frame):
+        # Parley's frame ends with the line read to screen readers, which repeats the text.
+        shown = frame.split(ANNOUNCEMENT, 1)[0]
+        for sender_text, seq_text in self.pattern.findall(shown):
             self._count(receiver, int(sender_text), int(seq_text), now)
 
     def _count(self, receiver: int, sender: int, seq: int, now: float) -> None:

@@ -49,6 +49,8 @@ FORM = 'id="message-form"'
 MEMBERS = 'id="members"'
 NOTICE = 'id="chat-notice"'
 NEW_MESSAGE = 'hx-swap-oob="beforeend:#live-messages"'
+# A new message's frame ends with its spoken line for screen readers (the text once more).
+ANNOUNCEMENT = 'hx-swap-oob="beforeend:#announcements"'
 HEADER = 'id="room-header"'
 TOMBSTONE = "Message removed by a moderator"
 DELETED = "Message deleted"  # the tombstone of a message its author deleted
@@ -391,6 +393,12 @@ def audit_rows() -> list[tuple]:
             "actor__username", "action", "room__slug", "target_user__username", "message", "reason", "detail"
         )
     )
+
+
+def without_announcement(frame: str) -> str:
+    """The frame as shown on screen: without the line read to screen readers, which repeats the
+    text (so counting a text counts each message once)."""
+    return frame.split(f"<div {ANNOUNCEMENT}>", 1)[0]
 
 
 # Real daphne processes ----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from chat.tests.support import (
     NEW_MESSAGE,
     NOTICE,
     signed_in_session_in,
+    without_announcement,
     ws_send_frame,
 )
 from chat.unavailable import CACHE_DOWN
@@ -92,7 +93,8 @@ class Page:
         """How often `text` was shown as a new message or in a history replay (the last one counts)."""
         histories = [i for i, frame in enumerate(self.frames) if HISTORY in frame]
         start = histories[-1] if histories else 0
-        return sum(f.count(text) for f in self.frames[start:] if HISTORY in f or NEW_MESSAGE in f)
+        shown = [without_announcement(f) for f in self.frames[start:] if HISTORY in f or NEW_MESSAGE in f]
+        return sum(frame.count(text) for frame in shown)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from chat.tests.support import (
     rss_bytes,
     session_of,
     signed_in_session_in,
+    without_announcement,
     ws_send_frame,
 )
 
@@ -209,7 +210,7 @@ async def read_numbers(reader, received: list[int], arrived_at: dict[int, float]
         frame = str(await reader.recv())
         if NEW_MESSAGE not in frame:
             continue
-        for number in re.findall(r"\bm(\d+) x", frame):
+        for number in re.findall(r"\bm(\d+) x", without_announcement(frame)):
             received.append(int(number))
             arrived_at[int(number)] = time.monotonic()
 
