@@ -88,7 +88,7 @@ def newest_link_to(folder: Path, address: str, seen: int, timeout: float = 10) -
 def set_address(page: Page, base_url: str, address: str) -> None:
     page.goto(f"{base_url}/settings/")
     page.fill("input[name=email]", address)
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator(".settings .saved")).to_have_text("Saved.")
     expect(page.locator(".address-state")).to_contain_text("Unconfirmed")
 
