@@ -24,6 +24,9 @@ def start_reply(page: Page, text: str) -> None:
     message.hover()
     message.locator(".message-actions summary").click()
     message.locator(".message-actions .menu button.reply").click()
+    # The answer replaces the message box too (with the draft, focused): typing before it lands
+    # would be typing into the box it replaces.
+    expect(page.locator("#reply-bar")).to_contain_text("Replying to")
 
 
 def room_card(page: Page, name: str):
