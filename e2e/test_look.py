@@ -190,6 +190,7 @@ def test_mentions_and_replies_look_right(server, site_env, new_user, device: str
     last.hover()
     last.locator(".message-actions summary").click()
     last.locator("button.reply").click()
+    expect(bob.locator("#reply-bar")).to_contain_text("footer still wrap")  # the box is swapped in with it
     bob.locator("#message-form input[name=message]").fill(f"Yes, @{alice.username}, I'll fix it")
     bob.mouse.move(0, 0)
 
