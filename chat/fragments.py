@@ -284,7 +284,8 @@ def menu_page_context(message: Message, viewer: Standing, user: User) -> dict:
     """The ··· menu as a page of its own (without script), under the message as the room shows it:
     Reply and Edit are links to pages there, where the menu's buttons fetch fragments."""
     context = menu_context(message, viewer, user) | reaction_menu_context(message, viewer, user)
-    shown = _message_html(_in_place(message), Role.VISITOR)  # no ··· of its own on its own page
+    # In full (never as the continuation of the one before), with no ··· of its own.
+    shown = _message_html(queries.with_reactions([ShownMessage.of(message)])[0], Role.VISITOR)
     return context | {"as_page": True, "message_html": SafeString(shown)}
 
 
