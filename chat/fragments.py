@@ -264,17 +264,29 @@ def shown_message_html(message: Message, role: Role, focus_menu: bool = False) -
     return _partial(MESSAGES, "message", context)
 
 
+def edit_form_context(message: Message) -> dict:
+    multiline = "\n" in message.body  # a textarea keeps its line breaks; one line: Enter saves
+    return {"message": message, "max_length": settings.CHAT_MESSAGE_MAX_LENGTH, "multiline": multiline}
+
+
 def edit_form_html(message: Message) -> str:
     """The author's edit form in the message's place, filled with its text as typed."""
-    multiline = "\n" in message.body  # a textarea keeps its line breaks; one line: Enter saves
-    context = {"message": message, "max_length": settings.CHAT_MESSAGE_MAX_LENGTH, "multiline": multiline}
-    return _partial(MESSAGES, "edit_form", context)
+    return _partial(MESSAGES, "edit_form", edit_form_context(message))
 
 
 def message_menu_html(message: Message, viewer: Standing, user: User) -> str:
     """The ··· menu of one message for this viewer: moderators act, members report."""
     context = menu_context(message, viewer, user) | reaction_menu_context(message, viewer, user)
     return _partial(MESSAGES, "message_menu", context)
+
+
+def menu_page_context(message: Message, viewer: Standing, user: User) -> dict:
+    """The ··· menu as a page of its own (without script), under the message as the room shows it:
+    Reply and Edit are links to pages there, where the menu's buttons fetch fragments."""
+    context = menu_context(message, viewer, user) | reaction_menu_context(message, viewer, user)
+    # In full (never as the continuation of the one before), with no ··· of its own.
+    shown = _message_html(queries.with_reactions([ShownMessage.of(message)])[0], Role.VISITOR)
+    return context | {"as_page": True, "message_html": SafeString(shown)}
 
 
 def deleted_message_html(message_id: int) -> str:
@@ -646,14 +658,52 @@ def around_reconnect_html(room: Room, role: Role, pk: int) -> tuple[str, int | N
 
 def newer_messages_html(room: Room, role: Role, after: int, until: int) -> str:
     """The page of history after `after` (up to `until`), in place of the 'load newer' button."""
+    history, looks = _newer_fitting(room, role, after, until)
+    return _partial(MESSAGES, "newer_messages", _history_context(room, history, looks))
+
+
+def _newer_fitting(room: Room, role: Role, after: int, until: int) -> tuple[HistoryPage, list[str]]:
+    """The page after `after` up to `until`, as much of it as fits CHAT_HISTORY_MAX_BYTES, and its looks."""
     history = queries.newer_page(room, after, until)
     looks = _looks(history.messages, role)
     kept = _fitting(looks)
     if kept < len(looks):
         history = replace(history, messages=history.messages[:kept], newer_than=history.messages[kept - 1].pk)
-    return _partial(MESSAGES, "newer_messages", _history_context(room, history, looks[:kept]))
+    return history, looks[:kept]
 
 
 def search_results_html(context: dict) -> str:
     """The results of a search, swapped in under the search box as the user types."""
     return _partial(SEARCH, "results", context)
+
+
+# Pages without script (docs/no-script.md) ---------------------------------------------------
+
+
+def history_page_context(room: Room, role: Role, *, before: int | None, after: int | None) -> dict:
+    """A page of history as a page of its own (the room page's `?before=` or `?after=`, the links
+    "Load older" and "Load newer" followed without script), linking on both ways from it."""
+    newest = queries.newest_message_id(room)
+    if after is None:
+        context = history_context(room, role, before)
+        history = context["history"]
+        if history.messages and history.messages[-1].pk < newest:
+            context["history"] = replace(history, newer_than=history.messages[-1].pk, until=newest)
+    else:
+        history, looks = _newer_fitting(room, role, after, newest)
+        first = history.messages[0].pk if history.messages else None
+        older_than = first if first and queries.has_message_before(room, first) else None
+        context = _history_context(room, replace(history, older_than=older_than), looks)
+    return context | {"history_page": True}
+
+
+def with_new_divider(context: dict, first_unread: int | None) -> dict:
+    """The history with "New messages" above the first unread message, or at its top when that one
+    is older than the page: as the socket puts it on connecting, here in the page itself."""
+    if first_unread is None:
+        return context
+    html: str = context["messages_html"]
+    divider = _partial(UNREAD, "new_divider_line", {})
+    found = html.find(f'id="message-{first_unread}"')
+    start = html.rfind("<article", 0, found) if found >= 0 else 0
+    return context | {"messages_html": SafeString(html[:start] + divider + html[start:])}

@@ -517,3 +517,12 @@ def message_after(message_id: int, room_id: int) -> Message | None:
     """The room's message just after this one, with its author (its grouping may change with it)."""
     after = Message.objects.filter(room_id=room_id, pk__gt=message_id).select_related("room", "author__bot")
     return after.order_by("pk").first()
+
+
+def newest_message_id(room: Room) -> int:
+    """The room's newest message (0: none yet), where a page of history pages on up to."""
+    return room.messages.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def has_message_before(room: Room, pk: int) -> bool:
+    return room.messages.filter(pk__lt=pk).exists()

@@ -8,6 +8,7 @@ urlpatterns = [
     path("rooms/propose/", views.propose_room, name="propose-room"),
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
     path("rooms/<slug:slug>/messages/", views.older_messages, name="older-messages"),
+    path("rooms/<slug:slug>/frame/", views.room_frame, name="room-frame"),
     path("messages/<int:pk>/menu/", views.message_menu, name="message-menu"),
     path("messages/<int:pk>/", views.message_detail, name="message-detail"),
     path("messages/<int:pk>/edit/", views.message_edit_form, name="message-edit"),

@@ -1,8 +1,10 @@
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from datetime import datetime
 from functools import wraps
+from typing import cast
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -14,7 +16,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.csp import CSP
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.csp import csp_override
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from chat import (
@@ -27,6 +32,8 @@ from chat import (
     moderation,
     pagecache,
     queries,
+    reading,
+    services,
     unread,
     uploads,
 )
@@ -137,8 +144,11 @@ def _came_from(request: HttpRequest, fallback: str) -> str:
 
 @require_safe
 def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    """The room page, authorised afresh every time; rendered once per role and room version."""
+    """The room page, authorised afresh every time; rendered once per role and room version.
+    With ?before=, ?after= or ?reply= (links followed without script), a page of its own."""
     room, viewer = _readable_room(request, slug)
+    if request.GET:
+        return _room_page_asked(request, room, viewer)
     # Versions first: a change committed while this renders leaves the copy stale, never current.
     key, versions = pagecache.room_key(room, viewer, request.user), pagecache.room_versions(room)
     entry = pagecache.lookup(key, versions) or pagecache.store(
@@ -150,6 +160,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str, datetime | None]:
     """The page with placeholders, and until when it may be kept (None: until a change)."""
     context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
+    context |= _live_frame_context()
     # The moderators' list of running mutes changes when the first one runs out.
     valid_until = min((mute.until for mute in context.get("mutes", ())), default=None)
     context |= pagecache.placeholders(request.user)
@@ -170,6 +181,60 @@ def _room_context(request: HttpRequest, room: Room, viewer: Standing, history: d
     if viewer.is_moderator:
         context |= fragments.moderation_context(room)
     return context
+
+
+# The room frame's policy: the site's own, but it may be framed by the site's pages (not others').
+_FRAMED_BY_ITS_SITE = cast(dict[str, Collection[str]], settings.SECURE_CSP) | {"frame-ancestors": [CSP.SELF]}
+
+
+def _live_frame_context() -> dict:
+    """The room page's newest messages for browsers without script: a frame that reloads itself."""
+    return {"live_frame": True, "refresh_seconds": settings.CHAT_NOSCRIPT_REFRESH_SECONDS}
+
+
+def _room_page_asked(request: HttpRequest, room: Room, viewer: Standing) -> HttpResponse:
+    """A page of history before or after a message, or the room with a reply started (the
+    composer's reply bar set): what the links of "Load older", "Load newer" and a message's
+    Reply open without script. Rendered afresh (a query string is never cached)."""
+    try:
+        before, after = _message_id(request, "before"), _message_id(request, "after")
+        reply = _message_id(request, "reply")
+    except ValueError:
+        return HttpResponse("Name a message by its number: ?before=, ?after= or ?reply=.", status=400)
+    if before is not None or after is not None:
+        history = fragments.history_page_context(room, viewer.role, before=before, after=after)
+        return render(request, fragments.ROOM_TEMPLATE, _room_context(request, room, viewer, history))
+    context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
+    if reply is not None and not viewer.is_visitor and queries.message_in_room(room, reply):
+        context["reply_bar"] = fragments.reply_bar_context(room, reply)
+    return render(request, fragments.ROOM_TEMPLATE, context | _live_frame_context())
+
+
+def _message_id(request: HttpRequest, name: str) -> int | None:
+    value = request.GET.get(name)
+    return None if value is None else int(value)
+
+
+@require_safe
+@xframe_options_sameorigin
+@csp_override(_FRAMED_BY_ITS_SITE)
+def room_frame(request: HttpRequest, slug: str) -> HttpResponse:
+    """The room's newest messages in the room page's frame without script, reloading itself.
+    Each load reads the room as a socket opening it does: "New messages" above what came since the
+    reader last read it, then read up to the newest message shown (chat/reading.py). Only these
+    loads write; a page view with script leaves that to its socket."""
+    room, viewer = _readable_room(request, slug)
+    user = request.user
+    position = unread.reading_position(room, user) if user.is_authenticated else None
+    history = fragments.history_context(room, viewer.role)
+    shown = history["history"].messages
+    if position is not None and shown:
+        if position.read_up_to is not None:
+            history = fragments.with_new_divider(history, position.first_unread)
+        reading.read_up_to(room, user, shown[-1].pk)
+        services.mark_mentions_read(room, user)
+    context = history | {"refresh_seconds": settings.CHAT_NOSCRIPT_REFRESH_SECONDS}
+    return render(request, "chat/room_frame.html", context)
 
 
 @require_safe
@@ -193,7 +258,15 @@ def message_menu(request: HttpRequest, pk: int) -> HttpResponse:
     _require_reader(message.room, viewer)
     if viewer.is_visitor:
         raise PermissionDenied("Sign in to report or moderate messages.")
+    if not request.headers.get("HX-Request"):  # the menu's link, followed without script: a page
+        context = fragments.menu_page_context(message, viewer, request.user)
+        return render(request, "chat/message_page.html", context | _back_to(message))
     return HttpResponse(fragments.message_menu_html(message, viewer, request.user))
+
+
+def _back_to(message: Message) -> dict:
+    """ "Back to the room", at the message: its permalink (the room opened around it)."""
+    return {"room": message.room, "back_url": message_permalink_url(message.room.slug, message.pk)}
 
 
 @require_safe
@@ -218,9 +291,15 @@ def message_edit_form(request: HttpRequest, pk: int) -> HttpResponse:
     viewer = standing(message.room, request.user)
     _require_reader(message.room, viewer)
     refusal = why_not_edit(message, request.user, viewer)
+    as_page = not request.headers.get("HX-Request")  # the menu page's Edit link, without script
+    if refusal and as_page:
+        raise PermissionDenied(refusal)
     if refusal:
         shown = fragments.shown_message_html(message, viewer.role)
         return HttpResponse(shown + fragments.notice_html(refusal, error=True))
+    if as_page:
+        context = fragments.edit_form_context(message) | {"editing": True}
+        return render(request, "chat/message_page.html", context | _back_to(message))
     return HttpResponse(fragments.edit_form_html(message))
 
 

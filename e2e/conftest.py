@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import (
@@ -106,13 +107,24 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
     contexts: list[BrowserContext] = []
 
     def open_as(
-        base_url: str, name: str = "user", viewport: ViewportSize | None = None, touch: bool = False
+        base_url: str,
+        name: str = "user",
+        viewport: ViewportSize | None = None,
+        touch: bool = False,
+        script: bool = True,
+        color_scheme: Literal["light", "dark"] = "light",
     ) -> Page:
-        """`touch`: a phone's touch screen (no hover), as Chromium emulates one."""
+        """`touch`: a phone's touch screen (no hover), as Chromium emulates one. `script=False`:
+        JavaScript turned off, as in Tor Browser's safest mode (docs/no-script.md)."""
         size = viewport or {"width": 1280, "height": 800}
         # ignore_https_errors: the deployed shape (e2e/test_deployed*.py) has a self-signed certificate.
         context = browser.new_context(
-            viewport=size, has_touch=touch, is_mobile=touch, ignore_https_errors=True
+            viewport=size,
+            has_touch=touch,
+            is_mobile=touch,
+            ignore_https_errors=True,
+            java_script_enabled=script,
+            color_scheme=color_scheme,
         )
         contexts.append(context)
         page = context.new_page()
@@ -129,6 +141,17 @@ def new_user(browser: Browser) -> Iterator[Callable[..., Page]]:
     yield open_as
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def new_noscript_user(new_user: Callable[..., Page]) -> Callable[..., Page]:
+    """Like new_user, with JavaScript turned off in its browser context: signed up through the
+    plain form, as anyone without script would."""
+
+    def open_without_script(base_url: str, name: str = "user", **options: object) -> Page:
+        return new_user(base_url, name, script=False, **options)
+
+    return open_without_script
 
 
 def open_room(page: Page, base_url: str, slug: str = "lobby") -> None:

@@ -164,6 +164,8 @@ else:
 # Rendered pages are kept at most this long even without a change, for what expires with time
 # alone (presence rows of a crashed process, mutes running out in the moderators' list).
 CHAT_PAGE_CACHE_SECONDS = float(os.environ.get("CHAT_PAGE_CACHE_SECONDS", "10"))
+# Without script, the room's newest messages are a frame that reloads itself this often (whole seconds).
+CHAT_NOSCRIPT_REFRESH_SECONDS = int(os.environ.get("CHAT_NOSCRIPT_REFRESH_SECONDS", "20"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

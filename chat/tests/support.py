@@ -257,8 +257,8 @@ def menu_status(user: Account | None, message_pk: int) -> int:
 
 
 def menu_of(user: Account | None, message_pk: int) -> str:
-    """The menu's HTML as `user` gets it on opening, or "" when refused."""
-    response = client_for(user).get(f"/messages/{message_pk}/menu/")
+    """The menu's HTML as `user` gets it on opening (htmx's fetch), or "" when refused."""
+    response = client_for(user).get(f"/messages/{message_pk}/menu/", headers={"HX-Request": "true"})
     return response.text if response.status_code == 200 else ""
 
 

@@ -64,7 +64,7 @@ def test_room_page_offers_older_messages_and_the_link_returns_the_next_page(
 ) -> None:
     stored = add_messages(lobby, alice, 60)
     html = client.get("/rooms/lobby/").content.decode()
-    link = re.search(r'<button[^>]*hx-get="([^"]+)"[^>]*>Load older messages</button>', html)
+    link = re.search(r'<a[^>]*hx-get="([^"]+)"[^>]*>Load older messages</a>', html)
     assert link, "no 'Load older messages' control on the page"
     assert link.group(1) == f"/rooms/lobby/messages/?before={stored[10].pk}"
 

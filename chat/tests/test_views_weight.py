@@ -77,8 +77,9 @@ def test_fifty_typical_messages_weigh_under_30_kb_on_the_wire(
         response = client_for(user, headers={"Accept-Encoding": "gzip, deflate, br"}).get("/rooms/lobby/")
         assert response["Content-Encoding"] == "gzip"
         assert len(response.content) < 30_000
-        # Uncompressed it stays small too: no form is repeated inside every message.
-        assert len(gzip.decompress(response.content)) < 40_000
+        # Uncompressed it stays small too: no form is repeated inside every message (only a link to
+        # its actions as a page, for readers without script: docs/no-script.md).
+        assert len(gzip.decompress(response.content)) < 44_000
 
 
 def test_a_members_page_carries_no_moderation_controls_and_no_form_per_message(
