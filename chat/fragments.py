@@ -180,7 +180,8 @@ def reconnect_html(room: Room, role: Role) -> str:
 
 def older_messages_html(room: Room, role: Role, before: int) -> str:
     """The page of history before `before`, swapped in where the 'load older' link was."""
-    return _partial(MESSAGES, "older_messages", history_context(room, role, before))
+    context = history_context(room, role, before) | {"loaded_older": True}  # with the focus marker
+    return _partial(MESSAGES, "older_messages", context)
 
 
 def _message_html(message: ShownMessage, role: Role, oob: bool = False) -> str:
@@ -346,7 +347,8 @@ def _fresh_form_html(room: Room, viewer: Standing) -> str:
 def form_html_for_role(room: Room, role: Role) -> str:
     """The form and the file picker for everyone of a role, for room-wide changes such as locking."""
     viewer = Standing(role, can_read=True)
-    form = _partial(COMPOSER, "message_form", form_context(room, viewer) | {"oob": True})
+    # keep_box: the message box already on a page stays, with its draft and focus (hx-preserve).
+    form = _partial(COMPOSER, "message_form", form_context(room, viewer) | {"oob": True, "keep_box": True})
     return form + upload_picker_html(room, viewer)
 
 

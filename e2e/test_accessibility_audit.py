@@ -71,6 +71,17 @@ class Audit:
         page.emulate_media(color_scheme="light")
         page.set_viewport_size(DESKTOP)
 
+    def form(self, page: Page, url: str, state: str, fields: dict[str, str], *, send: str, then: str) -> None:
+        """A form's page as it opens (`state`), then as it answers: `fields` filled in and sent with
+        the button named `send`, audited once `then` shows (a CSS selector: errors, a new state)."""
+        page.goto(url)
+        self.check(page, state)
+        for selector, value in fields.items():
+            page.fill(selector, value)
+        page.get_by_role("button", name=send, exact=True).click()
+        expect(page.locator(then)).to_be_visible()
+        self.check(page, f"{state}, answered ({then} shown)")
+
     def _scan(self, page: Page, where: str) -> None:
         if not page.evaluate("() => 'axe' in window"):
             page.evaluate(AXE_SCRIPT)
@@ -106,22 +117,14 @@ def test_signed_out_pages_and_error_pages_pass_axe(
     expect(page.locator("#message-form")).to_contain_text("Sign in to post")
     audit.check(page, "room with a long history, signed out")
 
-    page.goto(f"{server.url}/accounts/signup/")
-    audit.check(page, "sign up")
-    page.fill("#id_username", f"audit{uuid.uuid4().hex[:8]}")
-    page.fill("#id_password1", "a-long-test-passphrase-42")
-    page.fill("#id_password2", "a different passphrase")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.locator(".errorlist")).to_be_visible()
-    audit.check(page, "sign up with errors")
-
-    page.goto(f"{server.url}/accounts/login/")
-    audit.check(page, "log in")
-    page.fill("#id_username", "nobody-by-this-name")
-    page.fill("#id_password", "wrong passphrase")
-    page.get_by_role("button", name="Log in").click()
-    expect(page.locator(".errorlist")).to_be_visible()
-    audit.check(page, "log in with errors")
+    signup = {
+        "#id_username": f"audit{uuid.uuid4().hex[:8]}",
+        "#id_password1": "a-long-test-passphrase-42",
+        "#id_password2": "a different passphrase",
+    }
+    audit.form(page, f"{server.url}/accounts/signup/", "sign up", signup, send="Sign up", then=".errorlist")
+    login = {"#id_username": "nobody-by-this-name", "#id_password": "wrong passphrase"}
+    audit.form(page, f"{server.url}/accounts/login/", "log in", login, send="Log in", then=".errorlist")
 
     response = page.goto(f"{server.url}/rooms/no-such-room/")
     assert response is not None and response.status == 404
@@ -221,12 +224,10 @@ def test_a_room_in_every_state_and_the_signed_in_pages_pass_axe(
     expect(alice.locator("#search-results")).to_contain_text("No messages match")
     audit.check(alice, "search without results")
 
-    alice.goto(f"{server.url}/settings/")
-    audit.check(alice, "settings")
-    alice.fill("#id_email", f"{alice.username}@example.com")
-    alice.get_by_role("button", name="Save", exact=True).click()
-    expect(alice.locator(".address-state.unconfirmed")).to_be_visible()
-    audit.check(alice, "settings, address unconfirmed")
+    address = {"#id_email": f"{alice.username}@example.com"}
+    audit.form(
+        alice, f"{server.url}/settings/", "settings", address, send="Save", then=".address-state.unconfirmed"
+    )
 
     alice.goto(f"{server.url}/people/{bob.username}/")
     audit.check(alice, "a person's page")
