@@ -313,7 +313,7 @@ ACTIONS = {
         lambda people: {
             "action": "edit",
             "message_id": str(people["message"].pk),
-            "message": "bob's fixed words",
+            "message": "fixed",
         },
         lambda people: Message.objects.get(pk=people["message"].pk).body == "fixed",
         "Your edit is saved.",
