@@ -77,8 +77,9 @@ def test_fifty_typical_messages_weigh_under_30_kb_on_the_wire(
         response = client_for(user, headers={"Accept-Encoding": "gzip, deflate, br"}).get("/rooms/lobby/")
         assert response["Content-Encoding"] == "gzip"
         assert len(response.content) < 30_000
-        # Uncompressed it stays small too: no form is repeated inside every message.
-        assert len(gzip.decompress(response.content)) < 40_000
+        # Uncompressed it stays small too: no form is repeated inside every message. (The page's
+        # own forms carry an action and a CSRF token each, to post without script: ~1 KB in all.)
+        assert len(gzip.decompress(response.content)) < 41_000
 
 
 def test_a_members_page_carries_no_moderation_controls_and_no_form_per_message(
