@@ -102,13 +102,6 @@ def _bobs_message(people: dict) -> None:
     Message.objects.create(room=Room.objects.get(slug="lobby"), author=people["bob"], body="bob's words")
 
 
-def _edit_of(body: str) -> Callable[[], dict[str, str]]:
-    def fields() -> dict[str, str]:
-        return {"action": "edit", "message_id": str(Message.objects.get(body=body).pk), "message": "changed"}
-
-    return fields
-
-
 REFUSALS = {
     "flood limit": Case(
         "alice",
@@ -166,7 +159,8 @@ REFUSALS = {
 def _fields(case: Case) -> dict[str, str]:
     """The form's fields; ones naming a message by its text are resolved once it exists."""
     if "edit_of" in case.fields:
-        return _edit_of(case.fields["edit_of"])()
+        message = Message.objects.get(body=case.fields["edit_of"])
+        return {"action": "edit", "message_id": str(message.pk), "message": "changed"}
     if "remove_of" in case.fields:
         message = Message.objects.get(body=case.fields["remove_of"])
         return {"action": "remove", "message_id": str(message.pk), "reason": ""}
