@@ -126,6 +126,7 @@ def _in_place(message: Message, shown: ShownMessage | None = None) -> ShownMessa
 def menu_context(message: Message, viewer: Standing, user: User) -> dict:
     return {
         "message": ShownMessage.of(message),
+        "room_slug": message.room.slug,  # where its forms post without script (chat.views.room_act)
         "standing": viewer,
         "own": message.author_id == user.pk,
         "mute_choices": MUTE_CHOICES,
@@ -407,7 +408,13 @@ def reactions_html(message_id: int) -> str:
 def reaction_picker_html(message: Message, viewer: Standing, user: User, pressed: str = "") -> str:
     """The emoji buttons again for the one who just clicked one: which are pressed changed. The
     one just pressed keeps the focus (autofocus), which replacing the buttons would otherwise drop."""
-    context = {"message": message, "standing": viewer, "oob": True, "pressed": pressed}
+    context = {
+        "message": message,
+        "room_slug": message.room.slug,
+        "standing": viewer,
+        "oob": True,
+        "pressed": pressed,
+    }
     return _partial(MESSAGES, "reaction_picker", context | reaction_menu_context(message, viewer, user))
 
 

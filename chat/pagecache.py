@@ -11,7 +11,8 @@ Authorisation is never cached: every request, hit or miss, reads the session, th
 room and the viewer's standing afresh. A hit is served by `FastPages` in front of Django's
 middleware (which costs more than the rest of a hit); anything unusual (no valid session, a
 room the viewer may not read, a query string, a host not allowed, plain HTTP under
-SECURE_SSL_REDIRECT, no cached entry) falls through to Django, whose view renders and stores.
+SECURE_SSL_REDIRECT, a notice waiting in the messages cookie, no cached entry) falls through to
+Django, whose view renders and stores.
 A HEAD is answered as its GET, headers only (uptime checkers use it).
 
 A hit stands in for Django's middleware, so it is served only while MIDDLEWARE is the list it
@@ -36,6 +37,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.messages.storage.cookie import CookieStorage
 from django.core import checks
 from django.core.handlers.asgi import ASGIRequest
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
@@ -339,6 +341,8 @@ class FastPages:
         request = ASGIRequest(scope, BytesIO())
         if settings.SECURE_SSL_REDIRECT and not request.is_secure():
             return None
+        if CookieStorage.cookie_name in request.COOKIES:
+            return None  # a notice to show once, left by a form posted without script (chat.views.room_act)
         try:
             request.get_host()
         except Exception:  # DisallowedHost and friends: Django answers those

@@ -29,6 +29,8 @@ class PostOutcome:
     form: MessageForm
     message: Message | None
     viewer: Standing
+    # Why refused, for HTTP: 400 the text itself, 403 may not post here now, 429 wait first.
+    status: int = 200
 
 
 def post_message(
@@ -48,26 +50,32 @@ def post_message(
     viewer = viewer or standing(room, user)
     if not isinstance(user, Account):
         form.add_error(None, "Sign in to post messages.")
-        return PostOutcome(form, None, viewer)
+        return PostOutcome(form, None, viewer, 403)
     refusal = why_not_post(room, viewer)
+    status = 403 if refusal else 400
     if refusal is None and form.is_valid():
         # Also before rendering, so a flood costs a count per post, never a rendering; counted
         # again under the poster's lock below, where the answer holds until the insert.
         refusal = why_wait(room, user, viewer)
+        status = 429
     original = None
     if refusal is None and form.is_valid() and form.cleaned_data["reply_to"]:
         original = queries.reply_target(room, form.cleaned_data["reply_to"])
         if original is None:
-            refusal = "The message you were replying to is gone. Send again to post without the quote."
+            refusal, status = (
+                "The message you were replying to is gone. Send again to post without the quote.",
+                400,
+            )
     message = None
     if refusal is None and form.is_valid():
         # Rendered before the transaction, once: too big to format is refused with a sentence.
         message = Message(room=room, author=user, body=form.cleaned_data["message"], reply_to=original)
         refusal = _render_or_refuse(message)
+        status = 429 if refusal == TOO_FAST else 400
     if refusal:
         form.add_error(None, refusal)
     if message is None or refusal:
-        return PostOutcome(form, None, viewer)
+        return PostOutcome(form, None, viewer, status)
     # One transaction: a failure before the commit (the cache's page versions) stores nothing.
     # Slow mode and the flood limit are counted in it, after the poster's lock: two posts sent
     # at once (two tabs, two uploads) are counted one after the other.
@@ -75,7 +83,7 @@ def post_message(
         refusal = why_wait(room, user, viewer, locking=True)
         if refusal:
             form.add_error(None, refusal)
-            return PostOutcome(form, None, viewer)
+            return PostOutcome(form, None, viewer, 429)
         message.save(force_insert=True)
         if attach is None:
             Attachment.known_absent(message)  # showing it asks the database nothing more
@@ -145,6 +153,7 @@ def why_wait(room: Room, user: Account, viewer: Standing, locking: bool = False)
     return None
 
 
+REPLIED_TO_GONE = "The message you were replying to is gone. Send again to post without the quote."
 TOO_FAST = "You're sending messages too fast. Wait a few seconds; your text is still here."
 
 

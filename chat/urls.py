@@ -7,6 +7,7 @@ urlpatterns = [
     # Before rooms/<slug>/, which would otherwise take "propose" for a room.
     path("rooms/propose/", views.propose_room, name="propose-room"),
     path("rooms/<slug:slug>/", views.room_detail, name="room-detail"),
+    path("rooms/<slug:slug>/act/", views.room_act, name="room-act"),  # its forms, posted without script
     path("rooms/<slug:slug>/messages/", views.older_messages, name="older-messages"),
     path("rooms/<slug:slug>/frame/", views.room_frame, name="room-frame"),
     path("messages/<int:pk>/menu/", views.message_menu, name="message-menu"),

@@ -5,13 +5,14 @@ from functools import wraps
 from typing import cast
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -24,6 +25,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from chat import (
     accounts,
+    actions,
     attachments,
     direct,
     fragments,
@@ -42,6 +44,7 @@ from chat.forms import (
     LevelForm,
     LiveUpdatesForm,
     MentionEmailsForm,
+    MessageForm,
     ProposeRoomForm,
     SearchForm,
     SignupForm,
@@ -147,6 +150,11 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """The room page, authorised afresh every time; rendered once per role and room version.
     With ?before=, ?after= or ?reply= (links followed without script), a page of its own."""
     room, viewer = _readable_room(request, slug)
+    # What a form posted without script left to say (Post/Redirect/Get): shown once, never cached.
+    # (FastPages hands every request with the messages cookie to Django.)
+    said = [str(notice) for notice in messages.get_messages(request)]
+    if said:
+        return _room_page(request, room, viewer, notice=said[-1])
     if request.GET:
         return _room_page_asked(request, room, viewer)
     # Versions first: a change committed while this renders leaves the copy stale, never current.
@@ -165,6 +173,54 @@ def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str,
     valid_until = min((mute.until for mute in context.get("mutes", ())), default=None)
     context |= pagecache.placeholders(request.user)
     return render_to_string(fragments.ROOM_TEMPLATE, context, request), valid_until
+
+
+def _room_page(
+    request: HttpRequest,
+    room: Room,
+    viewer: Standing,
+    *,
+    notice: str = "",
+    error: bool = False,
+    form: MessageForm | None = None,
+    caption: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """The room page for this request alone, with a sentence in its notice line and, after a
+    refused post or upload, what was typed kept in the composer (or the file's caption)."""
+    context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
+    context |= fragments.form_context(room, viewer, form) | {"notice": notice, "error": error}
+    context |= _live_frame_context()
+    if caption:
+        context |= fragments.upload_form_context(room, viewer, caption)
+    return render(request, fragments.ROOM_TEMPLATE, context, status=status)
+
+
+@require_POST
+def room_act(request: HttpRequest, slug: str) -> HttpResponse:
+    """A room page's form posted without script: the same actions (chat.actions) as its socket.
+
+    Done: back to the room at the message acted on (Post/Redirect/Get), the outcome shown once.
+    Refused: the room page again with the reason and what was typed, and a 4xx status."""
+    room, viewer = _readable_room(request, slug)  # banned: 403 with the ban's sentence
+    data = {name: value for name, value in request.POST.items() if name != "csrfmiddlewaretoken"}
+    if data.get("action") == "catch_up":  # "Show new messages": the page itself is the catch-up
+        return _back_to_room(room)
+    answer = actions.answer(room, request.user, data, request.session.session_key)
+    if answer.refused:  # a refused post's form says why itself; anything else says it in the notice line
+        notice = answer.notice or ""
+        return _room_page(
+            request, room, viewer, notice=notice, error=True, form=answer.form, status=answer.status
+        )
+    if answer.notice:
+        messages.success(request, answer.notice)
+    return _back_to_room(room, answer.message_id)
+
+
+def _back_to_room(room: Room, message_id: int | None = None) -> HttpResponse:
+    """303 See Other to the room page, scrolled to the message if there is one."""
+    anchor = f"#message-{message_id}" if message_id else ""
+    return HttpResponseRedirect(room.get_absolute_url() + anchor, status=303)
 
 
 def _room_context(request: HttpRequest, room: Room, viewer: Standing, history: dict) -> dict:
@@ -467,9 +523,21 @@ def upload_attachment(request: HttpRequest, slug: str) -> HttpResponse:
         uploads.name_was_unsafe(request),
     )
     caption = request.POST.get("message", "") if upload.message is None else ""
+    if not request.headers.get("HX-Request"):  # a plain form post, without script: a page
+        return _upload_page(request, room, viewer, upload, caption)
     html = fragments.upload_form_html(request, room, viewer, caption)
     html += fragments.notice_html(upload.refusal, error=bool(upload.refusal))
     return HttpResponse(html, status=200 if request.headers.get("HX-Request") else upload.status)
+
+
+def _upload_page(
+    request: HttpRequest, room: Room, viewer: Standing, upload: attachments.Upload, caption: str
+) -> HttpResponse:
+    """Stored: back to the room at the new message. Refused: the room page with why, and the caption."""
+    if upload.message is not None:
+        return _back_to_room(room, upload.message.pk)
+    notice = upload.refusal
+    return _room_page(request, room, viewer, notice=notice, error=True, caption=caption, status=upload.status)
 
 
 @require_safe
