@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    FrameLocator,
     Locator,
     Page,
     Playwright,
@@ -162,6 +163,16 @@ def open_room(page: Page, base_url: str, slug: str = "lobby") -> None:
 
 def message_by(page: Page, text: str) -> Locator:
     return page.locator("#messages .message", has_text=text)
+
+
+def newest(page: Page) -> FrameLocator:
+    """The room's newest messages: without script, a frame that reloads itself (docs/no-script.md)."""
+    return page.frame_locator("iframe.live-frame")
+
+
+def shown_without_script(page: Page, text: str) -> Locator:
+    """A message among the newest, as a page without script shows them (in its frame)."""
+    return newest(page).locator("#messages .message", has_text=text)
 
 
 def open_menu(page: Page, text: str) -> None:

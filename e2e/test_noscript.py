@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import FrameLocator, Page, expect
+from playwright.sync_api import Page, expect
 
-from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, message_by, open_room, send
+from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, message_by, newest, open_room, send
 from testsupport.servers import DaphneServer, manage
 
 REFRESH = 2
@@ -51,11 +51,6 @@ def add_history(site_env: dict[str, str], slug: str, author: str, count: int, sp
         " created_at=start + timedelta(seconds=n),"
         f" body={special!r} if n == 5 else f'note number {{n}}') for n in range({count}))\n",
     )
-
-
-def newest(page: Page) -> FrameLocator:
-    """The room's newest messages: without script, a frame that reloads itself."""
-    return page.frame_locator("iframe.live-frame")
 
 
 def test_without_script_a_reader_pages_back_opens_actions_and_finds_a_message(

@@ -2,45 +2,29 @@
 answered by a redirect back to the room at the message, or by the room page again with the reason
 and what was typed. And with script on, the same forms still go over the socket, once.
 
-Each person here has a browser context of their own; `without_script` turns JavaScript off in it.
+Each person here has a browser context of their own; `new_noscript_user` turns JavaScript off in it.
 """
 
 import os
 import re
-from collections.abc import Callable, Iterator
 from itertools import count
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, FilePayload, Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
-from e2e.conftest import SCREENSHOTS, VIEWPORTS, create_rooms, grant, message_by, mute, open_room, send
+from e2e.conftest import (
+    SCREENSHOTS,
+    VIEWPORTS,
+    create_rooms,
+    grant,
+    message_by,
+    mute,
+    open_room,
+    send,
+    shown_without_script,
+)
 
-PASSPHRASE = "a-long-test-passphrase-42"
 _numbers = count(1)
-
-
-@pytest.fixture
-def without_script(browser: Browser) -> Iterator[Callable[[str, str], Page]]:
-    """Signs a fresh user up in a browser context with JavaScript turned off; returns its page."""
-    contexts: list[BrowserContext] = []
-
-    def sign_up(base_url: str, name: str) -> Page:
-        context = browser.new_context(java_script_enabled=False, viewport={"width": 1280, "height": 800})
-        contexts.append(context)
-        page = context.new_page()
-        username = f"{name}{os.getpid()}n{next(_numbers)}"
-        page.goto(f"{base_url}/accounts/signup/")
-        page.fill("#id_username", username)
-        page.fill("#id_password1", PASSPHRASE)
-        page.fill("#id_password2", PASSPHRASE)
-        page.click("button[type=submit]")
-        expect(page.locator(".whoami")).to_have_text(username)
-        page.username = username  # type: ignore[attr-defined]
-        return page
-
-    yield sign_up
-    for context in contexts:
-        context.close()
 
 
 @pytest.fixture
@@ -60,10 +44,10 @@ def post(page: Page, text: str) -> None:
 
 
 def test_posting_uploading_and_moderating_without_script(
-    server, site_env, new_user, without_script, room
+    server, site_env, new_user, new_noscript_user, room
 ) -> None:
     url = f"{server.url}/rooms/{room}/"
-    alice, mona = without_script(server.url, "alice"), without_script(server.url, "mona")
+    alice, mona = new_noscript_user(server.url, "alice"), new_noscript_user(server.url, "mona")
     grant(site_env, mona.username, moderator_of=room)
     bob = new_user(server.url, "bob")  # with script: the mixed pair
     open_room(bob, server.url, room)
@@ -72,7 +56,7 @@ def test_posting_uploading_and_moderating_without_script(
     # Posting: the browser posts the form, and is sent back to the room at the new message.
     post(alice, "hello from a page without script")
     assert re.search(r"#message-\d+$", alice.url), alice.url
-    expect(message_by(alice, "hello from a page without script")).to_be_visible()
+    expect(shown_without_script(alice, "hello from a page without script")).to_be_visible()
     expect(alice.locator("#message-input")).to_have_value("")
     expect(message_by(bob, "hello from a page without script")).to_be_visible()  # live, with script
 
@@ -84,7 +68,7 @@ def test_posting_uploading_and_moderating_without_script(
     expect(message_by(bob, "from a page with script")).to_have_count(1)
     assert posted == []
     alice.reload()  # without script, a reload shows what others said
-    expect(message_by(alice, "from a page with script")).to_be_visible()
+    expect(shown_without_script(alice, "from a page with script")).to_be_visible()
 
     # Uploading: a multipart form post, back at the message with the file.
     picked: FilePayload = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"plain notes\n"}
@@ -92,7 +76,7 @@ def test_posting_uploading_and_moderating_without_script(
     alice.locator("#upload-caption").fill("my notes")
     with alice.expect_navigation():
         alice.locator("#upload-button").click()
-    expect(message_by(alice, "my notes").locator(".file-card")).to_contain_text("notes.txt")
+    expect(shown_without_script(alice, "my notes").locator(".file-card")).to_contain_text("notes.txt")
 
     # Muted while the page was open: the post is refused on the page, the text kept.
     mute(site_env, alice.username, room)
@@ -125,3 +109,58 @@ def test_posting_uploading_and_moderating_without_script(
     for device, size in VIEWPORTS.items():
         alice.set_viewport_size(size)
         alice.screenshot(path=SCREENSHOTS / f"noscript-refused-{device}.png", full_page=True)
+
+
+def act_on(page: Page, text: str) -> None:
+    """Open a message's ··· menu without script: a link to its actions as a page."""
+    message = shown_without_script(page, text)
+    message.locator(".message-actions > summary").click()
+    with page.expect_navigation():
+        message.get_by_role("link", name="Open the actions page").click()
+
+
+def submit(page: Page, button: str) -> None:
+    with page.expect_navigation():
+        page.get_by_role("button", name=button).click()
+
+
+def test_reporting_deleting_muting_and_removing_from_the_actions_page_without_script(
+    server, site_env, new_user, new_noscript_user, room
+) -> None:
+    url = f"{server.url}/rooms/{room}/"
+    alice, mona = new_noscript_user(server.url, "alice"), new_noscript_user(server.url, "mona")
+    grant(site_env, mona.username, moderator_of=room)
+    bob = new_user(server.url, "bob")  # with script: sees each outcome live
+    open_room(bob, server.url, room)
+    send(bob, "Buy cheap watches")
+    alice.goto(url)
+    post(alice, "A typo I regret")
+    post(alice, "Nobody reads this anyway")
+
+    # A member reports: the menu page's form, then back in the room with the thanks.
+    act_on(alice, "Buy cheap watches")
+    alice.get_by_text("Report…").click()
+    alice.get_by_label("Reason for reporting").fill("spam")
+    submit(alice, "Report message")
+    expect(alice.locator("#chat-notice")).to_contain_text("Thanks for reporting it")
+
+    # The author deletes their own message, confirmed in a <details>; Bob sees it go live.
+    act_on(alice, "A typo I regret")
+    alice.locator(".confirm-delete > summary").click()
+    submit(alice, "Yes, delete it")
+    expect(alice.locator("#chat-notice")).to_have_text("Message deleted.")
+    expect(shown_without_script(alice, "A typo I regret")).to_have_count(0)
+    expect(message_by(bob, "A typo I regret")).to_have_count(0)
+
+    # The moderator removes one message and mutes its author, from the actions page.
+    mona.goto(url)
+    act_on(mona, "Nobody reads this anyway")
+    mona.get_by_label("Reason for removing").fill("off topic")
+    submit(mona, "Remove message")
+    expect(mona.locator("#chat-notice")).to_have_text(f"Removed a message by {alice.username}.")
+    expect(bob.locator("#messages")).to_contain_text("Message removed by a moderator")
+    act_on(mona, "Buy cheap watches")
+    mona.get_by_label("Mute for").select_option(index=0)
+    submit(mona, f"Mute {bob.username}")
+    expect(mona.locator("#chat-notice")).to_contain_text(f"{bob.username} is muted until")
+    expect(bob.locator("#message-form")).to_contain_text("You're muted in this room")
