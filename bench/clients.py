@@ -19,7 +19,7 @@ OPEN_TIMEOUT = 30.0
 # Handshakes in flight at once: enough to be "at once", few enough not to overflow the listen backlog.
 HANDSHAKES_IN_FLIGHT = 100
 # Where Parley's frame for a new message starts the line read to screen readers (the text again).
-ANNOUNCEMENT = '<div hx-swap-oob="beforeend:#announcements">'
+ANNOUNCEMENT = '<div id="announcement-'
 HTMX_HEADERS = {
     "HX-Request": "true",
     "HX-Trigger": "message-form",

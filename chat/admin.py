@@ -14,12 +14,13 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from chat import bots, moderation, outbound, webhooks
+from chat import bots, involvement, moderation, outbound, webhooks
 from chat.forms import name_taken
 from chat.models import (
     AuditEntry,
     Ban,
     Bot,
+    Involvement,
     Membership,
     Message,
     MessageVersion,
@@ -343,6 +344,35 @@ class MembershipAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, selected: QuerySet[Membership]) -> None:
         for membership in selected.select_related("room", "user"):
             self.delete_model(request, membership)
+
+
+@admin.register(Involvement)
+class InvolvementAdmin(admin.ModelAdmin):
+    """Notification levels people chose per room (no row: Everything). Changes go through
+    chat.involvement, so the person's open room lists and room pages follow them live."""
+
+    list_display = ["user", "room", "level"]
+    list_filter = ["level", ("room", OrdinaryRoomFilter)]
+    list_select_related = ["room", "user"]
+    autocomplete_fields = ["user", "room"]
+    search_fields = ["user__username", "room__name"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Involvement]:
+        return super().get_queryset(request).filter(room__kind=Room.Kind.ROOM)
+
+    def get_readonly_fields(self, request: HttpRequest, chosen: Involvement | None = None) -> list[str]:
+        # One person in one room: change the level here, not whom it is about.
+        return ["room", "user"] if chosen else []
+
+    def save_model(self, request, chosen: Involvement, form, change: bool) -> None:
+        chosen.pk = involvement.set_level(chosen.user, chosen.room, chosen.level).pk  # for the admin's log
+
+    def delete_model(self, request: HttpRequest, chosen: Involvement) -> None:
+        involvement.forget_level(chosen.user, chosen.room)
+
+    def delete_queryset(self, request: HttpRequest, selected: QuerySet[Involvement]) -> None:
+        for chosen in selected.select_related("room", "user"):
+            self.delete_model(request, chosen)
 
 
 class SanctionAdmin(admin.ModelAdmin):

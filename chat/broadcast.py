@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -235,6 +236,26 @@ def level_changed(user_id: int, room_id: int, level: str, control_html: str, fro
             (user_group, {"type": "room.html", "html": control_html, "from": from_tab}),
         ]
     )
+
+
+def snooze_changed(user_id: int, until: datetime | None, line_html: str) -> None:
+    """The user snoozed or resumed (chat/involvement.py): their cached room list is stale, and
+    every room list of theirs shows the line (rendered once, here) and, once `until` has passed,
+    takes it down by itself (chat/room_list_consumer.py)."""
+    bump_user(user_id)
+    ends = until.timestamp() if until is not None else None  # seconds since the epoch: any layer carries it
+    _after_commit(reader_group(user_id), {"type": "unread.snooze", "html": line_html, "ends": ends})
+
+
+def live_mode_changed(user_id: int, paused: bool) -> None:
+    """The user paused live updates or turned them back on (Settings): every room socket of theirs
+    (the account's group: every room, every process) sends its page the history again and the new
+    mode, rendered once here. Turned back on, the live region's slots are emptied first, while it
+    is still hidden, so the lines of held messages are not read out as it shows again."""
+    mode = fragments.live_mode_html(paused)
+    if not paused:
+        mode = fragments.announcements_emptied_html() + mode
+    _after_commit(account_group_name(user_id), {"type": "account.live_mode", "mode": mode})
 
 
 def message_edited(message: Message) -> None:

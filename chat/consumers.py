@@ -134,7 +134,8 @@ class RoomConsumer(HubConsumer):
         history += await self.hub.members_on_joining(room, name)
         if self.user.is_authenticated:  # "New messages" above what came since they last read
             history += await self._open_for_reading(room, history)
-            # Live updates on, or paused in Settings (the page, cached per role, has them on).
+            # Live updates on, or paused in Settings (the page, cached per role, has them on); a
+            # change saved from now on arrives on the account's group (account_live_mode).
             paused = await database_sync_to_async(live_updates_paused)(self.user.pk)
             history += fragments.live_mode_html(paused)
         await self.send(history)
@@ -391,6 +392,14 @@ class RoomConsumer(HubConsumer):
         viewer = await database_sync_to_async(self._refresh)()
         if not viewer.can_read:
             await self._close_for_good(viewer)
+
+    async def account_live_mode(self, event: dict) -> None:
+        """Live updates paused or turned back on in Settings (any tab, any process): the page
+        switches at once. The history comes first, as "Show new messages" brings it: pausing keeps
+        what has already shown in sight (no longer "new"), resuming brings in what was held."""
+        history = await self._history_on_connect(self.room, self.standing)
+        await self.send(history + event["mode"])
+        self.history_sent = (history, time.monotonic())  # a broadcast it already has is not shown twice
 
     async def account_ended(self, event: dict) -> None:
         """Signed out (this session, i.e. every tab of that browser), disabled, or the password

@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from html import unescape
 
@@ -232,8 +232,16 @@ def announcement_html(shown: ShownMessage) -> SafeString:
 
 
 def live_mode_html(paused: bool) -> str:
-    """Live updates as this person wants them (Settings, "Pause live updates"): sent on connect."""
+    """Live updates as this person wants them (Settings, "Pause live updates"): sent on connect,
+    and to their open rooms when they change it."""
     return _partial(MESSAGES, "live_mode", {"paused": paused, "oob": True})
+
+
+@lru_cache(maxsize=1)
+def announcements_emptied_html() -> str:
+    """Every slot of the live region emptied (out of hearing: sent while it is hidden, as live
+    updates are turned back on), so lines held meanwhile are not read out when it shows again."""
+    return _partial(MESSAGES, "announcements_emptied", {})
 
 
 def message_html(message: Message) -> str:
@@ -605,6 +613,21 @@ def level_control_html(
 
 def live_level_control_html(room_id: int, slug: str, level: str) -> str:
     return level_control_html(room_id, slug, level, oob=True)
+
+
+def snooze_line_html(until: datetime | None) -> str:
+    """The room list's snooze line as a live update to the person's open lists: "snoozed until" with
+    Resume, rendered once per snooze for every tab; or taken down (resumed, or the snooze ended)."""
+    if until is None:
+        return _snooze_line_gone_html()
+    context = {"snoozed_until": until, "today": timezone.now(), "oob": True}
+    return _partial(INVOLVEMENT, "snooze_line", context)
+
+
+@lru_cache(maxsize=1)
+def _snooze_line_gone_html() -> str:
+    """The empty line, the same whenever a snooze ends: rendered once per process."""
+    return _partial(INVOLVEMENT, "snooze_line", {"oob": True})
 
 
 def tab_id_html(socket_id: str) -> str:

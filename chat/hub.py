@@ -58,6 +58,9 @@ TYPING = "room.typing"
 # Failed PINGs in a row before the broker counts as gone (CHAT_BROKER_CHECK_SECONDS apart).
 BROKER_FAILED_CHECKS = 3
 BROKER_DOWN = "Live updates are interrupted; your messages can't be sent right now."
+# What an account's group is told when its authority changed (chat.broadcast.authority_event); its
+# other news (live updates paused) says nothing of it, so the heartbeat keeps checking.
+AUTHORITY_NEWS = ("account.ended", "room.standing")
 
 
 class LocalSocket(Protocol):
@@ -243,7 +246,8 @@ class Hub:
             self._members_announced(group, event)
         else:
             self._forget_history(group)
-        if (user_id := account_id_of(group)) is not None and user_id in self.authorities:
+        user_id = account_id_of(group)
+        if user_id in self.authorities and event["type"] in AUTHORITY_NEWS:
             self.authorities[user_id] = None  # a signal's news: the heartbeat need not repeat it
         for socket in self.sockets_in(group):
             try:

@@ -11,7 +11,11 @@ mention emails (chat/mentionmail.py) all read:
   with its mention count); nothing is emailed.
 
 Snoozing (per person, every room) stops mention emails until a time; counts still show. It is
-`MentionEmails.snoozed_until`, compared with now wherever it matters, so it ends by itself.
+`MentionEmails.snoozed_until`, compared with now wherever it matters, so it ends by itself. Open
+room lists of the person show it live, and take its line down when it ends.
+
+"Pause live updates" (Settings, `LiveUpdates`) is here too: also how much a person hears, and
+switched live on their open room pages.
 """
 
 from datetime import datetime, time, timedelta
@@ -20,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from chat import broadcast, fragments
-from chat.models import Involvement, MentionEmails, Room
+from chat.models import Involvement, LiveUpdates, MentionEmails, Room
 from chat.standing import Account
 from chat.unread import DEFAULT_LEVEL, Level
 
@@ -40,7 +44,7 @@ def levels_by_room(user: Account) -> dict[int, Level]:
     return dict(Involvement.objects.filter(user_id=user.pk).values_list("room_id", "level"))
 
 
-def set_level(user: Account, room: Room, level: Level, from_tab: str = "") -> None:
+def set_level(user: Account, room: Room, level: Level, from_tab: str = "") -> Involvement:
     """Store the user's level in the room; after the commit, their cached room list is stale and
     every open tab of theirs (room lists and this room's page, on every process) shows it.
 
@@ -48,9 +52,21 @@ def set_level(user: Account, room: Room, level: Level, from_tab: str = "") -> No
     instead (a live copy would replace the control that has the focus)."""
     assert level in LEVELS, f"not a level: {level!r}"
     with transaction.atomic():
-        Involvement.objects.update_or_create(user=user, room=room, defaults={"level": level})
-        control = fragments.live_level_control_html(room.pk, room.slug, level)
-        broadcast.level_changed(user.pk, room.pk, level, control, from_tab)
+        stored, _ = Involvement.objects.update_or_create(user=user, room=room, defaults={"level": level})
+        _level_shown(user, room, level, from_tab)
+    return stored
+
+
+def forget_level(user: Account, room: Room) -> None:
+    """Back to the default (no row), e.g. staff deleting the row in the admin: shown live alike."""
+    with transaction.atomic():
+        Involvement.objects.filter(user=user, room=room).delete()
+        _level_shown(user, room, DEFAULT_LEVEL)
+
+
+def _level_shown(user: Account, room: Room, level: Level, from_tab: str = "") -> None:
+    control = fragments.live_level_control_html(room.pk, room.slug, level)
+    broadcast.level_changed(user.pk, room.pk, level, control, from_tab)
 
 
 # Do not disturb ------------------------------------------------------------------------------
@@ -77,9 +93,11 @@ def resume(user: Account) -> None:
 
 
 def _store_snooze(user: Account, until: datetime | None) -> None:
+    """Store it; after the commit the cached room list is stale and every open room list of the
+    person (any tab, any process) shows the line, rendered once here."""
     with transaction.atomic():
         MentionEmails.objects.update_or_create(user=user, defaults={"snoozed_until": until})
-        broadcast.bump_user(user.pk)  # the room list's "snoozed until" line
+        broadcast.snooze_changed(user.pk, until, fragments.snooze_line_html(until))
 
 
 def snooze_end(choice: str, now: datetime, chosen: datetime | None = None) -> datetime:
@@ -92,3 +110,15 @@ def snooze_end(choice: str, now: datetime, chosen: datetime | None = None) -> da
         return timezone.make_aware(datetime.combine(tomorrow, time(SNOOZE_MORNING_HOUR)))
     assert chosen is not None, "a chosen time comes with the 'until' choice"
     return chosen
+
+
+# Pause live updates ---------------------------------------------------------------------------
+
+
+def set_live_updates(user: Account, paused: bool) -> None:
+    """Pause live updates in rooms, or turn them back on (Settings). After the commit, every open
+    room page of the person switches at once, on every process (chat.broadcast.live_mode_changed);
+    rooms opened later read it on connect (chat.models.live_updates_paused)."""
+    with transaction.atomic():
+        LiveUpdates.objects.update_or_create(user=user, defaults={"paused": paused})
+        broadcast.live_mode_changed(user.pk, paused)

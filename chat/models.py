@@ -644,8 +644,9 @@ class LiveUpdates(models.Model):
     """Whether a person has paused live updates (WCAG 2.2.2, "Pause, Stop, Hide"): new messages
     in an open room then wait unseen and unannounced until they ask for them. No row: not paused.
 
-    Read once when a room's socket connects, which sends that person's live region (see
-    chat.fragments.announcements_html); broadcasts stay the same for everyone.
+    Read when a room's socket connects, which sends that person's live mode (see
+    chat.fragments.live_mode_html); saved with chat.involvement.set_live_updates, which switches
+    their open rooms at once. Broadcasts stay the same for everyone.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")

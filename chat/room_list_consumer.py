@@ -12,20 +12,26 @@ socket per message. Opening a room elsewhere (any tab, any process) sets its cou
 The socket keeps every count as it is (every message, every mention) and applies the level when it
 shows it: a message in a room at "Nothing" sends nothing, and a change of level (news to the user's
 own group, from any tab) shows the room's new counts and control at once, with no query.
+
+Snooze: the connect also reads until when the user is snoozed (one small query); a snooze or a
+resume from any tab arrives on the user's own group with its line rendered once. The socket takes
+the line down by itself when the snooze ends (a timer while one is on), as nothing is sent then.
 """
 
 import asyncio
 import logging
 import secrets
+import time
+from datetime import datetime
 from typing import cast
 
 from channels.db import database_sync_to_async
 
-from chat import fragments, queries, unread
+from chat import fragments, involvement, queries, unread
 from chat.hub import Hub, HubConsumer, hub
 from chat.models import account_group_name
 from chat.sockets import open_sockets, take_socket
-from chat.standing import User, session_tag
+from chat.standing import Account, User, session_tag
 from chat.unread import DEFAULT_LEVEL, Level, Unread
 
 log = logging.getLogger(__name__)
@@ -54,6 +60,7 @@ class RoomListConsumer(HubConsumer):
         self.counts: dict[int, Unread] = {}  # as they are: the level is applied when shown
         self.levels: dict[int, Level] = {}
         self.refreshing: asyncio.Task | None = None
+        self.snooze_ending: asyncio.Task | None = None  # takes the snooze line down when it ends
 
     @property
     def user(self) -> User:
@@ -97,9 +104,7 @@ class RoomListConsumer(HubConsumer):
 
     async def _count_afresh(self) -> None:
         """Read every readable room's counts (one query), follow exactly those rooms, show what is unread."""
-        counts, levels = await database_sync_to_async(unread.unread_and_levels)(
-            self.user, queries.live_processes_cutoff()
-        )
+        counts, levels, snoozed_until = await database_sync_to_async(self._stored_state)()
         uid = self.user.pk
         assert uid is not None, "visitors were refused at connect"
         groups = (
@@ -120,6 +125,12 @@ class RoomListConsumer(HubConsumer):
             fragments.room_unread_html(pk, found) for pk, found in shown.items() if found != Unread()
         )
         await self.send(badges + self._title() + fragments.tab_id_html(self.socket_id))
+        self._end_snooze_at(snoozed_until.timestamp() if snoozed_until else None)
+
+    def _stored_state(self) -> tuple[dict[int, Unread], dict[int, Level], datetime | None]:
+        """Every readable room's counts and levels (one query), and until when the user is snoozed."""
+        counts, levels = unread.unread_and_levels(self.user, queries.live_processes_cutoff())
+        return counts, levels, involvement.snoozed_until(cast(Account, self.user))
 
     # Hub events ----------------------------------------------------------------------------
 
@@ -133,6 +144,9 @@ class RoomListConsumer(HubConsumer):
             await self._show(event["room_id"], Unread())
         elif kind == "unread.level":
             await self._level_changed(event)
+        elif kind == "unread.snooze":  # snoozed or resumed, on any tab
+            await self.send(event["html"])
+            self._end_snooze_at(event["ends"])
         elif kind in ("unread.refresh", "room.standing", "room.recovered"):
             # Access changed (a ban, a room made private, staff rights), or the broker is back after
             # an outage (news may have been lost): count afresh, in a task so the hub moves on.
@@ -175,6 +189,20 @@ class RoomListConsumer(HubConsumer):
         badge = fragments.room_unread_html(room_id, self._shown(room_id))
         await self.send(control + badge + self._title())
 
+    def _end_snooze_at(self, ends: float | None) -> None:
+        """Take the snooze line down when the snooze ends (`ends`: seconds since the epoch), as
+        the page shows it; no snooze (None), no timer."""
+        if self.snooze_ending is not None:
+            self.snooze_ending.cancel()
+            self.snooze_ending = None
+        if ends is not None:
+            self.snooze_ending = asyncio.create_task(self._snooze_ends(ends))
+
+    async def _snooze_ends(self, ends: float) -> None:
+        await asyncio.sleep(max(0.0, ends - time.time()))
+        self.snooze_ending = None
+        await self.send(fragments.snooze_line_html(None))  # rendered once per process
+
     def _shown(self, room_id: int) -> Unread:
         return self.counts[room_id].at_level(self.levels.get(room_id, DEFAULT_LEVEL))
 
@@ -201,6 +229,7 @@ class RoomListConsumer(HubConsumer):
     async def _leave(self) -> None:
         if self.refreshing is not None:
             self.refreshing.cancel()
+        self._end_snooze_at(None)
         if self.holder is not None:
             holder, self.holder = self.holder, None
             open_sockets.give_back(holder)

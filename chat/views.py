@@ -50,7 +50,7 @@ from chat.forms import (
     SignupForm,
     SnoozeForm,
 )
-from chat.models import LiveUpdates, MentionEmails, Message, Room, live_updates_paused
+from chat.models import MentionEmails, Message, Room, live_updates_paused
 from chat.models import message_permalink as message_permalink_url
 from chat.standing import (
     DIRECTS_OFF,
@@ -688,11 +688,11 @@ def snooze(request: HttpRequest) -> HttpResponse:
 def _save_live_updates(
     request: HttpRequest, user: Account, form: MentionEmailsForm, preference: MentionEmails
 ) -> HttpResponse:
-    """ "Pause live updates": applies to the rooms opened (or reconnected) after saving."""
+    """ "Pause live updates": the person's open rooms switch at once (chat.involvement)."""
     live_form = LiveUpdatesForm(request.POST)
     saved = live_form.is_valid()
     if saved:
-        LiveUpdates.objects.update_or_create(user=user, defaults={"paused": live_form.cleaned_data["paused"]})
+        involvement.set_live_updates(user, live_form.cleaned_data["paused"])
     return _settings_page(request, form, preference, live_form=live_form, live_saved=saved)
 
 

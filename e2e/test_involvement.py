@@ -142,3 +142,33 @@ def test_the_level_controls_and_snooze_look_right(server, site_env, new_user):
     bob.goto(server.url)
     bob.get_by_role("button", name="Resume").click()
     expect(bob.locator(".snooze-line")).to_have_count(0)
+
+
+def test_a_snooze_shows_live_on_the_open_room_list_and_goes_with_resume(server, new_user):
+    """Snoozed on the settings tab, the open room list shows it at once; its live Resume works
+    (a real form post with the page's token); resumed on the settings tab, the line goes live too."""
+    bob = new_user(server.url, "bob")
+    settings_tab = bob.context.new_page()
+    open_room_list(bob, server.url)
+    line = bob.locator("#snooze-line")
+    expect(line).not_to_contain_text("Notifications snoozed")
+
+    settings_tab.goto(f"{server.url}/settings/")
+    settings_tab.get_by_role("button", name="For 1 hour").click()
+    expect(settings_tab.locator(".snooze-state")).to_contain_text("Snoozed")
+    expect(line).to_contain_text("Notifications snoozed until")  # no reload
+    expect(line.get_by_role("status")).to_be_visible()
+    bob.screenshot(path=SCREENSHOTS / "snooze-live-list-desktop-light.png")
+
+    with bob.expect_websocket() as reopened:  # the list comes back with its own socket
+        line.get_by_role("button", name="Resume").click()
+    reopened.value.wait_for_event("framereceived")
+    expect(bob).to_have_url(f"{server.url}/")
+    expect(line).not_to_contain_text("Notifications snoozed")
+
+    settings_tab.get_by_role("button", name="For 1 hour").click()
+    expect(line).to_contain_text("Notifications snoozed until")
+    settings_tab.get_by_role("button", name="Resume now").click()
+    expect(settings_tab.locator(".snooze-state")).to_have_count(0)
+    expect(line).not_to_contain_text("Notifications snoozed")  # no reload
+    expect(line).to_be_hidden()

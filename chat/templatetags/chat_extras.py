@@ -16,6 +16,21 @@ def avatar_hue(username: str) -> int:
     return sum(map(ord, username)) % AVATAR_HUES
 
 
+# The live region #announcements keeps this many lines (chat/parts/messages.html): a new message's
+# line replaces the slot of its id, so a tab open for days holds no more than these.
+ANNOUNCEMENT_SLOTS = 20
+
+
+@register.simple_tag
+def announcement_slots() -> range:
+    return range(ANNOUNCEMENT_SLOTS)
+
+
+@register.filter
+def announcement_slot(message_id: int) -> int:
+    return message_id % ANNOUNCEMENT_SLOTS
+
+
 @register.simple_tag
 def message_time(value: datetime) -> SafeString:
     """A message's <time>: what the `date` filter gives for 'c', 'DATETIME_FORMAT e' and 'H:i',

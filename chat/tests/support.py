@@ -49,8 +49,9 @@ FORM = 'id="message-form"'
 MEMBERS = 'id="members"'
 NOTICE = 'id="chat-notice"'
 NEW_MESSAGE = 'hx-swap-oob="beforeend:#live-messages"'
-# A new message's frame ends with its spoken line for screen readers (the text once more).
-ANNOUNCEMENT = 'hx-swap-oob="beforeend:#announcements"'
+# A new message's frame ends with its spoken line for screen readers (the text once more), which
+# replaces a slot of the live region #announcements.
+ANNOUNCEMENT = '<div id="announcement-'
 HEADER = 'id="room-header"'
 TOMBSTONE = "Message removed by a moderator"
 DELETED = "Message deleted"  # the tombstone of a message its author deleted
@@ -398,7 +399,7 @@ def audit_rows() -> list[tuple]:
 def without_announcement(frame: str) -> str:
     """The frame as shown on screen: without the line read to screen readers, which repeats the
     text (so counting a text counts each message once)."""
-    return frame.split(f"<div {ANNOUNCEMENT}>", 1)[0]
+    return frame.split(ANNOUNCEMENT, 1)[0]
 
 
 # Real daphne processes ----------------------------------------------------------------------
