@@ -186,7 +186,7 @@ def test_a_room_in_every_state_and_the_signed_in_pages_pass_axe(
 
     open_edit_form(alice, "My own words", typed=OWN_WORDS)
     audit.check(alice, "edit form")
-    alice.locator("form.editing").get_by_role("button", name="Cancel").click()
+    alice.locator("form.editing").get_by_role("link", name="Cancel").click()
     expect(alice.locator("form.editing")).to_have_count(0)
 
     start_reply(alice, "Is the build green")

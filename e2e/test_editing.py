@@ -57,7 +57,7 @@ def test_cancel_puts_the_message_back(server, new_user, room):
 
     open_edit_form(alice, "Keep this as it is")
     alice.locator("form.editing [name=message]").fill("Changed my mind")
-    alice.locator("form.editing").get_by_role("button", name="Cancel").click()
+    alice.locator("form.editing").get_by_role("link", name="Cancel").click()
 
     expect(alice.locator("form.editing")).to_have_count(0)
     expect(message_by(alice, "Keep this as it is")).to_be_visible()

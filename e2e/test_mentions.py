@@ -80,7 +80,7 @@ def test_a_reply_quotes_its_original_and_links_to_it(server, site_env, new_user)
     bar = bob.locator("#reply-bar")
     expect(bar).to_contain_text(f"Replying to {alice.username}: Who is bringing the folding chairs")
     expect(original.locator(".message-actions .menu")).to_have_count(0)  # the menu closed
-    bar.get_by_role("button", name="Cancel").click()
+    bar.get_by_role("link", name="Cancel").click()
     expect(bar).to_be_hidden()
 
     start_reply(bob, "folding chairs")

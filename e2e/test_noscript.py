@@ -75,15 +75,45 @@ def test_without_script_a_reader_pages_back_opens_actions_and_finds_a_message(
     expect(reader.get_by_role("heading", name="A message in #Reading room")).to_be_visible()
     shoot(reader, "noscript-actions-desktop-light")
     expect(reader.get_by_text("Delete", exact=True)).to_be_visible()  # the author's own
+    actions_page = reader.url
+
+    # React: a button of the page's picker posts, and the room comes back (at its newest page).
+    with reader.expect_navigation():
+        reader.locator(".reaction-picker button").first.click()
+    expect(reader).to_have_url(re.compile(rf"/rooms/{slug}/#message-\d+$"))
+    reader.goto(actions_page)
+    expect(reader.locator(".message-page .reaction")).to_contain_text("1")
+
+    # Edit: a page with the form; Cancel is a link back to the message; Enter saves.
     reader.get_by_role("link", name="Edit").click()
-    expect(reader.get_by_role("textbox", name="Edit your message")).to_have_value("the pelican is back")
-    reader.go_back()
+    reader.get_by_role("link", name="Cancel").click()
+    expect(reader.locator("#messages .message", has_text="the pelican is back")).to_be_in_viewport()
+    reader.goto(actions_page)
+    reader.get_by_role("link", name="Edit").click()
+    box = reader.get_by_role("textbox", name="Edit your message")
+    expect(box).to_have_value("the pelican is back")
+    box.fill("the pelican is back, with friends")
+    with reader.expect_navigation():
+        box.press("Enter")
+    reader.goto(actions_page)
+    expect(reader.locator(".message-page .message")).to_contain_text("the pelican is back, with friends")
+
+    # Reply: a link that sets the reply bar (Cancel, a link, drops it); the reply posts with its quote.
+    reader.get_by_role("link", name="Reply").click()
+    reader.locator("#reply-bar").get_by_role("link", name="Cancel").click()
+    expect(reader.locator("#reply-bar")).to_be_hidden()
+    reader.goto(actions_page)
     reader.get_by_role("link", name="Reply").click()
     expect(reader.locator("#reply-bar")).to_contain_text("Replying to")
-    expect(reader.locator("#reply-bar")).to_contain_text("the pelican is back")
+    expect(reader.locator("#reply-bar")).to_contain_text("the pelican is back, with friends")
+    reader.locator("#message-input").fill("which friends?")
+    with reader.expect_navigation():
+        reader.locator("#message-input").press("Enter")
+    reply = newest(reader).locator(".message", has_text="which friends?")
+    expect(reply).to_contain_text("the pelican is back, with friends")  # its quote
 
     reader.locator(".site-header").get_by_role("link", name="Search").click()
-    reader.get_by_role("searchbox").fill("pelican")
+    reader.get_by_role("searchbox").fill("friends")
     reader.get_by_role("searchbox").press("Enter")
     reader.locator(".hit-link", has_text="pelican").click()
     expect(reader.locator("#messages .message", has_text="the pelican is back")).to_be_in_viewport()
