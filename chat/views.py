@@ -207,6 +207,10 @@ def room_act(request: HttpRequest, slug: str) -> HttpResponse:
     if data.get("action") == "catch_up":  # "Show new messages": the page itself is the catch-up
         return _back_to_room(room)
     answer = actions.answer(room, request.user, data, request.session.session_key)
+    if answer.refused and data.get("action") == "edit":  # posted from the edit page (no script)
+        edit_page = _edit_page_again(request, room, data, answer)
+        if edit_page is not None:
+            return edit_page
     if answer.refused:  # a refused post's form says why itself; anything else says it in the notice line
         notice = answer.notice or ""
         return _room_page(
@@ -215,6 +219,23 @@ def room_act(request: HttpRequest, slug: str) -> HttpResponse:
     if answer.notice:
         messages.success(request, answer.notice)
     return _back_to_room(room, answer.message_id)
+
+
+def _edit_page_again(
+    request: HttpRequest, room: Room, data: dict, answer: actions.Answer
+) -> HttpResponse | None:
+    """A refused edit, posted from the edit page: that page again with the reason and the text as
+    typed (None when the message is not the user's own in this room: the room page says why)."""
+    try:
+        message_id = int(data.get("message_id", ""))
+    except ValueError:
+        return None
+    message = room.messages.select_related("author", "room").filter(pk=message_id).first()
+    if message is None or message.author_id != request.user.pk:
+        return None
+    message.body = data.get("message", "")  # shown as typed, never saved
+    context = fragments.edit_form_context(message) | {"editing": True, "notice": answer.notice or ""}
+    return render(request, "chat/message_page.html", context | _back_to(message), status=answer.status)
 
 
 def _back_to_room(room: Room, message_id: int | None = None) -> HttpResponse:

@@ -433,3 +433,21 @@ def test_the_forms_of_the_room_page_post_without_script(people: dict) -> None:
         assert 'method="post"' in opening and 'action="/rooms/lobby/' in opening, opening
         found = CSRF_INPUT.search(form)
         assert found and len(found.group(1)) == 64, opening  # a masked token, spliced in for this request
+
+
+def test_an_edit_refused_without_script_comes_back_on_the_edit_page_as_typed(people: dict) -> None:
+    """The edit form posts from its own page (no script): a refusal shows that page again, with the
+    reason and the text as typed, not the room page (where the typed text would be lost)."""
+    _old(people)
+    old = Message.objects.get(body="old")
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(people["alice"])
+    token = _csrf_token(get_page(browser, ROOM).html)
+    typed = {"action": "edit", "message_id": str(old.pk), "message": "old, but better"}
+    response = browser.post(ACT, {**typed, "csrfmiddlewaretoken": token})
+    assert response.status_code == 403
+    page = unescape(response.text)
+    assert "<h1>Edit your message</h1>" in page
+    assert "Messages can only be edited for 1 hour after sending." in page
+    assert 'value="old, but better"' in page
+    assert Message.objects.get(pk=old.pk).body == "old"
