@@ -89,8 +89,9 @@ def png_claiming(width: int, height: int) -> bytes:
 def upload_over_http(
     base_url: str, session: str, content: bytes, name: str, slug: str = "lobby"
 ) -> tuple[int, str]:
-    """POST a file to a real server's picker as a browser would (not htmx: the real status comes
-    back); the status and the page's answer."""
+    """POST a file to a real server's picker as htmx does (its answer is a 200 with the outcome in
+    the notice line; a plain post without script gets a page, which needs collected static files
+    these servers lack); the status and the answer."""
     import http.client
     import secrets
     from urllib.parse import urlsplit
@@ -118,6 +119,7 @@ def upload_over_http(
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
                 "Cookie": f"sessionid={session}; csrftoken={csrf}",
                 "X-CSRFToken": csrf,
+                "HX-Request": "true",
             },
         )
         response = connection.getresponse()

@@ -44,5 +44,5 @@ def test_files_sent_at_once_by_one_person_store_no_more_than_the_flood_limit(
 
     stored = int(manage(env, "shell", "-c", STORED.format(name=name)).split()[-1])
     assert stored == LIMIT, f"{stored} of {AT_ONCE} files sent at once were stored; the limit is {LIMIT}"
-    assert sorted(status for status, _ in answers) == [200] * LIMIT + [400] * (AT_ONCE - LIMIT)
+    assert all(status == 200 for status, _ in answers)  # htmx's picker: the outcome is in the answer
     assert sum(TOO_FAST in page for _, page in answers) == AT_ONCE - LIMIT

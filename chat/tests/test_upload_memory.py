@@ -56,7 +56,7 @@ def test_worst_case_images_sent_at_once_keep_the_server_within_its_stated_memory
     sessions = [sign_in(site_env)[1] for _ in images]
     for kind, session in zip(("PNG", "JPEG", "WEBP"), sessions, strict=False):  # codecs loaded
         warm_up = upload_over_http(server.url, session, image_of(kind, "RGB", (64, 64)), "warm-up")
-        assert warm_up[0] == 200, warm_up[1][-500:]
+        assert warm_up[0] == 200 and "notice error" not in warm_up[1], warm_up[1][-500:]
     idle = peak_memory(server)
 
     # Everyone sends theirs twice: the second while the first is still being decoded.
@@ -68,6 +68,6 @@ def test_worst_case_images_sent_at_once_keep_the_server_within_its_stated_memory
         f"the server's peak grew by {grown // MIB} MiB, over {DECODES} times {PER_DECODE // MIB} MiB"
     )
     statuses = Counter(status for status, _ in answers)
-    assert statuses == {200: len(images), 429: len(images)}, statuses
+    assert statuses == {200: 2 * len(images)}, statuses  # htmx's picker: the outcome is in the answer
     refused = sum("Another upload of yours is still being processed" in page for _, page in answers)
     assert refused == len(images)
