@@ -79,8 +79,10 @@ def test_fifty_typical_messages_weigh_under_30_kb_on_the_wire(
         assert len(response.content) < 30_000
         # Uncompressed it stays small too: no form is repeated inside every message (only a link to
         # its actions as a page, for readers without script: docs/no-script.md). The page's own forms
-        # carry an action and a CSRF token each, to post without script: ~1 KB in all.
-        assert len(gzip.decompress(response.content)) < 45_000
+        # carry an action and a CSRF token each, to post without script: ~1 KB in all. (45.4 KB on
+        # PostgreSQL, whose ids run on across tests and so take more digits; a form per message
+        # would add ~15 KB.)
+        assert len(gzip.decompress(response.content)) < 48_000
 
 
 def test_a_members_page_carries_no_moderation_controls_and_no_form_per_message(
