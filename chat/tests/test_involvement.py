@@ -11,6 +11,7 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 from django.core import mail
+from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -488,3 +489,43 @@ def test_staff_find_and_change_levels_in_the_admin(
     assert changed.status_code == 302 and involvement.level_of(bob, lobby) == Level.NOTHING
     deleted = admin.post(f"/admin/chat/involvement/{row.pk}/delete/", {"post": "yes"})
     assert deleted.status_code == 302 and not Involvement.objects.filter(user=bob).exists()
+
+
+def emails_written_to(folder, address: str) -> int:
+    """How many emails the file backend wrote to `address` (one file may hold several)."""
+    return sum(path.read_text().count(f"To: {address}") for path in folder.iterdir())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_file_backends_mention_emails_follow_the_level_and_the_snooze(
+    lobby: Room, alice: Account, bob: Account, settings, tmp_path
+) -> None:
+    """As an operator's file mail backend sees them: written for Everything, not for Nothing, not
+    while snoozed, and again once the snooze is over."""
+    settings.MAILERS = {
+        "default": {
+            "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "OPTIONS": {"file_path": str(tmp_path)},
+        }
+    }
+    with_confirmed_email(bob)
+
+    def mention(text: str) -> None:
+        cache.clear()  # the once-per-window count forgotten: each mention may email
+        post(lobby, alice, f"@{bob.username} {text}")
+
+    mention("first")
+    assert emails_written_to(tmp_path, "bob@example.com") == 1
+
+    involvement.set_level(bob, lobby, Level.NOTHING)
+    mention("second")
+    assert emails_written_to(tmp_path, "bob@example.com") == 1
+
+    involvement.set_level(bob, lobby, Level.EVERYTHING)
+    involvement.snooze(bob, timezone.now() + timedelta(hours=1))
+    mention("third")
+    assert emails_written_to(tmp_path, "bob@example.com") == 1
+
+    involvement.resume(bob)
+    mention("fourth")
+    assert emails_written_to(tmp_path, "bob@example.com") == 2
