@@ -40,6 +40,10 @@ def row_titles(plan: Plan) -> dict[str, str]:
     for size in plan.fan_sizes:
         titles |= {f"fan{size}_{p}": f"send → last of {size} members, {p}" for p in ("p50", "p99")}
     titles |= {
+        "cpu_fixed": (
+            f"server CPU per delivery at {plan.fixed_rate:.0f} msg/s into 100 members"
+            " (the same load for every column; every server process, from /proc)"
+        ),
         "sustained": "most deliveries/s at 100 members, zero loss, p99 < 1 s",
         "cpu_delivery": "server CPU per delivery at that rate (every server process, from /proc)",
         "posting": f"posting: {plan.senders} signed-in senders, acknowledged posts/s",
@@ -52,6 +56,7 @@ def row_titles(plan: Plan) -> dict[str, str]:
         "joins",
         "memory",
         *(key for key in titles if key.startswith("fan")),
+        "cpu_fixed",
         "sustained",
         "cpu_delivery",
         "posting",
@@ -168,7 +173,10 @@ def main() -> None:
     parser.add_argument(
         "--servers",
         default=",".join(ALL_SERVERS),
-        help="which columns, e.g. ceil,p1 (p2core: two processes on channels-redis's core layer)",
+        help=(
+            "which columns, e.g. ceil,p1 (p2core: two processes on channels-redis's core layer;"
+            " p4, p8: four and eight processes on Redis)"
+        ),
     )
     parser.add_argument(
         "--only",

@@ -33,6 +33,7 @@ class Plan:
     step_seconds: float = 3.0
     rate_senders: int = 4
     refinements: int = 3  # steps between the best rate that passed and the first that failed
+    fixed_rate: float = 80.0  # msg/s into 100 members, held by every column: CPU per delivery at one load
     posting_seconds: float = 5.0
     wrk_seconds: int = 5
     page_messages: int = 50
@@ -49,6 +50,7 @@ QUICK = Plan(
     rates=(20, 40, 80, 160, 320, 640),
     step_seconds=0.5,
     refinements=1,
+    fixed_rate=40.0,
     posting_seconds=2,
     wrk_seconds=2,
 )
@@ -256,6 +258,7 @@ async def fan_out(server: Server, plan: Plan) -> Rows:
             await settled(server, room, members, listed=len(members) + len(senders))
             rows |= await latency_rows(size, members, senders[:1], plan)
             if size == 100:
+                rows["cpu_fixed"] = await cpu_at_fixed_rate(server, members, senders, plan)
                 rows["sustained"], rows["cpu_delivery"] = await sustained(server, members, senders, plan)
     finally:
         drop_all(members + senders)
@@ -339,6 +342,18 @@ async def sustained(
     _rate, achieved, p99, cpu = best
     note = f"{achieved:.0f} msg/s, p99 {p99 * 1000:.0f} ms; {stopped}"
     return Figure(achieved * len(members), "/s", note), Figure(cpu * 1e6, "µs")
+
+
+async def cpu_at_fixed_rate(
+    server: Server, members: list[Member], senders: list[Member], plan: Plan
+) -> Figure:
+    """Server CPU per delivery at one rate for every column: how the cost of a delivery grows with
+    the number of processes, which a 2-core machine cannot show as throughput."""
+    outcome = await sustained_step(server, members, senders, plan, plan.fixed_rate)
+    if isinstance(outcome, str):
+        return Figure.fail(f"at {plan.fixed_rate:.0f} msg/s: {outcome}")
+    achieved, p99, cpu = outcome
+    return Figure(cpu * 1e6, "µs", f"{achieved:.0f} msg/s, p99 {p99 * 1000:.0f} ms")
 
 
 async def sustained_step(
@@ -498,7 +513,10 @@ SCENARIOS: list[tuple[list[str], Scenario, Callable[[Server], bool]]] = [
     (["joins", "storm"], joins, lambda server: True),
     (["memory"], idle_memory, lambda server: True),
     (
-        ["fan10_p50", "fan10_p99", "fan100_p50", "fan100_p99", "sustained", "fan500_p50", "fan500_p99"],
+        [
+            *("fan10_p50", "fan10_p99", "fan100_p50", "fan100_p99", "cpu_fixed", "sustained", "cpu_delivery"),
+            *("fan500_p50", "fan500_p99"),
+        ],
         fan_out,
         lambda server: True,
     ),

@@ -7,12 +7,14 @@ spare, the client and Redis then run on whichever core is free, taking their sha
 servers, so the two-process column understates what more cores would give.
 """
 
+import functools
 import json
 import os
 import shutil
 import ssl
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,16 +203,20 @@ class Fleet:
         self.folder = folder
         self.redis: RedisServer | None = None
         self.servers: list[Server] = []
-        makers = {
+        makers: dict[str, Callable[[], Server]] = {
             "ceil": lambda: relay(folder),
             "dceil": lambda: daphne_relay(folder),
             "tut": lambda: tutorial(folder),
             "p1": lambda: parley(folder, 1),
         }
-        makers["p2"] = lambda: parley(folder, 2, self._redis_url())
+        for processes in (2, 4, 8):  # 4 and 8 only when asked for: CPU per delivery as processes grow
+            makers[f"p{processes}"] = functools.partial(self._parley_on_redis, processes)
         makers["p2core"] = lambda: parley(folder, 2, self._redis_url(), redis_layer="core")
         self.servers = [makers[key]() for key in which]
         self._prepare_parley(parley_setup)
+
+    def _parley_on_redis(self, processes: int) -> Server:
+        return parley(self.folder, processes, self._redis_url())
 
     def _redis_url(self) -> str:
         if self.redis is None:
