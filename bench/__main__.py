@@ -1,6 +1,6 @@
 """`make bench`: every server started here, the same client for all, one markdown table.
 
-    python -m bench [--quick] [--servers ceil,tut,p1,p2]
+    python -m bench [--quick] [--servers ceil,dceil,tut,p1,p2,p4,p8]
 
 Columns: a raw `websockets` relay (the ceiling), the same relay as a bare ASGI app on daphne (the
 daphne ceiling: what Parley could reach while it keeps daphne), the Channels tutorial's consumer on
@@ -23,7 +23,7 @@ from bench.servers import CLIENT_CORE, Fleet, Server, can_pin, client_cores
 
 BASELINES = ("tut", "ceil", "dceil")
 WRK_SCENARIOS = ("pages", "bot_posting")  # need wrk, which `make test` does not install
-ALL_SERVERS = ["ceil", "dceil", "tut", "p1", "p2"]
+ALL_SERVERS = ["ceil", "dceil", "tut", "p1", "p2", "p4", "p8"]
 
 
 SCENARIO_NAMES = [scenario.__name__ for _rows, scenario, _applies in SCENARIOS]
@@ -162,7 +162,7 @@ def prepare_client() -> None:
 def machine() -> str:
     pinning = "servers on core 0, client on core 1" if can_pin() else "not pinned"
     if can_pin() and os.cpu_count() == 2:
-        pinning += "; two-process columns: a core per process, client and Redis on either"
+        pinning += "; columns of 2+ processes: spread over both cores, client and Redis on either"
     when = time.strftime("%Y-%m-%d %H:%M")
     return f"{os.cpu_count()} cores ({pinning}), Python {platform.python_version()}, {when}"
 
