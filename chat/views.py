@@ -168,7 +168,11 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str, datetime | None]:
     """The page with placeholders, and until when it may be kept (None: until a change)."""
     context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
-    context |= _live_frame_context()
+    return _cacheable_room_html(request, context | _live_frame_context())
+
+
+def _cacheable_room_html(request: HttpRequest, context: dict) -> tuple[str, datetime | None]:
+    """A room page's template rendered with placeholders, and until when it may be kept."""
     # The moderators' list of running mutes changes when the first one runs out.
     valid_until = min((mute.until for mute in context.get("mutes", ())), default=None)
     context |= pagecache.placeholders(request.user)
@@ -272,19 +276,33 @@ def _live_frame_context() -> dict:
 def _room_page_asked(request: HttpRequest, room: Room, viewer: Standing) -> HttpResponse:
     """A page of history before or after a message, or the room with a reply started (the
     composer's reply bar set): what the links of "Load older", "Load newer" and a message's
-    Reply open without script. Rendered afresh (a query string is never cached)."""
+    Reply open without script. A page of history is cached as the room page is (per role, mute
+    and where it starts); a reply started is rendered afresh."""
     try:
         before, after = _message_id(request, "before"), _message_id(request, "after")
         reply = _message_id(request, "reply")
     except ValueError:
         return HttpResponse("Name a message by its number: ?before=, ?after= or ?reply=.", status=400)
     if before is not None or after is not None:
-        history = fragments.history_page_context(room, viewer.role, before=before, after=after)
-        return render(request, fragments.ROOM_TEMPLATE, _room_context(request, room, viewer, history))
+        return _history_page(request, room, viewer, before, after)
     context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
     if reply is not None and not viewer.is_visitor and queries.message_in_room(room, reply):
         context["reply_bar"] = fragments.reply_bar_context(room, reply)
     return render(request, fragments.ROOM_TEMPLATE, context | _live_frame_context())
+
+
+def _history_page(
+    request: HttpRequest, room: Room, viewer: Standing, before: int | None, after: int | None
+) -> HttpResponse:
+    """The room page holding a page of history before or after a message, from the page cache."""
+    key = pagecache.history_page_key(room, viewer, request.user, before, after)
+    versions = pagecache.room_versions(room)  # first: a change committed meanwhile leaves the copy stale
+    entry = pagecache.lookup(key, versions)
+    if entry is None:
+        history = fragments.history_page_context(room, viewer.role, before=before, after=after)
+        context = _room_context(request, room, viewer, history)
+        entry = pagecache.store(key, versions, *_cacheable_room_html(request, context))
+    return pagecache.respond(entry, request, request.user)
 
 
 def _message_id(request: HttpRequest, name: str) -> int | None:
@@ -322,7 +340,11 @@ def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
         before = int(request.GET["before"])
     except (KeyError, ValueError):
         return HttpResponse("Say which message to page back from with ?before=<id>.", status=400)
-    return HttpResponse(fragments.older_messages_html(room, viewer.role, before))
+    key, versions = pagecache.older_key(room, viewer, before), pagecache.room_versions(room)
+    entry = pagecache.lookup(key, versions)
+    if entry is None:
+        entry = pagecache.store(key, versions, fragments.older_messages_html(room, viewer.role, before))
+    return pagecache.respond(entry, request, request.user)
 
 
 @require_safe
@@ -596,7 +618,11 @@ def newer_messages(request: HttpRequest, slug: str) -> HttpResponse:
         after, until = int(request.GET["after"]), int(request.GET["until"])
     except (KeyError, ValueError):
         return HttpResponse("Say where to page on from with ?after=<id>&until=<id>.", status=400)
-    return HttpResponse(fragments.newer_messages_html(room, viewer.role, after, until))
+    key, versions = pagecache.newer_key(room, viewer, after, until), pagecache.room_versions(room)
+    entry = pagecache.lookup(key, versions)
+    if entry is None:
+        entry = pagecache.store(key, versions, fragments.newer_messages_html(room, viewer.role, after, until))
+    return pagecache.respond(entry, request, request.user)
 
 
 @require_safe
