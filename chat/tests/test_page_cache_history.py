@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from chat import moderation, services
-from chat.models import Message, Role, Room
+from chat.models import Ban, Message, Role, Room
 from chat.standing import Account
 from chat.tests.support import TOMBSTONE, Page, client_for, get_page, make_member, private_room
 
@@ -119,6 +119,43 @@ def test_two_people_get_their_own_name_and_token_on_a_cached_page_of_history(
     assert CSRF_INPUT.findall(for_alice.html) != CSRF_INPUT.findall(for_bob.html)
 
 
+def test_each_page_of_history_is_cached_apart(lobby: Room, alice: Account, three: list[Message]) -> None:
+    first, second, third = three
+    client = client_for(alice)
+    shown = {
+        path: warm(client, path).html
+        for path in (
+            f"/rooms/lobby/?before={second.pk}",
+            f"/rooms/lobby/?before={third.pk}",
+            f"/rooms/lobby/?after={first.pk}",
+            f"/rooms/lobby/?after={second.pk}",
+        )
+    }
+    newer = f"/rooms/lobby/messages/newer/?after={first.pk}"
+    for path in (
+        f"/rooms/lobby/messages/?before={second.pk}",
+        f"/rooms/lobby/messages/?before={third.pk}",
+        f"{newer}&until={second.pk}",
+        f"{newer}&until={third.pk}",
+    ):
+        get_page(client, path, HTMX)
+        shown[path] = get_page(client, path, HTMX).html
+
+    def texts(html: str) -> list[str]:
+        return [message.body for message in three if message.body in html]
+
+    assert [texts(html) for html in shown.values()] == [
+        ["first words"],
+        ["first words", "second thoughts"],
+        ["second thoughts", "third time"],
+        ["third time"],
+        ["first words"],
+        ["first words", "second thoughts"],
+        ["second thoughts"],
+        ["second thoughts", "third time"],
+    ]
+
+
 # Never stale ---------------------------------------------------------------------------------
 
 
@@ -190,7 +227,37 @@ def test_a_mute_and_a_role_change_show_on_a_page_of_history(
     assert 'id="moderation"' in get_page(client, path).html
 
 
+def test_a_muted_reader_a_member_and_a_moderator_each_get_their_own_page_of_history(
+    lobby: Room, alice: Account, bob: Account, moderator: Account, three: list[Message]
+) -> None:
+    moderation.mute(moderator, lobby, alice, 10)
+    path = f"/rooms/lobby/?before={three[2].pk}"
+    muted, member, moderating = (warm(client_for(user), path).html for user in (alice, bob, moderator))
+    assert "You're muted in this room" in muted and 'id="moderation"' not in muted
+    assert "You're muted" not in member and 'id="moderation"' not in member
+    assert "You're muted" not in moderating and 'id="moderation"' in moderating
+
+
 # Never served to someone who may not read the room ------------------------------------------
+
+
+def test_access_is_checked_on_every_request_even_when_no_page_changed(
+    lobby: Room, alice: Account, moderator: Account, three: list[Message]
+) -> None:
+    """A ban or a room made private written without the signals that bump the page versions:
+    the cached history is still current, so only the check made on every request stops it."""
+    client = client_for(alice)
+    page_path = f"/rooms/lobby/?before={three[2].pk}"
+    warm_older(client, three[2])
+    warm(client, page_path)
+    Ban.objects.bulk_create([Ban(room=lobby, user=alice, created_by=moderator)])
+    for page in (older(client, three[2]), get_page(client, page_path)):
+        assert page.status == 403 and not page.cached and "first words" not in page.html
+    Ban.objects.filter(user=alice).delete()
+    assert warm_older(client, three[2]).status == 200
+    Room.objects.filter(pk=lobby.pk).update(is_public=False)
+    for page in (older(client, three[2]), get_page(client, page_path)):
+        assert page.status == 404 and not page.cached and "first words" not in page.html
 
 
 def test_a_banned_reader_gets_403_not_the_cached_history(
