@@ -189,6 +189,8 @@ def main(duration: float, rounds: int, baseline: Path | None, only: list[str]) -
         Target("room page, moderator", "/rooms/lobby/", moderator),
         # What "Load older messages" fetches from the room page (its link's ?before=).
         Target("older messages", f"/rooms/lobby/messages/?before={newest}", member, ("HX-Request: true",)),
+        # The same link followed without script: a whole page.
+        Target("older, no script", f"/rooms/lobby/?before={newest}", member),
         Target("room list", "/", member),
     ]
     targets = [target for target in targets if not only or target.name in only]
