@@ -157,11 +157,17 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         return _room_page(request, room, viewer, notice=said[-1])
     if request.GET:
         return _room_page_asked(request, room, viewer)
+    key = pagecache.room_key(room, viewer, request.user)
+    return _from_page_cache(request, room, key, lambda: _room_html(request, room, viewer))
+
+
+def _from_page_cache(
+    request: HttpRequest, room: Room, key: tuple, render: Callable[[], tuple[str, datetime | None]]
+) -> HttpResponse:
+    """The room's page (or fragment) kept under `key`, rendered by `render` when none is current."""
     # Versions first: a change committed while this renders leaves the copy stale, never current.
-    key, versions = pagecache.room_key(room, viewer, request.user), pagecache.room_versions(room)
-    entry = pagecache.lookup(key, versions) or pagecache.store(
-        key, versions, *_room_html(request, room, viewer)
-    )
+    versions = pagecache.room_versions(room)
+    entry = pagecache.lookup(key, versions) or pagecache.store(key, versions, *render())
     return pagecache.respond(entry, request, request.user)
 
 
@@ -295,14 +301,13 @@ def _history_page(
     request: HttpRequest, room: Room, viewer: Standing, before: int | None, after: int | None
 ) -> HttpResponse:
     """The room page holding a page of history before or after a message, from the page cache."""
-    key = pagecache.history_page_key(room, viewer, request.user, before, after)
-    versions = pagecache.room_versions(room)  # first: a change committed meanwhile leaves the copy stale
-    entry = pagecache.lookup(key, versions)
-    if entry is None:
+
+    def render() -> tuple[str, datetime | None]:
         history = fragments.history_page_context(room, viewer.role, before=before, after=after)
-        context = _room_context(request, room, viewer, history)
-        entry = pagecache.store(key, versions, *_cacheable_room_html(request, context))
-    return pagecache.respond(entry, request, request.user)
+        return _cacheable_room_html(request, _room_context(request, room, viewer, history))
+
+    key = pagecache.history_page_key(room, viewer, request.user, before, after)
+    return _from_page_cache(request, room, key, render)
 
 
 def _message_id(request: HttpRequest, name: str) -> int | None:
@@ -340,11 +345,10 @@ def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
         before = int(request.GET["before"])
     except (KeyError, ValueError):
         return HttpResponse("Say which message to page back from with ?before=<id>.", status=400)
-    key, versions = pagecache.older_key(room, viewer, before), pagecache.room_versions(room)
-    entry = pagecache.lookup(key, versions)
-    if entry is None:
-        entry = pagecache.store(key, versions, fragments.older_messages_html(room, viewer.role, before))
-    return pagecache.respond(entry, request, request.user)
+    key = pagecache.older_key(room, viewer, before)
+    return _from_page_cache(
+        request, room, key, lambda: (fragments.older_messages_html(room, viewer.role, before), None)
+    )
 
 
 @require_safe
@@ -618,11 +622,10 @@ def newer_messages(request: HttpRequest, slug: str) -> HttpResponse:
         after, until = int(request.GET["after"]), int(request.GET["until"])
     except (KeyError, ValueError):
         return HttpResponse("Say where to page on from with ?after=<id>&until=<id>.", status=400)
-    key, versions = pagecache.newer_key(room, viewer, after, until), pagecache.room_versions(room)
-    entry = pagecache.lookup(key, versions)
-    if entry is None:
-        entry = pagecache.store(key, versions, fragments.newer_messages_html(room, viewer.role, after, until))
-    return pagecache.respond(entry, request, request.user)
+    key = pagecache.newer_key(room, viewer, after, until)
+    return _from_page_cache(
+        request, room, key, lambda: (fragments.newer_messages_html(room, viewer.role, after, until), None)
+    )
 
 
 @require_safe
