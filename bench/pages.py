@@ -14,7 +14,6 @@ so every ratio compares figures taken in the same run.
 """
 
 import argparse
-import os
 import re
 import shutil
 import statistics
@@ -25,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.servers import cpu_seconds
 from testsupport.servers import REPO, free_port, production_like_env, stop, wait_for_port
 
 CLIENTS = 16
@@ -117,12 +117,6 @@ def page_bytes(url: str, session: str, extra: tuple[str, ...] = ()) -> tuple[int
     _, plain = fetch(url, session, None, extra)
     _, gzipped = fetch(url, session, "gzip", extra)
     return len(plain), len(gzipped)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (/proc/PID/stat, fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile_ms(text: str, label: str) -> float:
