@@ -50,6 +50,7 @@ def row_titles(plan: Plan) -> dict[str, str]:
         "storm": f"reconnect storm: {plan.joins} sockets drop and come back",
         "page": f"HTTP room page, {plan.page_messages} messages, 16 clients (Parley only)",
         "list": "HTTP room list, 16 clients (Parley only)",
+        "older": "HTTP older messages (?before=), 16 clients (Parley only)",
         "bot_posting": "bot API posting: 16 HTTP clients, one bot key, 201s/s (Parley only)",
     }
     order = [
@@ -61,7 +62,7 @@ def row_titles(plan: Plan) -> dict[str, str]:
         "cpu_delivery",
         "posting",
     ]
-    return {key: titles[key] for key in [*order, "storm", "page", "list", "bot_posting"]}
+    return {key: titles[key] for key in [*order, "storm", "page", "list", "older", "bot_posting"]}
 
 
 def amount(value: float, unit: str) -> str:
@@ -148,7 +149,11 @@ async def run(
 
 
 def seeded_pages(which: list[str], plan: Plan) -> dict[str, int]:
-    return {f"{key}-page": plan.page_messages for key in which if key.startswith("p")}
+    """The room page's room has a page of messages; "Load older"'s two, so that one is left to load."""
+    parleys = [key for key in which if key.startswith("p")]
+    return {f"{key}-page": plan.page_messages for key in parleys} | {
+        f"{key}-older": 2 * plan.page_messages for key in parleys
+    }
 
 
 def prepare_client() -> None:

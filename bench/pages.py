@@ -3,12 +3,14 @@
 Starts daphne as in production (DEBUG off, WhiteNoise, SQLite in WAL mode) pinned to core 0,
 seeds a room with 120 messages of typical chat length (4 to 16 words), and runs `wrk -t1 -c16`
 pinned to core 1 with a signed-in member's (or moderator's) session cookie and a browser's
-Accept-Encoding.
+Accept-Encoding ("older messages" is the request htmx makes for "Load older": HX-Request set).
+Besides wrk's figures it reports the server's CPU time per request (user + system, from /proc),
+which other work on this 2-core machine disturbs less than the rate.
 With --baseline DIR, a second daphne serves the same database from another checkout of
 Parley (e.g. `git archive <commit> | tar -x -C DIR`), and the two alternate round by round,
 so every ratio compares figures taken in the same run.
 
-    python -m bench.pages [--duration 8] [--rounds 3] [--baseline DIR]
+    python -m bench.pages [--duration 8] [--rounds 3] [--baseline DIR] [--only "older messages"]
 """
 
 import argparse
@@ -22,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.servers import cpu_seconds
 from testsupport.servers import REPO, free_port, production_like_env, stop, wait_for_port
 
 CLIENTS = 16
@@ -64,6 +67,7 @@ class Target:
     name: str
     path: str
     session: str
+    headers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Figures:
     requests_per_second: float
     p50_ms: float
     p99_ms: float
+    cpu_ms_per_request: float = float("nan")
 
 
 def manage(env: dict[str, str], tree: Path, *args: str) -> str:
@@ -99,18 +104,18 @@ class PinnedDaphne:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
-def fetch(url: str, session: str, encoding: str | None) -> tuple[int, bytes]:
-    headers = {"Cookie": f"sessionid={session}"}
+def fetch(url: str, session: str, encoding: str | None, extra: tuple[str, ...] = ()) -> tuple[int, bytes]:
+    headers = {"Cookie": f"sessionid={session}"} | dict(header.split(": ", 1) for header in extra)
     if encoding:
         headers["Accept-Encoding"] = encoding
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as response:
         return response.status, response.read()
 
 
-def page_bytes(url: str, session: str) -> tuple[int, int]:
+def page_bytes(url: str, session: str, extra: tuple[str, ...] = ()) -> tuple[int, int]:
     """Bytes on the wire without and with gzip accepted."""
-    _, plain = fetch(url, session, None)
-    _, gzipped = fetch(url, session, "gzip")
+    _, plain = fetch(url, session, None, extra)
+    _, gzipped = fetch(url, session, "gzip", extra)
     return len(plain), len(gzipped)
 
 
@@ -122,21 +127,27 @@ def percentile_ms(text: str, label: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, session: str, seconds: float) -> Figures:
+def run_wrk(url: str, session: str, seconds: float, extra: tuple[str, ...] = (), pid: int = 0) -> Figures:
     headers = ["-H", f"Cookie: sessionid={session}", "-H", f"Accept-Encoding: {BROWSER_ENCODING}"]
+    for header in extra:
+        headers += ["-H", header]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(
         [*PIN_CLIENT, "wrk", "-t1", f"-c{CLIENTS}", f"-d{round(seconds)}s", "--latency", *headers, url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+    cpu_used = cpu_seconds(pid) - cpu_before if pid else float("nan")
     if "Non-2xx" in output:
         raise RuntimeError(f"wrk got error responses from {url}:\n{output}")
     requests = re.search(r"Requests/sec:\s+([\d.]+)", output)
     if requests is None:
         raise RuntimeError(f"unreadable wrk output from {url}:\n{output}")
     rate = float(requests.group(1))
-    return Figures(rate, percentile_ms(output, "50"), percentile_ms(output, "99"))
+    total = re.search(r"(\d+) requests in", output)
+    cpu_ms = 1000 * cpu_used / int(total.group(1)) if total and int(total.group(1)) else float("nan")
+    return Figures(rate, percentile_ms(output, "50"), percentile_ms(output, "99"), cpu_ms)
 
 
 def prepare(trees: dict[str, Path], folder: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
@@ -157,10 +168,11 @@ def median_figures(samples: list[Figures]) -> Figures:
         statistics.median(s.requests_per_second for s in samples),
         statistics.median(s.p50_ms for s in samples),
         statistics.median(s.p99_ms for s in samples),
+        statistics.median(s.cpu_ms_per_request for s in samples),
     )
 
 
-def main(duration: float, rounds: int, baseline: Path | None) -> None:
+def main(duration: float, rounds: int, baseline: Path | None, only: list[str]) -> None:
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install -y wrk")
     trees = {"parley": REPO} | ({"baseline": baseline} if baseline else {})
@@ -169,9 +181,13 @@ def main(duration: float, rounds: int, baseline: Path | None) -> None:
     targets = [
         Target("room page, member", "/rooms/lobby/", member),
         Target("room page, moderator", "/rooms/lobby/", moderator),
-        Target("older messages", f"/rooms/lobby/messages/?before={newest}", member),
+        # What "Load older messages" fetches from the room page (its link's ?before=).
+        Target("older messages", f"/rooms/lobby/messages/?before={newest}", member, ("HX-Request: true",)),
+        # The same link followed without script: a whole page.
+        Target("older, no script", f"/rooms/lobby/?before={newest}", member),
         Target("room list", "/", member),
     ]
+    targets = [target for target in targets if not only or target.name in only]
     servers = {
         label: PinnedDaphne(tree, envs[label], folder / f"{label}.log") for label, tree in trees.items()
     }
@@ -179,11 +195,12 @@ def main(duration: float, rounds: int, baseline: Path | None) -> None:
     try:
         for target in targets:
             for server in servers.values():
-                run_wrk(server.url(target.path), target.session, 1)  # warm caches and imports
+                run_wrk(server.url(target.path), target.session, 1, target.headers)  # warm caches and imports
         for _ in range(rounds):
             for target in targets:
                 for label, server in servers.items():
-                    figures = run_wrk(server.url(target.path), target.session, duration)
+                    pid = server.process.pid
+                    figures = run_wrk(server.url(target.path), target.session, duration, target.headers, pid)
                     samples.setdefault((target.name, label), []).append(figures)
         report(targets, servers, samples, rounds)
     finally:
@@ -199,19 +216,22 @@ def report(
     rounds: int,
 ) -> None:
     print(f"wrk -t1 -c{CLIENTS}, daphne on core 0, wrk on core 1, median of {rounds} rounds")
-    print(f"{'page':<22} {'server':<9} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'bytes':>7} {'gzip':>7}")
+    columns = f"{'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/req':>10} {'bytes':>7} {'gzip':>7}"
+    print(f"{'page':<22} {'server':<9} {columns}")
     for target in targets:
         for label, server in servers.items():
             figures = median_figures(samples[(target.name, label)])
-            plain, gzipped = page_bytes(server.url(target.path), target.session)
+            plain, gzipped = page_bytes(server.url(target.path), target.session, target.headers)
             print(
                 f"{target.name:<22} {label:<9} {figures.requests_per_second:>7.0f} {figures.p50_ms:>7.1f}"
-                f" {figures.p99_ms:>7.1f} {plain:>7} {gzipped:>7}"
+                f" {figures.p99_ms:>7.1f} {figures.cpu_ms_per_request:>10.2f} {plain:>7} {gzipped:>7}"
             )
         if "baseline" in servers:
-            ours = median_figures(samples[(target.name, "parley")]).requests_per_second
-            theirs = median_figures(samples[(target.name, "baseline")]).requests_per_second
-            print(f"{'':<22} {'ratio':<9} {ours / theirs:>6.2f}x")
+            ours = median_figures(samples[(target.name, "parley")])
+            theirs = median_figures(samples[(target.name, "baseline")])
+            rate_ratio = ours.requests_per_second / theirs.requests_per_second
+            cpu_ratio = theirs.cpu_ms_per_request / ours.cpu_ms_per_request
+            print(f"{'':<22} {'ratio':<9} {rate_ratio:>6.2f}x {'':>15} {cpu_ratio:>9.2f}x less CPU")
 
 
 if __name__ == "__main__":
@@ -219,5 +239,6 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=float, default=8, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline", type=Path, help="another checkout of Parley to compare against")
+    parser.add_argument("--only", action="append", default=[], help="a page to measure (repeatable)")
     arguments = parser.parse_args()
-    main(arguments.duration, arguments.rounds, arguments.baseline)
+    main(arguments.duration, arguments.rounds, arguments.baseline, arguments.only)

@@ -5,6 +5,7 @@ wait is bounded, and the server is restarted afterwards so its backlog does not 
 """
 
 import asyncio
+import html
 import math
 import re
 import statistics
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from bench.clients import Member, Tracker, close_all, drop_all, open_all, post, quiet, wait_until
 from bench.servers import CLIENT_CORE, Server, can_pin, run_parley_db
 
-SCENARIO_ROOMS = ("joins", "idle", "fan", "post", "page", "bot")
+SCENARIO_ROOMS = ("joins", "idle", "fan", "post", "page", "older", "bot")
 HISTORY_MARK = 'id="messages"'
 
 
@@ -163,9 +164,12 @@ async def idle_memory(server: Server, plan: Plan) -> Rows:
     return {"memory": Figure(memory, "KiB", f"{plan.idle_sockets:,} held open")}
 
 
-def fetch(url: str, session: str, gzip: bool = False) -> tuple[bytes, str]:
+def fetch(
+    url: str, session: str, gzip: bool = False, extra: dict[str, str] | None = None
+) -> tuple[bytes, str]:
     """Body as it came over the wire, and its Content-Encoding."""
     headers = {"Cookie": f"sessionid={session}"} | ({"Accept-Encoding": "gzip"} if gzip else {})
+    headers |= extra or {}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as response:
         return response.read(), response.headers.get("Content-Encoding", "")
 
@@ -435,13 +439,29 @@ async def pages(server: Server, plan: Plan) -> Rows:
     return {
         "page": await wrk_figure(server, f"{base}/rooms/{room_of(server, 'page')}/", plan),
         "list": await wrk_figure(server, f"{base}/", plan),
+        "older": await wrk_figure(server, await load_older_url(server), plan, HTMX),
     }
 
 
-async def wrk_figure(server: Server, url: str, plan: Plan) -> Figure:
+HTMX = {"HX-Request": "true"}
+LOAD_OLDER = re.compile(r'class="load-older" hx-get="([^"]+)"')
+
+
+async def load_older_url(server: Server) -> str:
+    """What "Load older messages" fetches from the room page of a room with more than a page."""
+    base = f"http://127.0.0.1:{server.ports[0]}"
+    page, _ = await asyncio.to_thread(fetch, f"{base}/rooms/{room_of(server, 'older')}/", server.sessions[-1])
+    found = LOAD_OLDER.search(page.decode())
+    if found is None:
+        raise RuntimeError("the older room's page has no Load older link")
+    return base + html.unescape(found.group(1))
+
+
+async def wrk_figure(server: Server, url: str, plan: Plan, extra: dict[str, str] | None = None) -> Figure:
     session = server.sessions[-1]
-    body, encoding = await asyncio.to_thread(fetch, url, session, True)
-    requests, p99, _total = await run_wrk(url, plan.wrk_seconds, ["Cookie: sessionid=" + session])
+    body, encoding = await asyncio.to_thread(fetch, url, session, True, extra)
+    headers = ["Cookie: sessionid=" + session, *(f"{name}: {value}" for name, value in (extra or {}).items())]
+    requests, p99, _total = await run_wrk(url, plan.wrk_seconds, headers)
     size = f"{len(body) / 1000:.0f} KB {'gzipped' if encoding == 'gzip' else 'uncompressed'}"
     return Figure(requests, "/s", f"p99 {p99:.0f} ms, {size}")
 
@@ -528,6 +548,6 @@ SCENARIOS: list[tuple[list[str], Scenario, Callable[[Server], bool]]] = [
     ),
     (["posting"], posting, full_column),
     # Pages are Parley's alone; the second process would serve them exactly like the first.
-    (["page", "list"], pages, lambda server: server.key == "p1"),
+    (["page", "list", "older"], pages, lambda server: server.key == "p1"),
     (["bot_posting"], bot_posting, lambda server: server.key == "p1"),
 ]

@@ -1,7 +1,9 @@
 """Whole rendered pages, kept per process and served again while nothing they show has changed.
 
 A page is rendered once per (room, role, standing) [room list: per user, with their unread
-mentions, under a version of their own], with placeholders for
+mentions, under a version of their own; a page of history (`?before=`, `?after=`, the links
+"Load older" and "Load newer" followed without script) also per where it starts; the fragments
+htmx fetches for those links per (room, role, where)], with placeholders for
 what differs per request: the CSRF token, the CSP nonce, the viewer's id and name. Each request
 splices its own values in. An entry is served only while the versions it was rendered under
 (chat/broadcast.py, bumped after every commit that changes what a page shows) are unchanged, and
@@ -10,7 +12,8 @@ for at most CHAT_PAGE_CACHE_SECONDS.
 Authorisation is never cached: every request, hit or miss, reads the session, the user, the
 room and the viewer's standing afresh. A hit is served by `FastPages` in front of Django's
 middleware (which costs more than the rest of a hit); anything unusual (no valid session, a
-room the viewer may not read, a query string, a host not allowed, plain HTTP under
+room the viewer may not read, a query string other than one message id (`?before=N`,
+`?after=N`; "Load newer"'s `?after=N&until=M`), a host not allowed, plain HTTP under
 SECURE_SSL_REDIRECT, a notice waiting in the messages cookie, no cached entry) falls through to
 Django, whose view renders and stores.
 A HEAD is answered as its GET, headers only (uptime checkers use it).
@@ -144,6 +147,25 @@ def room_versions(room: Room) -> tuple:
     return broadcast.versions(broadcast.room_version_key(room.pk), broadcast.ALL_PAGES)
 
 
+def history_page_key(
+    room: Room, viewer: Standing, user: User | None, before: int | None, after: int | None
+) -> tuple:
+    """A page of history of its own (the room page's ?before= or ?after=): the room page's key,
+    plus where it starts."""
+    return (*room_key(room, viewer, user), "history", before, after)
+
+
+def older_key(room: Room, viewer: Standing, before: int) -> tuple:
+    """The messages "Load older" fetches depend on the room's messages and the viewer's role only
+    (chat.fragments.older_messages_html), never on who views them."""
+    return ("older", room.pk, viewer.role, before)
+
+
+def newer_key(room: Room, viewer: Standing, after: int, until: int) -> tuple:
+    """The same for "Load newer" (chat.fragments.newer_messages_html)."""
+    return ("newer", room.pk, viewer.role, after, until)
+
+
 def list_key(user: User) -> tuple:
     """The room list shows the rooms this user may open and their own proposals."""
     return ("list", user.pk, user.is_staff) if user.is_authenticated else ("list", None, False)
@@ -213,6 +235,62 @@ def respond(entry: Entry, request: HttpRequest, user: User) -> HttpResponse:
 
 _ROOM_PATH = re.compile(r"^/rooms/(?P<slug>[-a-zA-Z0-9_]+)/$")
 _NOT_ROOMS = {"propose"}
+_OLDER_PATH = re.compile(r"^/rooms/(?P<slug>[-a-zA-Z0-9_]+)/messages/$")
+_NEWER_PATH = re.compile(r"^/rooms/(?P<slug>[-a-zA-Z0-9_]+)/messages/newer/$")
+# The query strings the links of a page send, exactly; any other form of them goes to Django.
+_ID = rb"(?P<%s>[1-9][0-9]{0,17})"
+_PAGE_QUERY = re.compile(rb"^(?P<name>before|after)=" + _ID % b"id" + rb"$")
+_OLDER_QUERY = re.compile(rb"^before=" + _ID % b"before" + rb"$")
+_NEWER_QUERY = re.compile(rb"^after=" + _ID % b"after" + rb"&until=" + _ID % b"until" + rb"$")
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A page FastPages may serve: the room list (no slug), a room page, a page of its history
+    (`before` or `after`), or the messages htmx fetches for "Load older" (`fragment`, `before`)
+    or "Load newer" (`fragment`, `after` and `until`)."""
+
+    slug: str | None = None
+    before: int | None = None
+    after: int | None = None
+    until: int | None = None
+    fragment: bool = False
+
+    def key(self, room: Room, viewer: Standing, user: User) -> tuple:
+        if self.fragment and self.until is not None and self.after is not None:
+            return newer_key(room, viewer, self.after, self.until)
+        if self.fragment and self.before is not None:
+            return older_key(room, viewer, self.before)
+        if self.before is None and self.after is None:
+            return room_key(room, viewer, user)
+        return history_page_key(room, viewer, user, self.before, self.after)
+
+
+def asked(path: str, query: bytes) -> Asked | None:
+    """The page a GET asks for, if it is one FastPages serves."""
+    if path == "/":
+        return None if query else Asked()
+    if match := _ROOM_PATH.match(path):
+        if match["slug"] in _NOT_ROOMS:
+            return None
+        if not query:
+            return Asked(match["slug"])
+        page = _PAGE_QUERY.match(query)
+        if page is None:
+            return None
+        where = int(page["id"])
+        return (
+            Asked(match["slug"], before=where)
+            if page["name"] == b"before"
+            else Asked(match["slug"], after=where)
+        )
+    if (match := _OLDER_PATH.match(path)) and (older := _OLDER_QUERY.match(query)):
+        return Asked(match["slug"], before=int(older["before"]), fragment=True)
+    if (match := _NEWER_PATH.match(path)) and (newer := _NEWER_QUERY.match(query)):
+        return Asked(match["slug"], after=int(newer["after"]), until=int(newer["until"]), fragment=True)
+    return None
+
+
 _USER_SQL = "SELECT id, password, username, is_active, is_staff, is_superuser FROM {table} WHERE id = %s"
 _SESSION_SQL = "SELECT session_data FROM {table} WHERE session_key = %s AND expire_date > %s"
 _MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -307,8 +385,7 @@ class FastPages:
             self.enabled
             and scope["type"] == "http"
             and scope["method"] in ("GET", "HEAD")
-            and not scope.get("query_string")
-            and (scope["path"] == "/" or _ROOM_PATH.match(scope["path"]))
+            and asked(scope["path"], scope.get("query_string", b"")) is not None
         ):
             response = await sync_to_async(self.serve, thread_sensitive=True)(scope)
             if response is not None:
@@ -347,17 +424,15 @@ class FastPages:
             request.get_host()
         except Exception:  # DisallowedHost and friends: Django answers those
             return None
+        page = asked(request.path, scope.get("query_string", b""))
         user = _session_user(request)
-        if user is None:
+        if page is None or user is None:
             return None
-        match = _ROOM_PATH.match(request.path)
-        if match:
-            if match["slug"] in _NOT_ROOMS:
-                return None
-            found = room_and_standing(match["slug"], user)
+        if page.slug is not None:
+            found = room_and_standing(page.slug, user)
             if found is None or not found[1].can_read:
                 return None  # 404 or 403: Django says why
-            entry = lookup(room_key(*found, user), room_versions(found[0]))
+            entry = lookup(page.key(*found, user), room_versions(found[0]))
         else:
             entry = lookup(list_key(user), list_versions(user))
         if entry is None:

@@ -157,18 +157,28 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         return _room_page(request, room, viewer, notice=said[-1])
     if request.GET:
         return _room_page_asked(request, room, viewer)
+    key = pagecache.room_key(room, viewer, request.user)
+    return _from_page_cache(request, room, key, lambda: _room_html(request, room, viewer))
+
+
+def _from_page_cache(
+    request: HttpRequest, room: Room, key: tuple, render: Callable[[], tuple[str, datetime | None]]
+) -> HttpResponse:
+    """The room's page (or fragment) kept under `key`, rendered by `render` when none is current."""
     # Versions first: a change committed while this renders leaves the copy stale, never current.
-    key, versions = pagecache.room_key(room, viewer, request.user), pagecache.room_versions(room)
-    entry = pagecache.lookup(key, versions) or pagecache.store(
-        key, versions, *_room_html(request, room, viewer)
-    )
+    versions = pagecache.room_versions(room)
+    entry = pagecache.lookup(key, versions) or pagecache.store(key, versions, *render())
     return pagecache.respond(entry, request, request.user)
 
 
 def _room_html(request: HttpRequest, room: Room, viewer: Standing) -> tuple[str, datetime | None]:
     """The page with placeholders, and until when it may be kept (None: until a change)."""
     context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
-    context |= _live_frame_context()
+    return _cacheable_room_html(request, context | _live_frame_context())
+
+
+def _cacheable_room_html(request: HttpRequest, context: dict) -> tuple[str, datetime | None]:
+    """A room page's template rendered with placeholders, and until when it may be kept."""
     # The moderators' list of running mutes changes when the first one runs out.
     valid_until = min((mute.until for mute in context.get("mutes", ())), default=None)
     context |= pagecache.placeholders(request.user)
@@ -272,19 +282,32 @@ def _live_frame_context() -> dict:
 def _room_page_asked(request: HttpRequest, room: Room, viewer: Standing) -> HttpResponse:
     """A page of history before or after a message, or the room with a reply started (the
     composer's reply bar set): what the links of "Load older", "Load newer" and a message's
-    Reply open without script. Rendered afresh (a query string is never cached)."""
+    Reply open without script. A page of history is cached as the room page is (per role, mute
+    and where it starts); a reply started is rendered afresh."""
     try:
         before, after = _message_id(request, "before"), _message_id(request, "after")
         reply = _message_id(request, "reply")
     except ValueError:
         return HttpResponse("Name a message by its number: ?before=, ?after= or ?reply=.", status=400)
     if before is not None or after is not None:
-        history = fragments.history_page_context(room, viewer.role, before=before, after=after)
-        return render(request, fragments.ROOM_TEMPLATE, _room_context(request, room, viewer, history))
+        return _history_page(request, room, viewer, before, after)
     context = _room_context(request, room, viewer, fragments.history_context(room, viewer.role))
     if reply is not None and not viewer.is_visitor and queries.message_in_room(room, reply):
         context["reply_bar"] = fragments.reply_bar_context(room, reply)
     return render(request, fragments.ROOM_TEMPLATE, context | _live_frame_context())
+
+
+def _history_page(
+    request: HttpRequest, room: Room, viewer: Standing, before: int | None, after: int | None
+) -> HttpResponse:
+    """The room page holding a page of history before or after a message, from the page cache."""
+
+    def render() -> tuple[str, datetime | None]:
+        history = fragments.history_page_context(room, viewer.role, before=before, after=after)
+        return _cacheable_room_html(request, _room_context(request, room, viewer, history))
+
+    key = pagecache.history_page_key(room, viewer, request.user, before, after)
+    return _from_page_cache(request, room, key, render)
 
 
 def _message_id(request: HttpRequest, name: str) -> int | None:
@@ -322,7 +345,10 @@ def older_messages(request: HttpRequest, slug: str) -> HttpResponse:
         before = int(request.GET["before"])
     except (KeyError, ValueError):
         return HttpResponse("Say which message to page back from with ?before=<id>.", status=400)
-    return HttpResponse(fragments.older_messages_html(room, viewer.role, before))
+    key = pagecache.older_key(room, viewer, before)
+    return _from_page_cache(
+        request, room, key, lambda: (fragments.older_messages_html(room, viewer.role, before), None)
+    )
 
 
 @require_safe
@@ -596,7 +622,10 @@ def newer_messages(request: HttpRequest, slug: str) -> HttpResponse:
         after, until = int(request.GET["after"]), int(request.GET["until"])
     except (KeyError, ValueError):
         return HttpResponse("Say where to page on from with ?after=<id>&until=<id>.", status=400)
-    return HttpResponse(fragments.newer_messages_html(room, viewer.role, after, until))
+    key = pagecache.newer_key(room, viewer, after, until)
+    return _from_page_cache(
+        request, room, key, lambda: (fragments.newer_messages_html(room, viewer.role, after, until), None)
+    )
 
 
 @require_safe

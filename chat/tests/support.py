@@ -117,22 +117,28 @@ class Page:
     response: HttpResponseBase
 
 
-def get_page(client: Client, path: str) -> Page:
-    """GET `path` as daphne would serve it: the page cache's fast path first, Django when that
-    passes. The client keeps the cookies either sets, like a browser."""
+def get_page(client: Client, path: str, headers: dict[str, str] | None = None) -> Page:
+    """GET `path` (with its query string, if any) as daphne would serve it: the page cache's fast
+    path first, Django when that passes. The client keeps the cookies either sets, like a browser."""
     from site_config.asgi import application
 
     cookies = "; ".join(f"{name}={morsel.value}" for name, morsel in client.cookies.items())
+    headers = {"accept-encoding": "gzip"} | (headers or {})
+    bare_path, _, query = path.partition("?")
     scope = {
         "type": "http",
         "method": "GET",
-        "path": path,
-        "query_string": b"",
+        "path": bare_path,
+        "query_string": query.encode(),
         "scheme": "http",
         "server": ("testserver", 80),
         "client": ("127.0.0.1", 40000),
         "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"cookie", cookies.encode()), (b"accept-encoding", b"gzip")],
+        "headers": [
+            (b"host", b"testserver"),
+            (b"cookie", cookies.encode()),
+            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+        ],
     }
     health_check = application.application_mapping["http"]
     assert isinstance(health_check, HealthCheck)  # /healthz, in front of the page cache
@@ -141,7 +147,7 @@ def get_page(client: Client, path: str) -> Page:
     hit = fast_pages.serve(scope)
     response: HttpResponseBase
     if hit is None:
-        response = client.get(path, headers={"accept-encoding": "gzip"})
+        response = client.get(path, headers=headers)
     else:
         response = hit
         client.cookies.update(hit.cookies)
