@@ -9,10 +9,13 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chat.handshake import format_autobahn_debug_lines_lazily  # noqa: E402
 from chat.health import HealthCheck  # noqa: E402
 from chat.pagecache import FastPages  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.socket_session import socket_auth_stack  # noqa: E402
+
+format_autobahn_debug_lines_lazily()  # a dropped debug line cost every handshake a pformat
 
 application = ProtocolTypeRouter(
     {
