@@ -76,7 +76,7 @@ def _ordered(batch: list[_Waiting]) -> list[_Waiting]:
 
 def _in_one_transaction(batch: list[_Waiting]) -> tuple[list[Reply | Exception], list]:
     replies: list[Reply | Exception] = []
-    with broadcast.collected() as events, transaction.atomic():
+    with broadcast.collected() as events, broadcast.bumped_once() as bumped, transaction.atomic():
         for waiting in batch:
             try:
                 with transaction.atomic():  # a savepoint: a failing post takes only itself back
@@ -87,6 +87,7 @@ def _in_one_transaction(batch: list[_Waiting]) -> tuple[list[Reply | Exception],
             # A savepoint could not be rolled back (the connection broke): the transaction would
             # end in a silent rollback, and no post of it may be acknowledged.
             raise OperationalError("The batch's transaction could not go on; nothing of it was stored.")
+    broadcast.bump_committed(bumped)  # before the broadcasts: no page served stale after them
     return replies, events
 
 

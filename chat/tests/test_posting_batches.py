@@ -4,6 +4,7 @@ and acknowledged on its own: the flood limit holds across them, every acknowledg
 and shown exactly once, and one post that fails takes nothing of the others with it."""
 
 import asyncio
+import http.client
 import uuid
 from html import escape
 
@@ -12,7 +13,7 @@ from chat.services import TOO_FAST
 from chat.tests.support import FORM, NEW_MESSAGE
 from chat.tests.test_flood_concurrency import database  # noqa: F401  # the fixture: SQLite, then PostgreSQL
 from chat.tests.test_outages import Page, sign_in
-from testsupport.servers import manage
+from testsupport.servers import DaphneServer, manage
 
 TABS = 8
 LIMIT = 5  # the default CHAT_FLOOD_MESSAGES, in its default 5 s window
@@ -96,3 +97,39 @@ def test_posts_sent_together_are_each_stored_and_shown_once_though_one_of_them_f
     assert [sum(text in frame for frame in shown) for text in texts] == [
         0 if number == signed_out else 1 for number in range(POSTERS)
     ]
+
+
+def room_page(server: DaphneServer, session: str) -> str:
+    """The room page as a signed-in browser gets it (served from the page cache when it can be)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.request(
+        "GET", "/rooms/lobby/", headers={"Host": "127.0.0.1", "Cookie": f"sessionid={session}"}
+    )
+    response = connection.getresponse()
+    page = response.read().decode()
+    connection.close()
+    assert response.status == 200
+    return page
+
+
+def test_the_room_page_shows_posts_sent_together_as_soon_as_they_are_acknowledged(
+    start_daphne, site_env: dict[str, str]
+) -> None:
+    manage(site_env, "collectstatic", "--noinput")  # the page links the hashed CSS
+    server = start_daphne()
+    sessions = [sign_in(site_env)[1] for _ in range(4)]
+    texts = [f"cached page {number} {uuid.uuid4()}" for number in range(len(sessions))]
+    room_page(server, sessions[0])
+    room_page(server, sessions[0])  # now cached for this role
+
+    async def scenario() -> None:
+        posters = [await Page.open(server, session) for session in sessions]
+        await asyncio.gather(*(page.post(text) for page, text in zip(posters, texts, strict=True)))
+        await asyncio.gather(*(answer_to(page) for page in posters))
+
+    asyncio.run(scenario())
+
+    page = room_page(server, sessions[0])
+    assert [text in page for text in texts] == [True] * len(texts), (
+        "a cached page left out acknowledged posts"
+    )
