@@ -11,7 +11,6 @@ acknowledged or neither, as before.
 """
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,8 +18,6 @@ from channels.db import database_sync_to_async
 from django.db import OperationalError, transaction
 
 from chat import broadcast
-
-log = logging.getLogger(__name__)
 
 # A batch is the posts that arrived while the one before it ran; this many at most, so that a
 # burst is answered in steps and the first in it waits for no more than this many.
@@ -32,7 +29,7 @@ Reply = str
 @dataclass
 class _Waiting:
     work: Callable[[], Reply]
-    order: int  # who it is for: the batch runs in this order (see _ordered)
+    order: int  # the poster's id: a batch runs in this order (see _ordered)
     outcome: "asyncio.Future[Reply]"
 
 
@@ -75,6 +72,7 @@ def _ordered(batch: list[_Waiting]) -> list[_Waiting]:
 
 
 def _in_one_transaction(batch: list[_Waiting]) -> tuple[list[Reply | Exception], list]:
+    """Each post's reply (or what it raised), and the events the commit let out, to send."""
     replies: list[Reply | Exception] = []
     with broadcast.collected() as events, broadcast.bumped_once() as bumped, transaction.atomic():
         for waiting in batch:
