@@ -207,7 +207,7 @@ def _without_menu(message: ShownMessage, html: str) -> str:
     """The message's HTML with its menu taken out (the last of it: the menu comes after the text);
     tombstones have none."""
     before, menu, after = html.rpartition(_partial(MESSAGES, "message_actions", {"message": message}))
-    return before + after if menu else html
+    return SafeString(before + after) if menu else html  # rendered HTML still: not escaped again
 
 
 def new_message_html(message: Message) -> dict[Role, str]:

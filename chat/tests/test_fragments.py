@@ -81,6 +81,10 @@ def test_a_visitors_look_of_a_message_is_exactly_as_rendered_for_visitors(
         )
         assert fragments._message_look_html(message, oob, False) == rendered
     assert "message-actions" in fragments._message_look_html(shown[0], oob, True)
+    # And it goes into the visitors' frame as HTML, not as text.
+    assert (
+        f'<article class="message" id="message-{plain.pk}"' in fragments.new_message_html(plain)[Role.VISITOR]
+    )
 
 
 def test_a_deleted_message_is_taken_out_of_every_page(lobby: Room) -> None:
