@@ -96,8 +96,39 @@ def bump_all() -> None:
 def _bump(*keys: str) -> None:
     # Now, for readers inside this transaction, and again after the commit: a page rendered
     # between the two from data read before the commit is stored under the older version.
+    batched = getattr(_bumped_in_batch, "keys", None)
+    if batched is not None:  # once per batch instead (see bumped_once)
+        first_time = [key for key in keys if key not in batched]
+        if first_time:
+            _bump_now(*first_time)
+            batched.update(first_time)
+        return
     _bump_now(*keys)
     transaction.on_commit(lambda: _stored_anyway(_bump_now, *keys), robust=False)
+
+
+# The keys bumped inside `bumped_once()` in this thread.
+_bumped_in_batch = threading.local()
+
+
+@contextmanager
+def bumped_once() -> Iterator[set[str]]:
+    """Around a transaction holding many changes (chat/posting.py): each page version is bumped
+    the first time a change names it, not once per change, and the caller bumps all it names
+    again once its transaction has committed (`bump_committed`). A change that was rolled back
+    leaves its keys named: bumping a version needlessly costs a page render, never a stale page."""
+    keys: set[str] = set()
+    _bumped_in_batch.keys = keys
+    try:
+        yield keys
+    finally:
+        _bumped_in_batch.keys = None
+
+
+def bump_committed(keys: set[str]) -> None:
+    """The after-commit bump of what a `bumped_once()` block named."""
+    if keys:
+        _stored_anyway(_bump_now, *keys)
 
 
 def _room_saved(sender: type, instance: Room | Message | Membership | Ban | Mute, **kwargs: object) -> None:

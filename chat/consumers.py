@@ -21,7 +21,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from chat import actions, broadcast, fragments, queries, reading, services
+from chat import actions, broadcast, fragments, posting, queries, reading, services
 from chat.hub import BROKER_DOWN, Hub, HubConsumer, hub
 from chat.models import Room, account_group_name, live_updates_paused
 from chat.payloads import BadFrame, parse_ws_send
@@ -215,7 +215,7 @@ class RoomConsumer(HubConsumer):
             await self.send(fragments.notice_html(BROKER_DOWN, error=True))
             return
         try:
-            reply, events = await database_sync_to_async(self._answer)(data)
+            reply = await self._reply(data)
         except (OperationalError, InterfaceError) as problem:
             await self._refuse_frame(DATABASE_DOWN, problem)
             return
@@ -225,8 +225,17 @@ class RoomConsumer(HubConsumer):
         except SessionEnded as ended:
             await self._session_ended(ended)
             return
-        await broadcast.send_collected(events)
         await self.send(reply)
+
+    async def _reply(self, data: dict) -> str:
+        """The reply to a frame once what it changed is committed and broadcast. Posts go in the
+        process's next batch (chat.posting): one hop and one commit for those that came together."""
+        if (data.get("action") or "post") == "post":
+            post = functools.partial(actions.handle, self.room, self.user, data, self.session_key)
+            return await posting.batcher().answer(post, order=self.user_id or 0)
+        reply, events = await database_sync_to_async(self._answer)(data)
+        await broadcast.send_collected(events)
+        return reply
 
     def _answer(self, data: dict) -> tuple[str, list[tuple[str, dict]]]:
         """The reply to a frame, and the events it committed, for the event loop to send."""
@@ -331,7 +340,14 @@ class RoomConsumer(HubConsumer):
     async def _handle(self, message: dict) -> None:
         """Run the handler (its count is already taken), then pass on what the hub held meanwhile."""
         try:
-            await super().dispatch(message)
+            if message["type"] == "websocket.receive":
+                # Not through Channels' dispatch, which first hops to the one database thread to
+                # close old connections, so every frame would wait there behind the posts being
+                # stored: whatever a frame reads or writes goes through database_sync_to_async,
+                # which closes them itself, in that thread, before and after.
+                await self.websocket_receive(message)  # type: ignore[arg-type]  # as dispatch passes it
+            else:
+                await super().dispatch(message)
         finally:
             self.handlers_running -= 1
             while self.held and not self.handlers_running:

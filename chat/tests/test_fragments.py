@@ -58,6 +58,35 @@ def test_visitors_get_messages_without_any_action_forms(lobby: Room, alice: Acco
     assert 'name="action"' not in html
 
 
+MENU_LIKE_TEXT = '<details class="message-actions">··· typed as text</details>'
+
+
+@pytest.mark.parametrize("oob", [False, True])
+def test_a_visitors_look_of_a_message_is_exactly_as_rendered_for_visitors(
+    lobby: Room, alice: Account, oob: bool
+) -> None:
+    """Visitors' looks are derived from the signed-in look (rendered once for both): byte for byte
+    what the template renders for visitors, for every kind of message a page shows."""
+    plain = Message.objects.create(room=lobby, author=alice, body="**hello** there")
+    continued = Message.objects.create(room=lobby, author=alice, body="and more")
+    reply = Message.objects.create(room=lobby, author=alice, body=MENU_LIKE_TEXT, reply_to=plain)
+    removed = Message.objects.create(room=lobby, author=alice, body="spam", removed_at=timezone.now())
+    deleted = Message.objects.create(room=lobby, author=alice, body="", deleted_at=timezone.now())
+    shown = [fragments._in_place(message) for message in (plain, continued, reply, removed, deleted)]
+    assert shown[1].continued
+
+    for message in shown:
+        rendered = fragments._partial(
+            fragments.MESSAGES, "message", {"message": message, "oob": oob, "has_menu": False}
+        )
+        assert fragments._message_look_html(message, oob, False) == rendered
+    assert "message-actions" in fragments._message_look_html(shown[0], oob, True)
+    # And it goes into the visitors' frame as HTML, not as text.
+    assert (
+        f'<article class="message" id="message-{plain.pk}"' in fragments.new_message_html(plain)[Role.VISITOR]
+    )
+
+
 def test_a_deleted_message_is_taken_out_of_every_page(lobby: Room) -> None:
     assert '<div id="message-41" hx-swap-oob="delete"></div>' in fragments.deleted_message_html(41)
 
