@@ -25,7 +25,15 @@ from chat import actions, broadcast, fragments, queries, reading, services
 from chat.hub import BROKER_DOWN, Hub, HubConsumer, hub
 from chat.models import Room, account_group_name, live_updates_paused
 from chat.payloads import BadFrame, parse_ws_send
-from chat.sockets import bound_kernel_buffer, open_sockets, send_buffer_of, take_socket, unsent_bytes
+from chat.sockets import (
+    bound_kernel_buffer,
+    direct_protocol,
+    open_sockets,
+    send_buffer_of,
+    take_socket,
+    unsent_bytes,
+    write_text,
+)
 from chat.standing import (
     SessionEnded,
     Standing,
@@ -90,6 +98,8 @@ class RoomConsumer(HubConsumer):
     # or the server restarts (see restart).
     main_task: asyncio.Task | None = None
     send_buffer: object | None = None  # daphne's Twisted transport, when served by daphne
+    # daphne's protocol, to write text frames to directly (chat.sockets.write_text), when served by daphne.
+    direct: object | None = None
     fell_behind = False
     # How far this socket has shown the room, and how far that is stored (chat.reading).
     read_up_to = 0
@@ -118,6 +128,7 @@ class RoomConsumer(HubConsumer):
         await self.accept()
         self._forget_handshake()
         self.send_buffer = send_buffer_of(self.base_send)
+        self.direct = direct_protocol(self.base_send)
         bound_kernel_buffer(self.send_buffer)
         try:
             await self._join_groups(room, viewer)
@@ -180,7 +191,8 @@ class RoomConsumer(HubConsumer):
         if self.fell_behind:
             return
         try:
-            await super().send(text_data, bytes_data, close)
+            if not text_data or close or self.direct is None or not write_text(self.direct, text_data):
+                await super().send(text_data, bytes_data, close)
         except Disconnected:
             log.debug("Socket %s went away before a frame could be sent", self.socket_id)
         except PayloadExceededError as problem:
