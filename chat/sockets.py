@@ -24,6 +24,7 @@ from typing import Any
 from autobahn.websocket.protocol import WebSocketProtocol
 from channels.sessions import InstanceSessionWrapper
 from django.conf import settings
+from twisted.internet.tcp import Connection
 
 from chat.accounts import scope_address
 from chat.standing import User
@@ -185,7 +186,7 @@ def write_text(protocol: Any, text: str) -> bool:
         or protocol.trackedTimings
     ):
         return False
-    protocol.transport.write(frame)
+    _write_now(protocol.transport, frame)
     stats = protocol.trafficStats  # counted as autobahn counts them, though nothing here reads them
     stats.outgoingWebSocketMessages += 1
     stats.outgoingWebSocketFrames += 1
@@ -193,3 +194,29 @@ def write_text(protocol: Any, text: str) -> bool:
     stats.outgoingOctetsWebSocketLevel += length
     stats.outgoingOctetsWireLevel += len(frame)
     return True
+
+
+def _write_now(transport: Any, frame: bytes) -> None:
+    """Hand `frame` to the kernel at once when nothing waits before it, as asyncio's own transports
+    do; what the kernel does not take (and every frame of a TLS or busy connection) goes through
+    Twisted's buffer. Twisted would always buffer it, watch the socket for writability and send on
+    the next turn of the loop: two more changes of the poller's interest per frame and socket."""
+    if (
+        not isinstance(transport, Connection)
+        or transport.TLS
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnected
+        or transport._tempDataLen
+        or len(transport.dataBuffer) > transport.offset
+    ):
+        transport.write(frame)
+        return
+    try:
+        sent = transport.socket.send(frame)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        sent = 0  # a broken connection: Twisted's own write finds out and closes it
+    if sent < len(frame):
+        transport.write(frame[sent:])
