@@ -113,12 +113,12 @@ def _websocket_protocol(send: Callable) -> Any | None:
     return None
 
 
-# Finished frames written straight to autobahn ----------------------------------------------
+# Finished frames written straight to the connection ----------------------------------------
 # A broadcast goes to every socket of a room as the same text. Through Channels and daphne each
 # socket would pay for the whole way down: the session wrapper's send, daphne's reply handling,
-# the text encoded to UTF-8 again, autobahn's header built and joined to a copy of the payload.
-# Here the frame's bytes are built once and handed to each connection's transport, as autobahn's
-# sendMessage would hand them, whenever that is all it would do.
+# the text encoded to UTF-8 again, autobahn's header built and joined to a copy of the payload,
+# then Twisted's buffering. Here the frame's bytes are built once and handed to each connection
+# as autobahn's sendMessage would hand them, whenever that is all it would do.
 
 FIN_TEXT = 0x81  # a final frame (no fragments) of text, no extension bits
 
