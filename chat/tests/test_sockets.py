@@ -310,12 +310,16 @@ def test_frames_of_every_length_reach_a_strict_client_as_sent(start_daphne, site
     long_text = WORDS * 110  # about 2,000 characters, 2,500 bytes
 
     async def talk() -> tuple[str, str, str]:
-        origin, limits = Origin(server.url), {"max_size": None}
+        origin = Origin(server.url)
         writer_headers = {"Cookie": f"sessionid={sessions[-1]}"}
         reader_headers = {"Cookie": f"sessionid={sessions[-2]}"}
         async with (
-            websockets.connect(url, origin=origin, additional_headers=writer_headers, **limits) as writer,
-            websockets.connect(url, origin=origin, additional_headers=reader_headers, **limits) as reader,
+            websockets.connect(
+                url, origin=origin, additional_headers=writer_headers, max_size=None
+            ) as writer,
+            websockets.connect(
+                url, origin=origin, additional_headers=reader_headers, max_size=None
+            ) as reader,
         ):
             for n in range(30):  # 30 long messages: the next history is past 64 KiB
                 await writer.send(ws_send_frame(f"{n} {long_text}", slug=slug))
@@ -323,7 +327,7 @@ def test_frames_of_every_length_reach_a_strict_client_as_sent(start_daphne, site
             await writer.send(TYPING_FRAME)
             typing = await frame_with(reader, TYPING)
         async with websockets.connect(
-            url, origin=origin, additional_headers=reader_headers, **limits
+            url, origin=origin, additional_headers=reader_headers, max_size=None
         ) as late:
             history = await frame_with(late, HISTORY)
         return typing, message, history
