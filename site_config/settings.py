@@ -146,7 +146,7 @@ elif REDIS_URL:
 else:
     # One hub channel per process carries every room's events (chat/hub.py): give it room.
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 10000}}
+        "default": {"BACKEND": "chat.layers.DirectInMemoryChannelLayer", "CONFIG": {"capacity": 10000}}
     }
 
 # The page cache's versions (chat/broadcast.py): per process by default; shared through Redis when

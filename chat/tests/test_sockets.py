@@ -22,8 +22,11 @@ from chat.sockets import TOO_MANY_FROM_ADDRESS, TOO_MANY_TABS, open_sockets, tak
 from chat.standing import Account
 from chat.tests.support import (
     FORM,
+    HISTORY,
     NEW_MESSAGE,
     NOTICE,
+    TYPING,
+    TYPING_FRAME,
     SocketOpener,
     close_code_after_reading,
     open_unread_socket,
@@ -31,6 +34,7 @@ from chat.tests.support import (
     rss_bytes,
     session_of,
     signed_in_session_in,
+    typing_text,
     without_announcement,
     ws_send_frame,
 )
@@ -286,3 +290,57 @@ async def chatter(url: str, site: str, session: str) -> None:
             await socket.send(ws_send_frame(f"{n} {LONG_POST}", slug=url.rstrip("/").rsplit("/", 1)[-1]))
             while FORM not in str(await asyncio.wait_for(socket.recv(), 20)):
                 pass
+
+
+# Frames written straight to daphne's connections (chat.sockets.write_text) ------------------
+
+WORDS = "héllo wörld 🎉 ✓ "  # more bytes than characters in UTF-8: a length counted in the wrong unit shows
+
+
+def test_frames_of_every_length_reach_a_strict_client_as_sent(start_daphne, site_env) -> None:
+    """What every socket of a room is sent, short (a typing line, under 126 bytes), long (a message
+    in UTF-8, 126 bytes to 64 KiB) or longer (a history past 64 KiB), reaches a client that checks
+    every frame (the `websockets` library) with its text as sent, and the socket stays open."""
+    from testsupport.servers import manage
+
+    server = start_daphne(CHAT_FLOOD_MESSAGES="1000000")
+    slug = f"frames-{uuid.uuid4().hex[:8]}"
+    sessions = manage(site_env, "shell", "-c", ROOM_AND_CHATTERS.format(slug=slug, chatters=2)).split()
+    url = server.url.replace("http", "ws") + f"/ws/rooms/{slug}/"
+    long_text = WORDS * 110  # about 2,000 characters, 2,500 bytes
+
+    async def talk() -> tuple[str, str, str]:
+        origin = Origin(server.url)
+        writer_headers = {"Cookie": f"sessionid={sessions[-1]}"}
+        reader_headers = {"Cookie": f"sessionid={sessions[-2]}"}
+        async with (
+            websockets.connect(
+                url, origin=origin, additional_headers=writer_headers, max_size=None
+            ) as writer,
+            websockets.connect(
+                url, origin=origin, additional_headers=reader_headers, max_size=None
+            ) as reader,
+        ):
+            for n in range(30):  # 30 long messages: the next history is past 64 KiB
+                await writer.send(ws_send_frame(f"{n} {long_text}", slug=slug))
+                message = await frame_with(reader, NEW_MESSAGE)
+            await writer.send(TYPING_FRAME)
+            typing = await frame_with(reader, TYPING)
+        async with websockets.connect(
+            url, origin=origin, additional_headers=reader_headers, max_size=None
+        ) as late:
+            history = await frame_with(late, HISTORY)
+        return typing, message, history
+
+    typing, message, history = asyncio.run(talk())
+
+    assert len(typing.encode()) < 126 and typing_text(typing), typing
+    assert f"29 {long_text.strip()}" in message
+    assert len(history.encode()) > 65535
+    assert history.count(long_text.strip()) >= 30
+
+
+async def frame_with(client, marker: str) -> str:
+    while marker not in (frame := str(await asyncio.wait_for(client.recv(), 10))):
+        pass
+    return frame
