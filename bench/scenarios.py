@@ -260,6 +260,8 @@ async def fan_out(server: Server, plan: Plan) -> Rows:
             members += joining
             await opened(joining, plan.join_timeout)
             await settled(server, room, members, listed=len(members) + len(senders))
+            if size == plan.fan_sizes[0]:
+                await warm_up(members, senders, plan)
             rows |= await latency_rows(size, members, senders[:1], plan)
             if size == 100:
                 rows["cpu_fixed"] = await cpu_at_fixed_rate(server, members, senders, plan)
@@ -267,6 +269,12 @@ async def fan_out(server: Server, plan: Plan) -> Rows:
     finally:
         drop_all(members + senders)
     return rows
+
+
+async def warm_up(members: list[Member], senders: list[Member], plan: Plan) -> None:
+    """One message from each sender, not counted: a freshly started server's first post fills its
+    caches (templates, the room's queries), and of ten messages the slowest is the p99."""
+    await measure(Tracker("warm", len(members)), members, senders, plan.fan_rate, len(senders), drain=10)
 
 
 def senders_of(server: Server, plan: Plan) -> list[str]:
