@@ -73,3 +73,27 @@ def test_typing_shows_to_the_other_person_and_then_goes_away(server, new_user):
     bob.locator("#message-form input[name=message]").press("Enter")
     expect(message_by(alice, "hold on, writing more")).to_be_visible()
     expect(alice.locator("#typing")).to_have_text("", timeout=2_000)  # at once, not 6 s later
+
+
+# Presses the first emoji of a picker the moment it is put in the page, before anything else runs.
+PRESS_ON_ARRIVAL = """() => new MutationObserver((changes, observer) => {
+  const button = document.querySelector(".reaction-picker button");
+  if (button) { observer.disconnect(); button.click(); }
+}).observe(document.body, {childList: true, subtree: true})"""
+
+
+def test_an_emoji_pressed_the_moment_the_menu_shows_reacts_in_place(server, new_user):
+    """A quick hand (or a slow phone) presses before htmx has settled the fetched menu: the press
+    still goes over the socket, and the page stays (it once posted natively and got a 403)."""
+    alice, bob = new_user(server.url, "alice"), new_user(server.url, "bob")
+    for page in (alice, bob):
+        open_room(page, server.url)
+    send(alice, "Quick hands")
+    room_url = bob.url
+    bob.evaluate(PRESS_ON_ARRIVAL)
+    message_by(bob, "Quick hands").hover()
+    message_by(bob, "Quick hands").locator(".message-actions summary").click()
+
+    expect(chip(alice, "Quick hands", "👍")).to_have_text("👍 1")
+    expect(chip(bob, "Quick hands", "👍")).to_have_text("👍 1")
+    assert bob.url == room_url
