@@ -31,6 +31,13 @@ from chat.tests.support import (
 from testsupport.servers import DaphneServer, RedisServer, free_port, manage, production_like_env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def asgi_application_loaded() -> None:
+    """Load the ASGI app before any test: its django.setup() applies LOGGING again, which drops the
+    handler that `caplog` put on the root logger, so the first test to load it captured no logs."""
+    import site_config.asgi  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = FAST_HASHERS
