@@ -124,7 +124,9 @@ def open_socket(
         source_address=(source, 0),
         proxy=None,
         ping_interval=0.5,
-        open_timeout=10,
+        # Generous: under CI's load a handshake through TLS and the proxy once took over 10 s, and
+        # these tests are about who is let in, not how fast.
+        open_timeout=30,
     )
 
 
@@ -330,7 +332,7 @@ def test_a_websocket_from_a_foreign_origin_is_refused(shape):
     assert refused.value.response.status_code == 403
 
     with open_socket(shape, "/ws/rooms/lobby/") as from_parley:  # the same socket from Parley's own pages
-        assert 'id="messages"' in str(from_parley.recv(timeout=10))
+        assert 'id="messages"' in str(from_parley.recv(timeout=30))
 
 
 def test_check_deploy_is_clean_with_the_variables_the_deploy_uses(shape):
@@ -367,12 +369,12 @@ def test_an_address_over_its_socket_limit_is_refused_while_another_gets_in(stric
             socket = held.enter_context(
                 open_socket(strict_shape, "/ws/rooms/lobby/", source=FLOODER, forged=f"203.0.113.{number}")
             )
-            assert 'id="messages"' in str(socket.recv(timeout=10))
+            assert 'id="messages"' in str(socket.recv(timeout=30))
 
         with open_socket(strict_shape, "/ws/rooms/lobby/", source=FLOODER, forged="198.51.100.9") as over:
-            assert TOO_MANY_FROM_ADDRESS in str(over.recv(timeout=10))
+            assert TOO_MANY_FROM_ADDRESS in str(over.recv(timeout=30))
         with open_socket(strict_shape, "/ws/rooms/lobby/", source="127.0.0.1") as other:
-            assert 'id="messages"' in str(other.recv(timeout=10))
+            assert 'id="messages"' in str(other.recv(timeout=30))
 
 
 # 4. A body over the limit gets a sentence -----------------------------------------------------------
