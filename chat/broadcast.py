@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from typing import cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -153,10 +154,56 @@ post_save.connect(_user_saved, sender=get_user_model(), dispatch_uid="pages-user
 post_delete.connect(_user_saved, sender=get_user_model(), dispatch_uid="pages-user-deleted")
 
 
+# One event carrying several events for one room's groups, in order (see `_bundled`).
+BUNDLE = "room.bundle"
+
+
+def room_of_group(group: str) -> int | None:
+    """The room a group is about: room.<pk>, its role and user groups, and its room lists'
+    unread.<pk>; None for an account's or a user's groups."""
+    kind, key, *_ = group.split(".")
+    return int(key) if kind in ("room", "unread") and key.isdigit() else None
+
+
+def bundle_group(room_id: int) -> str:
+    """Every hub with a socket in any of the room's groups listens here too (chat/hub.py)."""
+    return f"bundle.{room_id}"
+
+
+def _bundled(events: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """Each run of events in a row for one room's groups as one event: a post's five (its three
+    looks, its author's typing stopped, the room lists' count), or a batch's posts in one room, go
+    out as one message, so with Redis one PUBLISH, and every other process reads it and wakes its
+    hub once, not five times. Order is kept: a run is cut at any event for another room or none,
+    and each hub hands the parts on in order, to the groups it has sockets in."""
+    sent: list[tuple[str, dict]] = []
+    run: list[list] = []
+    run_room: int | None = None
+
+    def flush() -> None:
+        if len(run) == 1:
+            sent.append((run[0][0], run[0][1]))
+        elif run:
+            sent.append((bundle_group(cast(int, run_room)), {"type": BUNDLE, "parts": list(run)}))
+        run.clear()
+
+    for group, event in events:
+        room_id = room_of_group(group)
+        if room_id is None or room_id != run_room:
+            flush()
+        if room_id is None:
+            sent.append((group, event))
+        else:
+            run.append([group, event])
+        run_room = room_id
+    flush()
+    return sent
+
+
 async def _send(events: list[tuple[str, dict]]) -> None:
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS always has a default layer"
-    for group, event in events:
+    for group, event in _bundled(events):
         # Each process's hub subscribes once to many groups: the event says which one it is for.
         await layer.group_send(group, event | {"group": group})
 

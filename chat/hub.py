@@ -123,6 +123,9 @@ class Hub:
         self.members: dict[str, set[LocalSocket]] = defaultdict(set)
         self.group_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.subscribed: set[str] = set()
+        # Per room, how many of its groups (broadcast.room_of_group) are subscribed: while any
+        # is, the hub also listens to the room's bundle group (broadcast.bundle_group).
+        self.bundle_users: dict[int, int] = {}
         self.tasks: list[asyncio.Task] = []
         self.start_lock = asyncio.Lock()
         self.history: dict[HistoryKey, str] = {}
@@ -199,6 +202,9 @@ class Hub:
             async with self.group_locks[group]:
                 self.members[group].add(socket)
                 if group not in self.subscribed:
+                    # The bundle first: from the moment the group counts as subscribed, its events
+                    # reach this hub whether they travel alone or in a bundle.
+                    await self._bundle_needed(group)
                     await self.layer.group_add(group, self.channel)
                     self.subscribed.add(group)
 
@@ -214,6 +220,7 @@ class Hub:
                     self._forget_typing(group)
                     self._forget_members(group)
                     await self.layer.group_discard(group, self.channel)
+                    await self._bundle_unneeded(group)
         if for_good:
             self.local.discard(socket)
             if not self.local:
@@ -221,6 +228,31 @@ class Hub:
 
     def sockets_in(self, group: str) -> list[LocalSocket]:
         return list(self.members.get(group, ()))
+
+    async def _bundle_needed(self, group: str) -> None:
+        room_id = broadcast.room_of_group(group)
+        if room_id is None:
+            return
+        bundle = broadcast.bundle_group(room_id)
+        async with self.group_locks[bundle]:
+            if room_id not in self.bundle_users:
+                await self.layer.group_add(bundle, self.channel)
+            self.bundle_users[room_id] = self.bundle_users.get(room_id, 0) + 1
+
+    async def _bundle_unneeded(self, group: str) -> None:
+        room_id = broadcast.room_of_group(group)
+        if room_id is None or room_id not in self.bundle_users:
+            return
+        bundle = broadcast.bundle_group(room_id)
+        async with self.group_locks[bundle]:
+            self.bundle_users[room_id] -= 1
+            if self.bundle_users[room_id] <= 0:
+                del self.bundle_users[room_id]
+                await self.layer.group_discard(bundle, self.channel)
+
+    def subscriptions(self) -> list[str]:
+        """Every group this hub listens to: its sockets' groups and their rooms' bundle groups."""
+        return [*map(broadcast.bundle_group, self.bundle_users), *self.subscribed]
 
     # Events from the layer ------------------------------------------------------------------
 
@@ -238,6 +270,9 @@ class Hub:
                 log.exception("The hub could not deliver %s", event.get("type"))
 
     async def deliver(self, event: dict) -> None:
+        if event["type"] == broadcast.BUNDLE:
+            await self._unbundle(event)
+            return
         group = event["group"]
         if event["type"] == TYPING:
             await self._typing_arrived(group, event)
@@ -254,6 +289,13 @@ class Hub:
                 await socket.deliver(event)
             except Exception:
                 log.exception("Socket %s failed on %s", socket.socket_id, event["type"])
+
+    async def _unbundle(self, bundle: dict) -> None:
+        """Each part in order, as if it had come alone: to the groups this hub is subscribed to,
+        as the layer would have brought it only to those."""
+        for group, event in bundle["parts"]:
+            if group in self.subscribed:
+                await self.deliver(event | {"group": group})
 
     # History cache --------------------------------------------------------------------------
 
@@ -502,7 +544,7 @@ class Hub:
         for room in await database_sync_to_async(services.reap_stale_processes)():
             self.members_changed(room)
         # Group memberships expire in the layer (group_expiry): renew ours (all afresh on recovery).
-        for group in [] if self.broker_down else list(self.subscribed):
+        for group in [] if self.broker_down else self.subscriptions():
             await self.layer.group_add(group, self.channel)
         await self.recheck_accounts()
 
@@ -582,7 +624,7 @@ class Hub:
         if isinstance(self.layer, RedisPubSubChannelLayer):
             await self.layer.flush()
         self.channel = await self.layer.new_channel("hub.")  # type: ignore[call-arg]
-        for group in list(self.subscribed):
+        for group in self.subscriptions():
             async with self.group_locks[group]:
                 await self.layer.group_add(group, self.channel)
         self.listener = asyncio.create_task(self._listen())

@@ -15,10 +15,14 @@ from chat.tests.support import (
     MENU,
     NEW_MESSAGE,
     SESSION_ENDED,
+    TYPING,
+    TYPING_FRAME,
+    ListOpener,
     SocketOpener,
     drain,
     receive_close,
     receive_until,
+    typing_text,
     ws_send_frame,
 )
 from testsupport.servers import RedisServer
@@ -110,6 +114,43 @@ async def test_sockets_on_two_server_processes_exchange_messages_through_redis(
     finally:
         await sender.disconnect()
         await reader.disconnect()
+        await first_process.flush()
+        await second_process.flush()
+
+
+async def test_every_part_of_a_post_reaches_the_other_process_whatever_its_sockets_are_through_redis(
+    redis_channel_layer: str,
+    open_socket: SocketOpener,
+    open_list: ListOpener,
+    lobby: Room,
+    alice: Account,
+    bob: Account,
+) -> None:
+    """A post travels to the other processes as one event (chat.broadcast.BUNDLE); a process with
+    only a visitor in the room and only a room list still gets the visitor's look, the typing
+    stopped and the unread count, exactly as each came alone before."""
+    first_process = get_channel_layer()
+    sender = await open_socket(user=alice)
+    channel_layers.backends = {}
+    second_process = get_channel_layer()
+    assert isinstance(first_process, RedisChannelLayer | RedisPubSubChannelLayer)
+    assert isinstance(second_process, RedisChannelLayer | RedisPubSubChannelLayer)
+    assert first_process is not second_process
+    visitor, bobs_list = await open_socket(), await open_list(bob)
+    try:
+        await drain(bobs_list)
+        await drain(visitor)
+        await sender.send_to(text_data=TYPING_FRAME)
+        assert typing_text(await receive_until(visitor, TYPING)) == "alice is typing…"
+
+        await sender.send_to(text_data=ws_send_frame("one event"))
+
+        seen = await receive_until(visitor, NEW_MESSAGE)
+        assert "one event" in seen and MENU not in seen
+        assert typing_text(await receive_until(visitor, TYPING)) == ""
+        counted = await receive_until(bobs_list, f'id="unread-{lobby.pk}"')
+        assert "(1) Rooms" in counted
+    finally:
         await first_process.flush()
         await second_process.flush()
 
