@@ -5,7 +5,9 @@ the admin shows in open browsers exactly like one taken from the room page. Send
 for the database commit: nobody sees what was not stored.
 """
 
+import asyncio
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -16,12 +18,15 @@ from typing import cast
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.http import HttpRequest
+from redis.asyncio import Redis as AsyncRedis
 
 from chat import fragments, queries
 from chat.models import Ban, Membership, Message, Mute, Role, Room, account_group_name
@@ -126,10 +131,45 @@ def bumped_once() -> Iterator[set[str]]:
         _bumped_in_batch.keys = None
 
 
-def bump_committed(keys: set[str]) -> None:
-    """The after-commit bump of what a `bumped_once()` block named."""
-    if keys:
-        _stored_anyway(_bump_now, *keys)
+async def bump_committed(keys: set[str]) -> None:
+    """The after-commit bump of what a `bumped_once()` block named, from the event loop: the one
+    database thread goes on to its next work instead of waiting for Redis's reply. The caller
+    awaits it before broadcasting, so no page is served stale after the broadcast a browser sees.
+    Until it is done, a page rendered between the in-transaction bump and the commit (from the
+    data before it) may still be served, as it could before between the commit and this bump
+    made on the database thread: nobody has been told of the change yet."""
+    if not keys:
+        return
+    fresh = {key: _fresh_version() for key in keys}
+    try:
+        client = _async_redis()
+        if client is None:
+            # An in-process cache (locmem): a dict under a lock, no I/O, so no need of a thread.
+            cache.set_many(fresh, timeout=None)
+        else:
+            # Stored as Django's RedisCache stores an int (its serializer keeps ints as they are),
+            # in one MSET: what its set_many sends without a timeout, less the MULTI/EXEC around it.
+            await client.mset({cache.make_and_validate_key(key): version for key, version in fresh.items()})
+    except Exception as problem:
+        log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
+
+
+# One asyncio Redis client per event loop and server, for the page-version bumps (tests run
+# several loops, and point the cache at another server).
+_async_clients: dict[tuple[asyncio.AbstractEventLoop, str], AsyncRedis] = {}
+
+
+def _async_redis() -> AsyncRedis | None:
+    """A client of the Redis server Django's cache writes to, None if the cache is not Redis."""
+    if not isinstance(caches["default"], RedisCache):
+        return None
+    writes_to = re.split("[;,]", settings.CACHES["default"]["LOCATION"])[0]  # as RedisCache does
+    loop = asyncio.get_running_loop()
+    if (loop, writes_to) not in _async_clients:
+        for old in [old for old in _async_clients if old[0].is_closed()]:
+            del _async_clients[old]
+        _async_clients[loop, writes_to] = AsyncRedis.from_url(writes_to)
+    return _async_clients[loop, writes_to]
 
 
 def _room_saved(sender: type, instance: Room | Message | Membership | Ban | Mute, **kwargs: object) -> None:

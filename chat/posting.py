@@ -54,11 +54,12 @@ class Batcher:
         while self.waiting:
             batch, self.waiting = self.waiting[:MOST_PER_BATCH], self.waiting[MOST_PER_BATCH:]
             try:
-                replies, events = await database_sync_to_async(_in_one_transaction)(_ordered(batch))
+                replies, events, bumped = await database_sync_to_async(_in_one_transaction)(_ordered(batch))
             except Exception as problem:  # the commit failed: nothing of the batch is stored
                 for waiting in batch:
                     _settle(waiting, problem)
                 continue
+            await broadcast.bump_committed(bumped)  # before the broadcasts: no page served stale after them
             await broadcast.send_collected(events)  # persisted, then broadcast, then acknowledged
             for waiting, reply in zip(_ordered(batch), replies, strict=True):
                 _settle(waiting, reply)
@@ -71,8 +72,9 @@ def _ordered(batch: list[_Waiting]) -> list[_Waiting]:
     return sorted(batch, key=lambda waiting: waiting.order)
 
 
-def _in_one_transaction(batch: list[_Waiting]) -> tuple[list[Reply | Exception], list]:
-    """Each post's reply (or what it raised), and the events the commit let out, to send."""
+def _in_one_transaction(batch: list[_Waiting]) -> tuple[list[Reply | Exception], list, set[str]]:
+    """Each post's reply (or what it raised), the events the commit let out, to send, and the page
+    versions to bump again now that it has committed (from the event loop: `_run`)."""
     replies: list[Reply | Exception] = []
     with broadcast.collected() as events, broadcast.bumped_once() as bumped, transaction.atomic():
         for waiting in batch:
@@ -85,8 +87,7 @@ def _in_one_transaction(batch: list[_Waiting]) -> tuple[list[Reply | Exception],
             # A savepoint could not be rolled back (the connection broke): the transaction would
             # end in a silent rollback, and no post of it may be acknowledged.
             raise OperationalError("The batch's transaction could not go on; nothing of it was stored.")
-    broadcast.bump_committed(bumped)  # before the broadcasts: no page served stale after them
-    return replies, events
+    return replies, events, bumped
 
 
 def _settle(waiting: _Waiting, result: Reply | Exception) -> None:
