@@ -154,22 +154,28 @@ async def bump_committed(keys: set[str]) -> None:
         log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
 
 
-# One asyncio Redis client per event loop and server, for the page-version bumps (tests run
-# several loops, and point the cache at another server).
-_async_clients: dict[tuple[asyncio.AbstractEventLoop, str], AsyncRedis] = {}
-
-
 def _async_redis() -> AsyncRedis | None:
     """A client of the Redis server Django's cache writes to, None if the cache is not Redis."""
     if not isinstance(caches["default"], RedisCache):
         return None
-    writes_to = re.split("[;,]", settings.CACHES["default"]["LOCATION"])[0]  # as RedisCache does
+    return redis_client(re.split("[;,]", settings.CACHES["default"]["LOCATION"])[0])  # as RedisCache does
+
+
+# One asyncio Redis client per event loop, server and timeout, kept: a new client makes a new
+# connection, and redis-py reads its own version from the installed packages' metadata for each
+# (a search of sys.path, about 10 ms of CPU: a hub checking the broker every second paid it each time).
+_async_clients: dict[tuple[asyncio.AbstractEventLoop, str, float | None], AsyncRedis] = {}
+
+
+def redis_client(url: str, timeout: float | None = None) -> AsyncRedis:
+    """This event loop's client of `url` (tests run several loops one after another)."""
     loop = asyncio.get_running_loop()
-    if (loop, writes_to) not in _async_clients:
+    key = (loop, url, timeout)
+    if key not in _async_clients:
         for old in [old for old in _async_clients if old[0].is_closed()]:
             del _async_clients[old]
-        _async_clients[loop, writes_to] = AsyncRedis.from_url(writes_to)
-    return _async_clients[loop, writes_to]
+        _async_clients[key] = AsyncRedis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    return _async_clients[key]
 
 
 def _room_saved(sender: type, instance: Room | Message | Membership | Ban | Mute, **kwargs: object) -> None:

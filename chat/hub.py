@@ -33,6 +33,7 @@ import signal
 import threading
 import time
 from collections import defaultdict
+from contextlib import suppress
 from types import FrameType
 from typing import Protocol, cast
 from weakref import WeakKeyDictionary
@@ -43,7 +44,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import BaseChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
-from redis.asyncio import Redis
 
 from chat import broadcast, fragments, queries, services
 from chat.models import Role, Room, account_group_name
@@ -692,12 +692,16 @@ def _redis_urls() -> list[str]:
 
 async def _broker_answers() -> bool:
     timeout = settings.CHAT_BROKER_CHECK_SECONDS * BROKER_FAILED_CHECKS
+    redis = None
     try:
         for url in _redis_urls():
-            async with Redis.from_url(url, socket_timeout=timeout) as redis:
-                await asyncio.wait_for(redis.ping(), timeout)
+            redis = broadcast.redis_client(url, timeout)  # kept between checks (see redis_client)
+            await asyncio.wait_for(redis.ping(), timeout)
     except Exception as problem:  # redis.exceptions.ConnectionError, TimeoutError, OSError
         log.debug("Broker check failed: %s", type(problem).__name__)
+        if redis is not None:  # the next check connects afresh, as each check used to
+            with suppress(Exception):
+                await redis.connection_pool.disconnect()
         return False
     return True
 
