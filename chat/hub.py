@@ -219,8 +219,10 @@ class Hub:
                     self._forget_history(group)
                     self._forget_typing(group)
                     self._forget_members(group)
-                    await self.layer.group_discard(group, self.channel)
-                    await self._bundle_unneeded(group)
+                    try:
+                        await self.layer.group_discard(group, self.channel)
+                    finally:  # forgotten like the group itself, even if the broker is gone
+                        await self._bundle_unneeded(group)
         if for_good:
             self.local.discard(socket)
             if not self.local:
