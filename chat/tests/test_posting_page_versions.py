@@ -17,6 +17,7 @@ async def test_a_page_rendered_before_the_batch_committed_is_stale_by_the_time_a
 ) -> None:
     reader = await open_socket()
     await drain(reader)
+    before_the_post = await database_sync_to_async(pagecache.room_versions)(lobby)
     seen_before_commit: list[tuple] = []
 
     def post_then_look() -> str:
@@ -31,4 +32,5 @@ async def test_a_page_rendered_before_the_batch_committed_is_stale_by_the_time_a
     assert "fresh news" in await receive_until(reader, NEW_MESSAGE)
 
     shown_now = await database_sync_to_async(pagecache.room_versions)(lobby)
+    assert seen_before_commit[0] != before_the_post, "a page rendered before the post would be served"
     assert shown_now != seen_before_commit[0], "a page rendered before the commit would be served now"
