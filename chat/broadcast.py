@@ -178,7 +178,7 @@ async def bump_committed(keys: set[str]) -> None:
         else:
             await redis_client(server).mset(_as_cache_stores(keys))
     except Exception as problem:
-        log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
+        _not_shown_live(problem)
 
 
 # One asyncio Redis client per event loop, server and timeout, kept: a new client makes a new
@@ -308,7 +308,7 @@ async def send_collected(events: list[tuple[str, dict]]) -> None:
     try:
         await _send(events)
     except Exception as problem:
-        log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
+        _not_shown_live(problem)
 
 
 def _deliver(events: list[tuple[str, dict]]) -> None:
@@ -319,13 +319,17 @@ def _deliver(events: list[tuple[str, dict]]) -> None:
         _stored_anyway(async_to_sync(_send), events)
 
 
+def _not_shown_live(problem: Exception) -> None:
+    log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
+
+
 def _stored_anyway(effect: Callable, *args: object) -> None:
     """Run an after-commit effect; if the broker or cache is gone, what was stored stays stored and
     acknowledged: others get it with the history when their page (or the hub) catches up."""
     try:
         effect(*args)
     except Exception as problem:
-        log.warning("Stored, but not shown live (%s): others catch up on reconnect", type(problem).__name__)
+        _not_shown_live(problem)
 
 
 def html_to_room(room: Room, html: str) -> None:

@@ -52,16 +52,16 @@ class Batcher:
 
     async def _run(self) -> None:
         while self.waiting:
-            batch, self.waiting = self.waiting[:MOST_PER_BATCH], self.waiting[MOST_PER_BATCH:]
+            batch, self.waiting = _ordered(self.waiting[:MOST_PER_BATCH]), self.waiting[MOST_PER_BATCH:]
             try:
-                replies, events, bumped = await database_sync_to_async(_in_one_transaction)(_ordered(batch))
+                replies, events, bumped = await database_sync_to_async(_in_one_transaction)(batch)
             except Exception as problem:  # the commit failed: nothing of the batch is stored
                 for waiting in batch:
                     _settle(waiting, problem)
                 continue
             await broadcast.bump_committed(bumped)  # before the broadcasts: no page served stale after them
             await broadcast.send_collected(events)  # persisted, then broadcast, then acknowledged
-            for waiting, reply in zip(_ordered(batch), replies, strict=True):
+            for waiting, reply in zip(batch, replies, strict=True):
                 _settle(waiting, reply)
 
 
